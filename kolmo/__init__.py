@@ -1,0 +1,29 @@
+"""kolmo: how much does dataset X tell me about dataset Y?
+
+Compress X, Y and their concatenation with a good compressor; the saving
+C(X) + C(Y) - C(XY) estimates the algorithmic mutual information, C(XY) - C(X) the conditional
+complexity K(Y|X). All quantities are in bits.
+
+    >>> import kolmo
+    >>> r = kolmo.joint_gap(b"abracadabra" * 20, b"abracadabra" * 20, compressor="zstd")
+    >>> r.gap > 0
+    True
+
+Importing kolmo is light: torch and transformers load only when the ``lm`` compressor is used.
+"""
+
+from .compressors.base import CodecCompressor, Compressor
+from .errors import (CorruptStreamError, KolmoError, KolmoWarning, ModelUnavailableError,
+                     StreamMismatchError, WindowWarning)
+from .inputs import as_bytes
+from .measures import JointGapResult, conditional_bits, joint_gap, ncd
+from .registry import get_compressor, list_compressors, register
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CodecCompressor", "Compressor", "CorruptStreamError", "JointGapResult", "KolmoError",
+    "KolmoWarning", "ModelUnavailableError", "StreamMismatchError", "WindowWarning", "__version__",
+    "as_bytes", "conditional_bits", "get_compressor", "joint_gap", "list_compressors", "ncd",
+    "register",
+]

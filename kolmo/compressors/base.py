@@ -1,0 +1,131 @@
+"""The compressor interface.
+
+Every compressor has a ``name``, a ``config`` dict that pins every setting that changes a result
+(codec and its version, level, model fingerprint), and four operations on bytes:
+
+``bits(data)``
+    Code length of ``data`` in bits. For the classical codecs it is the size of a real, decodable
+    stream minus the codec's constant overhead (see below); for the language-model compressor it is
+    the ideal code length sum(-log2 p) on the same schedule that ``compress`` codes.
+    ``bits_kind`` says which: ``"compressed"`` or ``"ideal"``.
+``compress(data) -> bytes`` / ``decompress(blob) -> bytes``
+    A real round trip. The stream is wrapped in kolmo's container (:mod:`kolmo.framing`) with the
+    original length and CRC-32, so a damaged stream raises :class:`~kolmo.errors.CorruptStreamError`
+    instead of returning wrong bytes.
+``conditional_bits(data, context)``
+    Code length of ``data`` when encoder and decoder both already hold ``context``.
+    ``conditional_method`` records how: ``"dictionary"`` (the codec is primed with ``context``),
+    ``"kv-cache"`` (a language model reads ``context`` first), or ``"concatenation"``
+    (``bits(context + data) - bits(context)``, for codecs that cannot be primed).
+
+Overhead, in one place: for a codec ``E``, ``bits(x) = 8 * (len(E(x)) - len(E(b"")))``, clamped at 0.
+``len(E(b""))`` is the codec's constant header/trailer cost (9 bytes for zstd, 14 for bzip2, ...):
+the decoder knows it in advance, so it carries no information about ``x``. Thus ``bits(b"") == 0``
+and short inputs are not biased upwards by a constant. kolmo's own container is not counted either.
+
+Window sizing: codecs whose window can grow are sized by :meth:`CodecCompressor._params` to the
+total length they are given. Those that cannot (zlib's 32 KiB, bzip2's 900 kB blocks) report it
+through :meth:`Compressor.window_warnings`, which the measures turn into a
+:class:`~kolmo.errors.WindowWarning` and record in their result.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Dict, List, Optional, Sequence
+
+from .. import framing
+from ..errors import CorruptStreamError
+from ..inputs import Data, as_bytes
+
+
+class Compressor(abc.ABC):
+    """Base class of all compressors (the interface documented in this module)."""
+
+    name: str = "?"
+    bits_kind: str = "compressed"
+    conditional_method: str = "concatenation"
+    #: bytes the codec can see at once; ``None`` when it is sized to the input
+    window_bytes: Optional[int] = None
+
+    @property
+    @abc.abstractmethod
+    def config(self) -> Dict[str, Any]:
+        """Every setting that changes a result, JSON-serialisable."""
+
+    @abc.abstractmethod
+    def bits(self, data: Data) -> float:
+        """Code length of ``data`` in bits (see the module docstring)."""
+
+    @abc.abstractmethod
+    def compress(self, data: Data) -> bytes:
+        """Compress ``data`` into a self-checking kolmo stream."""
+
+    @abc.abstractmethod
+    def decompress(self, blob: bytes) -> bytes:
+        """Inverse of :meth:`compress`; raises CorruptStreamError instead of returning wrong bytes."""
+
+    def bits_many(self, datas: Sequence[Data]) -> List[float]:
+        """``bits(d)`` for every ``d`` (compressors that batch, like ``lm``, override this)."""
+        return [self.bits(d) for d in datas]
+
+    def conditional_bits(self, data: Data, context: Data) -> float:
+        """Code length of ``data`` in bits given ``context``; default C(context+data) - C(context)."""
+        return self.conditional_bits_many([data], context)[0]
+
+    def conditional_bits_many(self, datas: Sequence[Data], context: Data) -> List[float]:
+        """``conditional_bits(d, context)`` for every ``d``, preparing ``context`` once where possible."""
+        ctx = as_bytes(context, name="context")
+        base = self.bits(ctx)
+        return [self.bits(ctx + as_bytes(d)) - base for d in datas]
+
+    def window_warnings(self, n_bytes: int) -> List[str]:
+        """Warnings for inputs of ``n_bytes`` in total that exceed what the codec can see at once."""
+        if self.window_bytes is not None and n_bytes > self.window_bytes:
+            return [f"{self.name}: {n_bytes} bytes exceed its {self.window_bytes}-byte window; "
+                    "C(XY) cannot reuse the start of X, so the gap is underestimated "
+                    "(use zstd, lzma or ppmd, whose windows kolmo sizes to the input)"]
+        return []
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k not in ("codec", "name"))
+        return f"<kolmo compressor {self.name} ({opts})>"
+
+
+class CodecCompressor(Compressor):
+    """A classical codec: subclasses implement ``_encode`` / ``_decode`` on raw bytes."""
+
+    _empty_cost: Optional[int] = None
+
+    @abc.abstractmethod
+    def _encode(self, data: bytes) -> bytes:
+        """The codec's raw stream for ``data`` (no kolmo container)."""
+
+    @abc.abstractmethod
+    def _decode(self, payload: bytes, length: int) -> bytes:
+        """Inverse of ``_encode``; ``length`` is the original length from the container."""
+
+    def _overhead_bytes(self) -> int:
+        if self._empty_cost is None:
+            self._empty_cost = len(self._encode(b""))
+        return self._empty_cost
+
+    def _payload_bits(self, payload_len: int) -> float:
+        return float(8 * max(0, payload_len - self._overhead_bytes()))
+
+    def bits(self, data: Data) -> float:
+        return self._payload_bits(len(self._encode(as_bytes(data))))
+
+    def compress(self, data: Data) -> bytes:
+        raw = as_bytes(data)
+        return framing.pack(self.name, self.config, raw, self._encode(raw))
+
+    def decompress(self, blob: bytes) -> bytes:
+        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.config)
+        try:
+            out = self._decode(frame.payload, frame.length)
+        except CorruptStreamError:
+            raise
+        except Exception as exc:  # the codec's own error type varies (zstd, lzma, bz2, zlib, ppmd)
+            raise CorruptStreamError(f"{self.name} could not decode the payload: {exc}") from exc
+        return framing.check_output(frame, out)

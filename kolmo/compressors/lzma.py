@@ -1,0 +1,51 @@
+"""LZMA2 through the standard library's ``lzma``, as a raw stream (no .xz container).
+
+Window: the dictionary is the preset's (64 MiB at preset 9) widened to cover the whole input, up
+to LZMA2's limit of 1.5 GiB. The decoder derives the same size from the original length that
+kolmo's container stores.
+
+Conditioning: Python's ``lzma`` cannot prime LZMA2 with a preset dictionary, so
+``conditional_bits`` is ``bits(context + data) - bits(context)``.
+"""
+
+from __future__ import annotations
+
+import lzma
+from typing import Any, Dict, List
+
+from ._util import ceil_log2, check_int
+from .base import CodecCompressor
+
+_MAX_DICT = 1536 << 20
+
+
+class LzmaCompressor(CodecCompressor):
+    name = "lzma"
+
+    def __init__(self, preset: int = 9, extreme: bool = True):
+        self.preset = check_int("preset", preset, 0, 9)
+        self.extreme = bool(extreme)
+        self._flags = self.preset | (lzma.PRESET_EXTREME if self.extreme else 0)
+        self._preset_dict = {0: 256 << 10, 1: 1 << 20, 2: 2 << 20, 3: 4 << 20, 4: 4 << 20, 5: 8 << 20,
+                             6: 8 << 20, 7: 16 << 20, 8: 32 << 20, 9: 64 << 20}[self.preset]
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        return {"codec": "lzma2-raw", "preset": self.preset, "extreme": self.extreme,
+                "window": "dictionary sized to input"}
+
+    def _filters(self, length: int) -> List[Dict[str, Any]]:
+        if length > _MAX_DICT:
+            raise ValueError(f"LZMA2's dictionary covers at most 1.5 GiB, got {length} bytes; split the input")
+        size = max(self._preset_dict, 1 << ceil_log2(max(length, 1)))
+        return [{"id": lzma.FILTER_LZMA2, "preset": self._flags, "dict_size": min(size, _MAX_DICT)}]
+
+    def _encode(self, data: bytes) -> bytes:
+        return lzma.compress(data, format=lzma.FORMAT_RAW, filters=self._filters(len(data)))
+
+    def _decode(self, payload: bytes, length: int) -> bytes:
+        dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=self._filters(length))
+        out = dec.decompress(payload, max_length=length + 1)
+        if not dec.eof:
+            raise ValueError("the LZMA2 stream ends before its end marker")
+        return out

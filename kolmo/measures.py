@@ -1,0 +1,138 @@
+"""Measures built on a compressor C, all in bits.
+
+Definitions (X first, then Y, in ``XY``):
+
+* ``c_x = C(X)``, ``c_y = C(Y)``, ``c_xy = C(XY)``, ``c_yx = C(YX)``: code lengths of the
+  inputs and of their byte concatenations (no separator is inserted).
+* ``gap = C(X) + C(Y) - C(XY)``: the saving from compressing X and Y together, an estimate of
+  the algorithmic mutual information I(X:Y). Order: X first, so the compressor reads X and then
+  uses it to code Y. ``c_yx`` is reported so the asymmetry C(XY) - C(YX) can be checked.
+* ``ncd = (C(XY) - min(C(X), C(Y))) / max(C(X), C(Y))``: Cilibrasi and Vitanyi's normalized
+  compression distance, with C(XY) in the X-first order; 0.0 when C(X) = C(Y) = 0.
+* ``c_y_given_x = C(Y | X)``, ``c_x_given_y = C(X | Y)``: the compressor's conditional code length
+  (``Compressor.conditional_bits``); ``conditional_method`` says whether the codec was primed
+  with the context (``dictionary``, ``kv-cache``) or it was ``C(XY) - C(X)`` (``concatenation``).
+
+``bits_kind`` says whether the numbers are sizes of real decodable streams (``compressed``) or
+ideal code lengths sum(-log2 p) (``ideal``, the language-model compressor).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Tuple, Union
+
+from .compressors.base import Compressor
+from .errors import WindowWarning
+from .inputs import Data, as_bytes
+from .registry import resolve
+
+CompressorLike = Union[str, Compressor]
+
+
+def _ncd(c_x: float, c_y: float, c_xy: float) -> float:
+    hi = max(c_x, c_y)
+    if hi <= 0:
+        return 0.0
+    return (c_xy - min(c_x, c_y)) / hi
+
+
+@dataclass(frozen=True)
+class JointGapResult:
+    """C(X), C(Y), C(XY) and what follows from them; see :mod:`kolmo.measures` for definitions."""
+
+    c_x: float
+    c_y: float
+    c_xy: float
+    c_yx: float
+    c_y_given_x: float
+    c_x_given_y: float
+    n_x: int
+    n_y: int
+    compressor: str
+    config: Dict[str, Any] = field(repr=False)
+    bits_kind: str = "compressed"
+    conditional_method: str = "concatenation"
+    warnings: Tuple[str, ...] = ()
+
+    @property
+    def gap(self) -> float:
+        """C(X) + C(Y) - C(XY), in bits."""
+        return self.c_x + self.c_y - self.c_xy
+
+    @property
+    def ncd(self) -> float:
+        """(C(XY) - min(C(X), C(Y))) / max(C(X), C(Y)); dimensionless."""
+        return _ncd(self.c_x, self.c_y, self.c_xy)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["warnings"] = list(self.warnings)
+        d.update(gap=self.gap, ncd=self.ncd, units="bits")
+        return d
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def __repr__(self) -> str:
+        kind = "real compressed sizes" if self.bits_kind == "compressed" else "ideal code lengths"
+        rows = [
+            ("C(X)", self.c_x, f"{self.n_x} bytes"),
+            ("C(Y)", self.c_y, f"{self.n_y} bytes"),
+            ("C(XY)", self.c_xy, ""),
+            ("C(YX)", self.c_yx, ""),
+            ("C(Y|X)", self.c_y_given_x, self.conditional_method),
+            ("C(X|Y)", self.c_x_given_y, self.conditional_method),
+            ("gap", self.gap, "C(X)+C(Y)-C(XY)"),
+        ]
+        lines = [f"JointGapResult({self.compressor}, {kind}, bits)"]
+        lines += [f"  {k:<7}{v:>14.1f}  {note}".rstrip() for k, v, note in rows]
+        lines.append(f"  {'ncd':<7}{self.ncd:>14.4f}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _warn(comp: Compressor, total: int) -> Tuple[str, ...]:
+    found = tuple(comp.window_warnings(total))
+    for w in found:
+        warnings.warn(w, WindowWarning, stacklevel=3)
+    return found
+
+
+def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: Any) -> JointGapResult:
+    """Compress X, Y, XY and YX with one compressor and return a :class:`JointGapResult`.
+
+    ``compressor`` is a registry name (built with ``options``) or a Compressor instance.
+    """
+    comp = resolve(compressor, **options)
+    bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
+    found = _warn(comp, len(bx) + len(by))
+    c_x, c_y, c_xy, c_yx = comp.bits_many([bx, by, bx + by, by + bx])
+    if comp.conditional_method == "concatenation":
+        c_y_given_x, c_x_given_y = c_xy - c_x, c_yx - c_y
+    else:
+        c_y_given_x = comp.conditional_bits(by, bx)
+        c_x_given_y = comp.conditional_bits(bx, by)
+    return JointGapResult(
+        c_x=c_x, c_y=c_y, c_xy=c_xy, c_yx=c_yx, c_y_given_x=c_y_given_x, c_x_given_y=c_x_given_y,
+        n_x=len(bx), n_y=len(by), compressor=comp.name, config=dict(comp.config),
+        bits_kind=comp.bits_kind, conditional_method=comp.conditional_method, warnings=found)
+
+
+def ncd(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: Any) -> float:
+    """Normalized compression distance (C(XY) - min(C(X), C(Y))) / max(C(X), C(Y))."""
+    comp = resolve(compressor, **options)
+    bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
+    _warn(comp, len(bx) + len(by))
+    c_x, c_y, c_xy = comp.bits_many([bx, by, bx + by])
+    return _ncd(c_x, c_y, c_xy)
+
+
+def conditional_bits(y: Data, given: Data, compressor: CompressorLike = "zstd", **options: Any) -> float:
+    """C(Y | X=given) in bits: see ``Compressor.conditional_bits`` for how each codec conditions."""
+    comp = resolve(compressor, **options)
+    by, bx = as_bytes(y, name="y"), as_bytes(given, name="given")
+    _warn(comp, len(bx) + len(by))
+    return comp.conditional_bits(by, bx)
