@@ -1,0 +1,94 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+import kolmo
+from kolmo.compressors.base import CodecCompressor
+
+
+def test_import_is_light():
+    code = "import sys, kolmo; kolmo.joint_gap(b'a', b'b'); print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_registry():
+    assert {"zstd", "lzma", "zlib", "bz2", "ppmd", "lm"} <= set(kolmo.list_compressors())
+    with pytest.raises(ValueError, match="known compressors: .*zstd"):
+        kolmo.get_compressor("gzipp")
+    with pytest.raises(ValueError, match="already registered"):
+        kolmo.register("zstd", lambda: None)
+    with pytest.raises(ValueError, match="level must be between 1 and 22"):
+        kolmo.get_compressor("zstd", level=99)
+    with pytest.raises(TypeError, match="only apply when the compressor is given by name"):
+        kolmo.joint_gap(b"a", b"b", compressor=kolmo.get_compressor("zstd"), level=3)
+    with pytest.raises(TypeError, match="compressor must be"):
+        kolmo.joint_gap(b"a", b"b", compressor=3)
+
+
+def test_register_custom_compressor():
+    class Identity(CodecCompressor):
+        name = "identity-test"
+
+        @property
+        def config(self):
+            return {"codec": "identity"}
+
+        def _encode(self, data):
+            return data
+
+        def _decode(self, payload, length):
+            return payload
+
+    kolmo.register("identity-test", Identity, overwrite=True)
+    r = kolmo.joint_gap(b"abc", b"defg", compressor="identity-test")
+    assert (r.c_x, r.c_y, r.c_xy, r.gap) == (24.0, 32.0, 56.0, 0.0)
+    assert r.conditional_method == "concatenation" and r.c_y_given_x == 32.0
+
+
+def test_joint_gap_result():
+    x = b"the cat sat on the mat. " * 40
+    y = b"the cat sat on the hat. " * 40
+    r = kolmo.joint_gap(x, y, compressor="zstd")
+    assert r.gap == r.c_x + r.c_y - r.c_xy
+    assert r.ncd == pytest.approx((r.c_xy - min(r.c_x, r.c_y)) / max(r.c_x, r.c_y))
+    assert r.n_x == len(x) and r.compressor == "zstd" and r.config["level"] == 19
+    d = r.to_dict()
+    assert d["gap"] == r.gap and d["units"] == "bits"
+    json.dumps(d)
+    assert "C(XY)" in repr(r) and "real compressed sizes" in repr(r)
+    with pytest.raises(AttributeError):
+        r.c_x = 0  # frozen
+    assert kolmo.ncd(x, y) == r.ncd
+    assert kolmo.conditional_bits(y, given=x) == r.c_y_given_x
+    assert kolmo.joint_gap(b"", b"").ncd == 0.0
+
+
+def test_cli_gap_default_and_json():
+    out = subprocess.run([sys.executable, "-m", "kolmo.cli", "gap", "--json", "-c", "zlib"],
+                         capture_output=True, text=True, check=True).stdout
+    d = json.loads(out)
+    assert d["compressor"] == "zlib" and d["gap"] > 0 and d["x"].endswith("decoder.py")
+
+
+def test_cli_round_trip_and_errors(tmp_path, capsys):
+    from kolmo.cli import main
+    src = tmp_path / "in.bin"
+    src.write_bytes(bytes(range(256)) * 50 + b"tail")
+    for name in ("zstd", "ppmd"):
+        assert main(["compress", str(src), "-o", str(tmp_path / "c.klm"), "-c", name, "-O", "order=4" if name == "ppmd" else "level=5"]) == 0
+        assert main(["decompress", str(tmp_path / "c.klm"), "-o", str(tmp_path / "out.bin")]) == 0
+        assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
+    blob = (tmp_path / "c.klm").read_bytes()
+    (tmp_path / "bad.klm").write_bytes(blob[:-10])
+    assert main(["decompress", str(tmp_path / "bad.klm"), "-o", str(tmp_path / "never.bin")]) == 2
+    assert not (tmp_path / "never.bin").exists()
+    assert "truncated" in capsys.readouterr().err
+    assert main(["bits", str(src), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["files"][0]["bytes"] == src.stat().st_size
+    assert main(["bits", str(src)]) == 0 and "bits/byte" in capsys.readouterr().out
+    assert main(["list"]) == 0 and "zstd" in capsys.readouterr().out
+    assert main(["gap", str(src), str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err

@@ -1,0 +1,132 @@
+"""One conformance suite over every classical compressor (the LM one runs it in test_lm.py)."""
+
+import warnings
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kolmo
+from kolmo.errors import CorruptStreamError, StreamMismatchError, WindowWarning
+
+TEXT = (b"It was the best of times, it was the worst of times, it was the age of wisdom, "
+        b"it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity. ") * 8
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.one_of(
+    st.binary(max_size=3000),
+    st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=3), st.integers(1, 5000)),
+    st.just(b""), st.just(b"\xff\xfe\x80\x00" * 100)))
+@pytest.mark.parametrize("name", ["zstd", "lzma", "zlib", "bz2", "ppmd"])
+def test_round_trip(name, data):
+    comp = kolmo.get_compressor(name)
+    blob = comp.compress(data)
+    assert comp.decompress(blob) == data
+    assert comp.compress(data) == blob  # deterministic
+
+
+def test_empty_costs_nothing(classical):
+    assert classical.bits(b"") == 0.0
+    assert classical.bits(b"x") <= 8 * 32  # bzip2 pays ~23 bytes of block tables; the rest pay <= 4
+
+
+def test_inputs_all_types(classical, tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_bytes(TEXT)
+    want = classical.bits(TEXT)
+    for form in (TEXT, bytearray(TEXT), memoryview(TEXT), TEXT.decode(), p):
+        assert classical.bits(form) == want
+
+
+def test_wrong_types_are_rejected(classical):
+    for bad in (12, None, 3.5, ["a"], {"a": 1}):
+        with pytest.raises(TypeError, match="expected bytes"):
+            classical.bits(bad)
+
+
+def test_bits_matches_stream(classical):
+    # bits() is the codec stream minus its constant overhead; the container adds a fixed header.
+    blob = classical.compress(TEXT)
+    header = 38 + len(classical.name)
+    assert len(blob) - header == classical.bits(TEXT) / 8 + classical._overhead_bytes()
+
+
+def test_normal_compressor_properties(classical):
+    x = TEXT
+    y = b"Call me Ishmael. Some years ago, never mind how long precisely, having little money in my purse. " * 6
+    cx, cy, cxy, cyx, cxx = classical.bits_many([x, y, x + y, y + x, x + x])
+    assert cxx <= cx * 1.10 + 256         # idempotency: C(XX) within 10% + 32 bytes of C(X)
+    assert cxy <= cx + cy + 64            # subadditivity, up to a small constant
+    assert abs(cxy - cyx) <= 0.10 * cxy + 64  # symmetry, within 10%
+
+
+def test_ground_truth_identical_and_independent(classical, rng_bytes):
+    x = rng_bytes(12000, seed=1)  # X + X fits even zlib's 32 KiB window
+    r = kolmo.joint_gap(x, x, compressor=classical)
+    # bzip2 is no dictionary coder: its BWT codes the repeated copy at ~1-2 bits per byte.
+    assert r.gap == pytest.approx(r.c_x, rel=0.30 if classical.name == "bz2" else 0.05)
+    assert r.c_x >= 8 * 12000 * 0.99  # random bytes do not compress
+    z = rng_bytes(12000, seed=2)
+    r2 = kolmo.joint_gap(x, z, compressor=classical)
+    assert abs(r2.gap) <= 0.01 * r2.c_x + 256
+    assert r2.ncd > 0.95 and r.ncd < 0.1
+
+
+@pytest.mark.parametrize("name", ["zstd", "lzma"])
+def test_window_is_sized_for_large_inputs(name, rng_bytes):
+    x = rng_bytes(300_000, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = kolmo.joint_gap(x, x, compressor=name)
+    assert r.gap >= 0.95 * r.c_x
+    assert r.warnings == ()
+
+
+def test_zlib_warns_beyond_its_window(rng_bytes):
+    x = rng_bytes(300_000, seed=3)
+    with pytest.warns(WindowWarning, match="32768-byte window"):
+        r = kolmo.joint_gap(x, x, compressor="zlib")
+    assert r.warnings and "zlib" in r.warnings[0]
+    assert r.gap < 0.05 * r.c_x  # the pitfall itself: the gap collapses
+
+
+def test_conditional_bits(classical):
+    y = TEXT[:900]
+    c = classical.conditional_bits(y, TEXT)
+    assert 0 <= c < classical.bits(y) * 0.5
+    assert classical.conditional_bits_many([y, y], TEXT) == [c, c]
+
+
+def test_corrupt_and_truncated_streams(classical):
+    blob = classical.compress(TEXT)
+    with pytest.raises(CorruptStreamError, match="truncated"):
+        classical.decompress(blob[:-7])
+    for i in (2, len(blob) // 2, len(blob) - 2):
+        bad = bytearray(blob)
+        bad[i] ^= 0x40
+        with pytest.raises((CorruptStreamError, StreamMismatchError)):
+            classical.decompress(bytes(bad))
+    with pytest.raises(CorruptStreamError, match="not a kolmo stream"):
+        classical.decompress(b"hello")
+    with pytest.raises(TypeError):
+        classical.decompress(42)
+
+
+def test_stream_from_other_compressor_or_config():
+    blob = kolmo.get_compressor("zstd").compress(TEXT)
+    with pytest.raises(StreamMismatchError, match="written by compressor 'zstd'"):
+        kolmo.get_compressor("lzma").decompress(blob)
+    with pytest.raises(StreamMismatchError, match="different configuration"):
+        kolmo.get_compressor("zstd", level=3).decompress(blob)
+
+
+def test_payload_corruption_behind_valid_frame_is_caught():
+    # Re-frame a damaged payload with a valid container CRC: the CRC of the decoded data still catches it.
+    from kolmo import framing
+    comp = kolmo.get_compressor("lzma")
+    payload = bytearray(comp._encode(TEXT))
+    payload[len(payload) // 2] ^= 0x01
+    blob = framing.pack(comp.name, comp.config, TEXT, bytes(payload))
+    with pytest.raises(CorruptStreamError):
+        comp.decompress(blob)
