@@ -69,7 +69,8 @@ def test_ground_truth_identical_and_independent(classical, rng_bytes):
     assert r.c_x >= 8 * 12000 * 0.99  # random bytes do not compress
     z = rng_bytes(12000, seed=2)
     r2 = kolmo.joint_gap(x, z, compressor=classical)
-    assert abs(r2.gap) <= 0.01 * r2.c_x + 256
+    # bzip2 pays its Huffman tables (~450 bytes here) once per stream, so C(X)+C(Z) counts them twice.
+    assert abs(r2.gap) <= (0.04 if classical.name == "bz2" else 0.01) * r2.c_x + 256
     assert r2.ncd > 0.95 and r.ncd < 0.1
 
 
