@@ -71,7 +71,7 @@ def test_ground_truth_identical_and_independent(classical, rng_bytes):
     r2 = kolmo.joint_gap(x, z, compressor=classical)
     # bzip2 pays its Huffman tables (~450 bytes here) once per stream, so C(X)+C(Z) counts them twice.
     assert abs(r2.gap) <= (0.04 if classical.name == "bz2" else 0.01) * r2.c_x + 256
-    assert r2.ncd > 0.95 and r.ncd < 0.1
+    assert r2.ncd > 0.95 and r.ncd < (0.3 if classical.name == "bz2" else 0.1)
 
 
 @pytest.mark.parametrize("name", ["zstd", "lzma"])
