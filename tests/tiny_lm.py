@@ -1,0 +1,38 @@
+"""A tiny randomly initialised Llama-style model with a byte-level BPE tokenizer, built offline."""
+
+from pathlib import Path
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog. " * 3,
+    "It was the best of times, it was the worst of times, it was the age of wisdom.",
+    "In the beginning God created the heaven and the earth. And the earth was without form.",
+    "def f(x):\n    return x * 2 + 1\n\nprint(f(3))\n",
+    "Ölçü, naïve café, Übergröße, 東京, Привет мир!",
+]
+
+
+def build_tiny_model(path: Path, *, vocab_size: int = 400, hidden: int = 32, layers: int = 2,
+                     max_positions: int = 128, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS * 20, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=max_positions, bos_token_id=0, eos_token_id=0,
+                         tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # sharpen the random head so probabilities are far from uniform
+        model.lm_head.weight.mul_(8.0)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path))
+    fast.save_pretrained(str(path))
+    return path
