@@ -1,4 +1,8 @@
 import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest
 
@@ -22,3 +26,24 @@ def rng_bytes():
 def pytest_configure(config):
     # Keep the LM tests' model and results caches out of the user's home directory.
     os.environ.setdefault("KOLMO_CACHE_DIR", str(config.rootpath / ".pytest_cache" / "kolmo"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    pytest.importorskip("torch")
+    from tiny_lm import build_tiny_model
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture
+def tiny_lm(tiny_model_dir):
+    import kolmo
+    return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, progress=False)
+
+
+@pytest.fixture(params=CLASSICAL + ["lm-tiny"])
+def any_compressor(request):
+    import kolmo
+    if request.param == "lm-tiny":
+        return request.getfixturevalue("tiny_lm")
+    return kolmo.get_compressor(request.param)

@@ -11,17 +11,23 @@ CORPUS = [
 ]
 
 
+MISSING_BYTES = (0x04, 0xFE, 0xFF)  # like SmolLM2, the vocabulary lacks a few single-byte tokens
+
+
 def build_tiny_model(path: Path, *, vocab_size: int = 400, hidden: int = 32, layers: int = 2,
                      max_positions: int = 128, seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    from kolmo.lm.tokens import byte_to_unicode
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+                                  initial_alphabet=[c for b, c in byte_to_unicode().items() if b not in MISSING_BYTES],
+                                  show_progress=False)
     tok.train_from_iterator(CORPUS * 20, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
     torch.manual_seed(seed)

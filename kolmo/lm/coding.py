@@ -59,15 +59,13 @@ def run_schedule(scorer: Scorer, batch: int, n_tokens: int, step: Callable[[int,
     """
     seqs = np.zeros((batch, n_tokens + 1), dtype=np.int64)
     seqs[:, 0] = scorer.start
-    dev = scorer.device
     for begin, split, end in plan_windows(n_tokens + 1, 1, scorer.window, scorer.stride):
-        hidden, cache = scorer.forward(scorer.lm, torch.from_numpy(seqs[:, begin:split]).to(dev), use_cache=True)
+        hidden, cache = scorer.forward(scorer.lm, scorer.tensor(seqs[:, begin:split]), use_cache=True)
         h = hidden[:, -1]  # (B, H)
         for p in range(split, end):
-            seqs[:, p] = step(p - 1, scorer.head.probs(h))
+            seqs[:, p] = step(p - 1, scorer.probs(h))
             if p + 1 < end:
-                hidden, cache = scorer.forward(scorer.lm, torch.from_numpy(seqs[:, p:p + 1]).to(dev), past=cache,
-                                               use_cache=True)
+                hidden, cache = scorer.forward(scorer.lm, scorer.tensor(seqs[:, p:p + 1]), past=cache, use_cache=True)
                 h = hidden[:, -1]
     return seqs[:, 1:]
 

@@ -28,7 +28,9 @@ Shared context
     one window; longer ones go through the general sliding-window path).
 
 Code length of a token ``t`` at a position: ``-log2 softmax(logits)[t]`` bits (an ideal code
-length, not the size of a real stream: see :mod:`kolmo.lm.coding` for that).
+length, not the size of a real stream: see :mod:`kolmo.lm.coding` for that). Where the tokenizer
+needs virtual byte tokens (:mod:`kolmo.lm.tokens`), a model token costs
+``-log2((1 - VIRTUAL_MASS) softmax(logits)[t])`` and a virtual one ``-log2(VIRTUAL_MASS / n_virtual)``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import KolmoError
+from .tokens import VIRTUAL_MASS
 
 LN2 = math.log(2.0)
 Window = Tuple[int, int, int]  # (begin, split, end): feed seq[begin:end], score positions split..end-1
@@ -159,6 +162,9 @@ class Scorer:
         if window > loaded.max_positions:
             raise ValueError(f"window {window} exceeds the model's {loaded.max_positions} positions")
         self.lm = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.vocab = loaded.vocab_size
+        self.n_virtual = loaded.tokenizer.n_virtual
         self.device = loaded.device
         self.start = loaded.start_id
         self.window, self.stride = window, stride
@@ -166,6 +172,29 @@ class Scorer:
         self.head = Head(self.lm)
         self.progress = progress
         self.forward = base_forward  # replaceable, e.g. by tests that simulate running out of memory
+
+    def tensor(self, ids: np.ndarray) -> torch.Tensor:
+        """Token ids as the model reads them (virtual byte tokens replaced), on the device."""
+        return torch.from_numpy(np.ascontiguousarray(self.tokenizer.model_input(ids))).to(self.device)
+
+    def target_bits(self, h: torch.Tensor, targets: np.ndarray) -> np.ndarray:
+        """Code lengths in bits of ``targets`` (n,) given the hidden states ``h`` (n, H) before them."""
+        targets = np.asarray(targets, dtype=np.int64)
+        if not self.n_virtual:
+            return self.head.bits(h, torch.from_numpy(targets).to(self.device))
+        virtual = targets >= self.vocab
+        bits = self.head.bits(h, torch.from_numpy(np.where(virtual, 0, targets)).to(self.device))
+        bits -= np.log2(1.0 - VIRTUAL_MASS)
+        bits[virtual] = -np.log2(VIRTUAL_MASS / self.n_virtual)
+        return bits
+
+    def probs(self, h: torch.Tensor) -> np.ndarray:
+        """Next-token distributions over the coding alphabet for each row of ``h``: float64 (n, A)."""
+        p = self.head.probs(h)  # (n, V)
+        if not self.n_virtual:
+            return p
+        extra = np.full((p.shape[0], self.n_virtual), VIRTUAL_MASS / self.n_virtual)
+        return np.concatenate([p * (1.0 - VIRTUAL_MASS), extra], axis=1)
 
     def _bar(self, total: int, desc: str):
         from tqdm.auto import tqdm
@@ -213,10 +242,10 @@ class Scorer:
             cols.append(np.arange(s - b - 1, e - b - 1))  # hidden state j predicts token j + 1
             tgts.append(seqs[d][s:e])
         dev = self.device
-        hidden, _ = self.forward(self.lm, torch.from_numpy(ids).to(dev), mask=torch.from_numpy(mask).to(dev))  # (B, T, H)
+        hidden, _ = self.forward(self.lm, self.tensor(ids), mask=torch.from_numpy(mask).to(dev))  # (B, T, H)
         r = torch.from_numpy(np.concatenate(rows)).to(dev)
         c = torch.from_numpy(np.concatenate(cols)).to(dev)
-        bits = self.head.bits(hidden[r, c], torch.from_numpy(np.concatenate(tgts)).to(dev))
+        bits = self.target_bits(hidden[r, c], np.concatenate(tgts))
         k = 0
         for d, b, s, e in batch:
             f = score_from[d]
@@ -240,7 +269,7 @@ class Scorer:
                 out[i] = bits
         if fit:
             dev = self.device
-            hidden, cache = self.forward(self.lm, torch.from_numpy(prefix[None]).to(dev), use_cache=True)
+            hidden, cache = self.forward(self.lm, self.tensor(prefix[None]), use_cache=True)
             h_last = hidden[0, -1]  # (H,)
             fit.sort(key=lambda i: -len(docs[i]))
             budget = max(1, self.batch_tokens)
@@ -266,8 +295,8 @@ class Scorer:
         past = copy.deepcopy(cache)
         if len(batch) > 1:
             past.batch_repeat_interleave(len(batch))
-        hidden, _ = self.forward(self.lm, torch.from_numpy(ids).to(dev), past=past, use_cache=True)  # (B, T, H)
+        hidden, _ = self.forward(self.lm, self.tensor(ids), past=past, use_cache=True)  # (B, T, H)
         for j, i in enumerate(batch):
             n = len(docs[i])
             h = torch.cat([h_last[None], hidden[j, : n - 1]])  # (n, H): state before each token
-            out[i] = self.head.bits(h, torch.from_numpy(np.asarray(docs[i], dtype=np.int64)).to(dev))
+            out[i] = self.target_bits(h, docs[i])

@@ -7,7 +7,13 @@ plain table lookup and decoding is exact for *any* id sequence. Encoding:
 2. each valid run is tokenized by the model's own tokenizer (special tokens are never produced)
    and the ids are checked to spell exactly the run's bytes; if not (a tokenizer with a
    normalizer, say), the run falls back to one token per byte;
-3. invalid bytes become single-byte tokens, which every byte-level vocabulary has.
+3. invalid bytes become single-byte tokens.
+
+Some vocabularies lack a few single-byte tokens (SmolLM2 has no token for 21 bytes such as 0x04
+and 0xFF, which never occur in its training text). Each missing byte gets a *virtual* token id
+``>= vocab_size``: the coding alphabet is ``vocab_size + n_virtual`` symbols, the model reads a
+fixed substitute token in its place (:meth:`ByteTokenizer.model_input`), and the probability of
+the virtual tokens is set by :data:`VIRTUAL_MASS` (see :mod:`kolmo.lm.loglik`).
 
 So any byte string round-trips, binary data included, and text is tokenized as the model expects.
 """
@@ -22,7 +28,12 @@ import numpy as np
 
 from ..errors import ModelUnavailableError
 
-_INVALID = re.compile("[\udc80-\udcff]+")
+_INVALID = "\udc80-\udcff"
+
+#: total probability of the virtual byte tokens at every position; the model's own tokens share
+#: the remaining 1 - VIRTUAL_MASS (a cost of 2.2e-5 bits per token, and ~16 + log2(n) bits per
+#: virtual byte)
+VIRTUAL_MASS = 2.0 ** -16
 
 
 @lru_cache(maxsize=1)
@@ -59,13 +70,23 @@ class ByteTokenizer:
             if len(b) == 1 and b[0] not in single:
                 single[b[0]] = idx
         missing = [b for b in range(256) if b not in single]
-        if missing:
+        if len(missing) > 64:
             raise ModelUnavailableError(
                 f"the tokenizer {type(hf_tokenizer).__name__} is not a byte-level BPE tokenizer "
                 f"({len(missing)} of the 256 single-byte tokens are missing), so it cannot code "
                 "arbitrary bytes exactly; use a model with a byte-level BPE tokenizer "
                 "(GPT-2, Llama 3, SmolLM, Qwen, ...)")
+        self.vocab_size = vocab_size
+        self.n_virtual = len(missing)
+        for k, b in enumerate(missing):
+            single[b] = vocab_size + k
+            self.id_bytes.append(bytes([b]))
+        self.alphabet = vocab_size + self.n_virtual
         self.byte_ids = np.array([single[b] for b in range(256)], dtype=np.int64)
+        # the model reads this real token where a virtual one stands (any fixed choice works)
+        self.substitute = int(single[ord("?")]) if ord("?") not in missing else 0
+        raw = _INVALID + "".join(re.escape(chr(b)) for b in missing if b < 0x80)
+        self._raw = re.compile(f"[{raw}]+")
 
     def _encode_text(self, text: str) -> List[int]:
         kwargs = {"add_special_tokens": False}
@@ -83,7 +104,7 @@ class ByteTokenizer:
         text = data.decode("utf-8", errors="surrogateescape")
         out: List[int] = []
         pos = 0
-        for m in _INVALID.finditer(text):
+        for m in self._raw.finditer(text):
             if m.start() > pos:
                 out += self._encode_text(text[pos:m.start()])
             bad = m.group().encode("utf-8", errors="surrogateescape")
@@ -92,6 +113,12 @@ class ByteTokenizer:
         if pos < len(text):
             out += self._encode_text(text[pos:])
         return np.asarray(out, dtype=np.int64)
+
+    def model_input(self, ids: np.ndarray) -> np.ndarray:
+        """``ids`` with virtual tokens replaced by the substitute the model reads instead."""
+        if not self.n_virtual:
+            return ids
+        return np.where(ids >= self.vocab_size, self.substitute, ids)
 
     def decode(self, ids) -> bytes:
         """The bytes that ``ids`` spell (exact inverse of :meth:`encode`)."""

