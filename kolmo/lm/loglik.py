@@ -10,8 +10,10 @@ Sequences and windows
 
 Batching
     Windows from all documents are flattened, sorted by length (longest first) and packed into
-    batches of at most ``batch_tokens`` tokens (batch size x longest window), right-padded. Causal
-    attention makes the padding invisible to the real tokens.
+    batches of at most ``batch_tokens`` tokens (batch size x longest window), right-padded; a batch
+    closes early rather than pad a window to more than 1/0.75 of its length. Causal attention makes
+    right padding invisible to the real tokens, so no attention mask is passed at all (the
+    faster causal kernel runs).
 
 The head
     Only the scored positions go through the output layer, in chunks of at most ``head_chunk``
@@ -135,12 +137,15 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+_MIN_FILL = 0.75  # a window shorter than this fraction of its batch's longest starts a new batch
+
+
 def _batches(items: Sequence, length: Callable, budget: int) -> List[list]:
     """Greedy packing of items sorted longest first: batch size x longest <= budget (>= 1 item)."""
     out: List[list] = []
     cur: list = []
     for it in items:
-        if cur and (len(cur) + 1) * length(cur[0]) > budget:
+        if cur and ((len(cur) + 1) * length(cur[0]) > budget or length(it) < _MIN_FILL * length(cur[0])):
             out.append(cur)
             cur = []
         cur.append(it)
@@ -232,17 +237,15 @@ class Scorer:
 
     def _score_batch(self, seqs, score_from, batch, out) -> None:
         width = max(e - b for _, b, _, e in batch)
-        ids = np.full((len(batch), width), self.start, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
+        ids = np.full((len(batch), width), self.start, dtype=np.int64)  # right padding
         rows, cols, tgts = [], [], []
         for i, (d, b, s, e) in enumerate(batch):
             ids[i, : e - b] = seqs[d][b:e]
-            mask[i, : e - b] = 1
             rows.append(np.full(e - s, i))
             cols.append(np.arange(s - b - 1, e - b - 1))  # hidden state j predicts token j + 1
             tgts.append(seqs[d][s:e])
         dev = self.device
-        hidden, _ = self.forward(self.lm, self.tensor(ids), mask=torch.from_numpy(mask).to(dev))  # (B, T, H)
+        hidden, _ = self.forward(self.lm, self.tensor(ids))  # (B, T, H); causal: padding unseen
         r = torch.from_numpy(np.concatenate(rows)).to(dev)
         c = torch.from_numpy(np.concatenate(cols)).to(dev)
         bits = self.target_bits(hidden[r, c], np.concatenate(tgts))

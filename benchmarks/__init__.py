@@ -1,0 +1,1 @@
+"""kolmo's benchmarks: runnable scripts, never imported by kolmo itself."""
