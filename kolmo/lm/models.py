@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -126,7 +127,7 @@ def resolve_dtype(dtype: Optional[str], device):
 
 def _gguf_to_cache(gguf: Path, digest: str, progress: bool) -> Path:
     """Convert a GGUF file once into a transformers checkpoint in the cache; return its folder."""
-    target = cache_dir() / "models" / digest[:32]
+    target = cache_dir() / "models" / f"{digest[:32]}-v2"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -141,6 +142,12 @@ def _gguf_to_cache(gguf: Path, digest: str, progress: bool) -> Path:
     try:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
+        # The weights are saved de-quantised; without this entry a reload would treat them as GGUF
+        # weights and ignore the dtype asked for (bf16 on a GPU would silently compute in float32).
+        cfg_path = tmp / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg.pop("quantization_config", None)
+        cfg_path.write_text(json.dumps(cfg, indent=2))
         try:
             os.rename(tmp, target)  # atomic: a reader sees a complete folder or none
         except OSError:
