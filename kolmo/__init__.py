@@ -12,18 +12,22 @@ complexity K(Y|X). All quantities are in bits.
 Importing kolmo is light: torch and transformers load only when the ``lm`` compressor is used.
 """
 
+from .analysis import Clustering, NCDClassifier, cluster
+from .cache import ResultsCache
 from .compressors.base import CodecCompressor, Compressor
 from .errors import (CorruptStreamError, KolmoError, KolmoWarning, ModelUnavailableError,
                      StreamMismatchError, WindowWarning)
 from .inputs import as_bytes
+from .matrix import DistanceMatrix, load_matrix, matrix
 from .measures import JointGapResult, conditional_bits, joint_gap, ncd
 from .registry import get_compressor, list_compressors, register
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CodecCompressor", "Compressor", "CorruptStreamError", "JointGapResult", "KolmoError",
-    "KolmoWarning", "ModelUnavailableError", "StreamMismatchError", "WindowWarning", "__version__",
-    "as_bytes", "conditional_bits", "get_compressor", "joint_gap", "list_compressors", "ncd",
-    "register",
+    "Clustering", "CodecCompressor", "Compressor", "CorruptStreamError", "DistanceMatrix",
+    "JointGapResult", "KolmoError", "KolmoWarning", "ModelUnavailableError", "NCDClassifier",
+    "ResultsCache", "StreamMismatchError", "WindowWarning", "__version__", "as_bytes", "cluster",
+    "conditional_bits", "get_compressor", "joint_gap", "list_compressors", "load_matrix", "matrix",
+    "ncd", "register",
 ]

@@ -3,12 +3,15 @@
 Definitions (X first, then Y, in ``XY``):
 
 * ``c_x = C(X)``, ``c_y = C(Y)``, ``c_xy = C(XY)``, ``c_yx = C(YX)``: code lengths of the
-  inputs and of their byte concatenations (no separator is inserted).
+  inputs and of their byte concatenations (no separator is inserted), from
+  ``Compressor.joint_bits``: codecs primed by a dictionary (zstd, zlib) code XY in two parts,
+  C(X) + C(Y | X); the others compress the concatenated bytes.
 * ``gap = C(X) + C(Y) - C(XY)``: the saving from compressing X and Y together, an estimate of
   the algorithmic mutual information I(X:Y). Order: X first, so the compressor reads X and then
   uses it to code Y. ``c_yx`` is reported so the asymmetry C(XY) - C(YX) can be checked.
-* ``ncd = (C(XY) - min(C(X), C(Y))) / max(C(X), C(Y))``: Cilibrasi and Vitanyi's normalized
-  compression distance, with C(XY) in the X-first order; 0.0 when C(X) = C(Y) = 0.
+* ``ncd = (min(C(XY), C(YX)) - min(C(X), C(Y))) / max(C(X), C(Y))``: Cilibrasi and Vitanyi's
+  normalized compression distance, made symmetric by taking the better of the two orders (as
+  textdistance and most NCD tools do); 0.0 when C(X) = C(Y) = 0.
 * ``c_y_given_x = C(Y | X)``, ``c_x_given_y = C(X | Y)``: the compressor's conditional code length
   (``Compressor.conditional_bits``); ``conditional_method`` says whether the codec was primed
   with the context (``dictionary``, ``kv-cache``) or it was ``C(XY) - C(X)`` (``concatenation``).
@@ -32,11 +35,12 @@ from .registry import resolve
 CompressorLike = Union[str, Compressor]
 
 
-def _ncd(c_x: float, c_y: float, c_xy: float) -> float:
+def ncd_from(c_x: float, c_y: float, c_xy: float, c_yx: float) -> float:
+    """(min(C(XY), C(YX)) - min(C(X), C(Y))) / max(C(X), C(Y)); 0.0 when both are empty."""
     hi = max(c_x, c_y)
     if hi <= 0:
         return 0.0
-    return (c_xy - min(c_x, c_y)) / hi
+    return (min(c_xy, c_yx) - min(c_x, c_y)) / hi
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,8 @@ class JointGapResult:
 
     @property
     def ncd(self) -> float:
-        """(C(XY) - min(C(X), C(Y))) / max(C(X), C(Y)); dimensionless."""
-        return _ncd(self.c_x, self.c_y, self.c_xy)
+        """(min(C(XY), C(YX)) - min(C(X), C(Y))) / max(C(X), C(Y)); dimensionless."""
+        return ncd_from(self.c_x, self.c_y, self.c_xy, self.c_yx)
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -109,7 +113,8 @@ def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: 
     comp = resolve(compressor, **options)
     bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
     found = _warn(comp, len(bx) + len(by))
-    c_x, c_y, c_xy, c_yx = comp.bits_many([bx, by, bx + by, by + bx])
+    c_x, c_y = comp.bits_many([bx, by])
+    c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
     if comp.conditional_method == "concatenation":
         c_y_given_x, c_x_given_y = c_xy - c_x, c_yx - c_y
     else:
@@ -122,12 +127,13 @@ def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: 
 
 
 def ncd(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: Any) -> float:
-    """Normalized compression distance (C(XY) - min(C(X), C(Y))) / max(C(X), C(Y))."""
+    """Normalized compression distance (min(C(XY), C(YX)) - min(C(X), C(Y))) / max(C(X), C(Y))."""
     comp = resolve(compressor, **options)
     bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
     _warn(comp, len(bx) + len(by))
-    c_x, c_y, c_xy = comp.bits_many([bx, by, bx + by])
-    return _ncd(c_x, c_y, c_xy)
+    c_x, c_y = comp.bits_many([bx, by])
+    c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
+    return ncd_from(c_x, c_y, c_xy, c_yx)
 
 
 def conditional_bits(y: Data, given: Data, compressor: CompressorLike = "zstd", **options: Any) -> float:

@@ -53,7 +53,8 @@ def test_joint_gap_result():
     y = b"the cat sat on the hat. " * 40
     r = kolmo.joint_gap(x, y, compressor="zstd")
     assert r.gap == r.c_x + r.c_y - r.c_xy
-    assert r.ncd == pytest.approx((r.c_xy - min(r.c_x, r.c_y)) / max(r.c_x, r.c_y))
+    assert r.ncd == pytest.approx((min(r.c_xy, r.c_yx) - min(r.c_x, r.c_y)) / max(r.c_x, r.c_y))
+    assert r.c_xy == r.c_x + r.c_y_given_x  # zstd codes XY in two parts: X, then Y primed with X
     assert r.n_x == len(x) and r.compressor == "zstd" and r.config["level"] == 19
     d = r.to_dict()
     assert d["gap"] == r.gap and d["units"] == "bits"

@@ -19,6 +19,8 @@ from .base import CodecCompressor
 class Bz2Compressor(CodecCompressor):
     name = "bz2"
 
+    _options = ("level",)
+
     def __init__(self, level: int = 9):
         self.level = check_int("level", level, 1, 9)
         self.window_bytes = self.level * 100_000

@@ -22,6 +22,8 @@ _MAX_DICT = 1536 << 20
 class LzmaCompressor(CodecCompressor):
     name = "lzma"
 
+    _options = ("preset", "extreme")
+
     def __init__(self, preset: int = 9, extreme: bool = True):
         self.preset = check_int("preset", preset, 0, 9)
         self.extreme = bool(extreme)

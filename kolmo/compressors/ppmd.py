@@ -23,6 +23,8 @@ _MIN_MEM, _MAX_MEM, _PER_BYTE = 16 << 20, 1 << 30, 12
 class PpmdCompressor(CodecCompressor):
     name = "ppmd"
 
+    _options = ("order",)
+
     def __init__(self, order: int = 6):
         self.order = check_int("order", order, 2, 64)
 

@@ -24,6 +24,8 @@ class ZlibCompressor(CodecCompressor):
     conditional_method = "dictionary"
     window_bytes = _WINDOW
 
+    _options = ("level",)
+
     def __init__(self, level: int = 9):
         self.level = check_int("level", level, 0, 9)
 

