@@ -81,6 +81,14 @@ class NCDClassifier:
     def get_params(self, deep: bool = True) -> Dict[str, Any]:
         return {k: getattr(self, k) for k in ("k", "compressor", "cache", "workers", "executor", "progress")}
 
+    def __sklearn_tags__(self):
+        # scikit-learn >= 1.6 reads an estimator's capabilities here; imported only when asked
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
+                    classifier_tags=ClassifierTags(), input_tags=InputTags(one_d_array=True, two_d_array=False,
+                                                                           string=True),
+                    no_validation=True)
+
     def set_params(self, **params: Any) -> "NCDClassifier":
         for k, v in params.items():
             if k not in self.get_params():

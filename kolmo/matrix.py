@@ -171,7 +171,7 @@ class Engine:
             want[("joint", i, j)] = self._key("joint", i, j)
         for i, j in cond:
             want[("cond", i, j)] = self._key("cond", i, j)
-        found = self.cache.get_many(list(set(want.values()))) if self.cache else {}
+        found = self.cache.get_many(list(set(want.values()))) if self.cache is not None else {}
         values = {q: found[k] for q, k in want.items() if k in found}
         missing = [q for q in want if q not in values]
         tasks = self._tasks(missing)
@@ -209,7 +209,7 @@ class Engine:
             pairs = list(zip(task[3], result))
             for q, v in pairs:
                 values[q] = float(v)
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put_many((want[q], v) for q, v in pairs)
             bar.update(len(pairs))
 

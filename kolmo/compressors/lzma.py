@@ -1,8 +1,10 @@
 """LZMA2 through the standard library's ``lzma``, as a raw stream (no .xz container).
 
-Window: the dictionary is the preset's (64 MiB at preset 9) widened to cover the whole input, up
-to LZMA2's limit of 1.5 GiB. The decoder derives the same size from the original length that
-kolmo's container stores.
+Window: the dictionary covers the whole input: the next power of two at or above its length
+(at least 4 KiB, at most LZMA2's limit of 1.5 GiB), whatever the preset's default (64 MiB at
+preset 9). A dictionary larger than the input cannot improve compression, and a small one saves
+the preset's ~700 MB of match-finder memory on small inputs. The decoder derives the same size
+from the original length that kolmo's container stores.
 
 Conditioning: Python's ``lzma`` cannot prime LZMA2 with a preset dictionary, so
 ``conditional_bits`` is ``bits(context + data) - bits(context)``.
@@ -28,8 +30,6 @@ class LzmaCompressor(CodecCompressor):
         self.preset = check_int("preset", preset, 0, 9)
         self.extreme = bool(extreme)
         self._flags = self.preset | (lzma.PRESET_EXTREME if self.extreme else 0)
-        self._preset_dict = {0: 256 << 10, 1: 1 << 20, 2: 2 << 20, 3: 4 << 20, 4: 4 << 20, 5: 8 << 20,
-                             6: 8 << 20, 7: 16 << 20, 8: 32 << 20, 9: 64 << 20}[self.preset]
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -39,7 +39,7 @@ class LzmaCompressor(CodecCompressor):
     def _filters(self, length: int) -> List[Dict[str, Any]]:
         if length > _MAX_DICT:
             raise ValueError(f"LZMA2's dictionary covers at most 1.5 GiB, got {length} bytes; split the input")
-        size = max(self._preset_dict, 1 << ceil_log2(max(length, 1)))
+        size = max(4096, 1 << ceil_log2(max(length, 1)))
         return [{"id": lzma.FILTER_LZMA2, "preset": self._flags, "dict_size": min(size, _MAX_DICT)}]
 
     def _encode(self, data: bytes) -> bytes:

@@ -38,7 +38,7 @@ class ZstdCompressor(CodecCompressor):
 
     @property
     def config(self) -> Dict[str, Any]:
-        return {"codec": "zstd", "zstd_version": zstandard.ZSTD_VERSION, "level": self.level,
+        return {"codec": "zstd", "zstd_version": ".".join(map(str, zstandard.ZSTD_VERSION)), "level": self.level,
                 "params": "zstd defaults for level and size class; window covers input and dictionary"}
 
     def _params(self, size: int, dict_size: int = 0) -> zstandard.ZstdCompressionParameters:
