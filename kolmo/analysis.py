@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Sequence, Union
 import numpy as np
 
 from .matrix import DistanceMatrix, Engine
-from .measures import ncd_from
+from .measures import ncd_array
 from .registry import resolve
 
 
@@ -121,10 +121,7 @@ class NCDClassifier:
                      executor=self.executor, progress=self.progress)
         joint = [(t, r) for t in range(nt, n) for r in range(nt)]
         s, jn, _ = eng.run(range(n), joint + [(r, t) for t, r in joint], [])
-        d = np.empty((n - nt, nt))
-        for t, r in joint:
-            d[t - nt, r] = ncd_from(s[t], s[r], jn[t, r], jn[r, t])
-        return d
+        return ncd_array(s[nt:, None], s[None, :nt], jn[nt:, :nt], jn[:nt, nt:].T)
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
         d = self.distances(X)

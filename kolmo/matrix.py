@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from .cache import ResultsCache, config_hash, content_hash, open_cache, result_k
 from .compressors.base import Compressor
 from .errors import WindowWarning
 from .inputs import as_bytes
-from .measures import ncd_from
+from .measures import ncd_array
 from .registry import resolve
 
 MEASURES = ("ncd", "gap", "conditional", "c_xy")
@@ -132,12 +133,17 @@ def collect_items(items: Any) -> Tuple[List[str], List[bytes]]:
 
 
 # -- tasks (module-level so that process pools and Dask can pickle them) ------------------------
-def _task(comp: Compressor, kind: str, anchor: Optional[bytes], others: List[bytes]) -> List[float]:
-    if kind == "bits":
-        return comp.bits_many(others)
-    if kind == "joint":  # C(anchor + o) for each o
-        return comp.joint_bits([(anchor, o) for o in others])
-    return comp.conditional_bits_many(others, anchor)  # "cond": C(o | anchor)
+def _task(comp: Compressor, kind: str, data: Dict[int, bytes], work: List[Tuple[Optional[int], List[int]]]) -> List[float]:
+    """Run one task: for each (anchor, others) in ``work``, the code lengths in order."""
+    out: List[float] = []
+    for anchor, others in work:
+        if kind == "bits":
+            out += comp.bits_many([data[o] for o in others])
+        elif kind == "joint":  # C(anchor + o) for each o
+            out += comp.joint_bits([(data[anchor], data[o]) for o in others])
+        else:  # "cond": C(o | anchor)
+            out += comp.conditional_bits_many([data[o] for o in others], data[anchor])
+    return out
 
 
 class Engine:
@@ -157,67 +163,114 @@ class Engine:
         self.workers, self.executor, self.progress = workers, executor, progress
         self.cfg = config_hash(comp.config)
         self.hashes = [content_hash(d) for d in self.data]
+        self.digests = [bytes.fromhex(h) for h in self.hashes]
         self.computed = 0  # quantities computed (not found in the cache), for reporting
 
     def _key(self, kind: str, *idx: int) -> str:
         return result_key(self.cfg, kind, *(self.hashes[i] for i in idx))
 
-    def run(self, singles: Sequence[int], joint: Sequence[Tuple[int, int]], cond: Sequence[Tuple[int, int]]):
-        """Return dicts: i -> C(i); (i, j) -> C(ij); (i, j) -> C(i | j)."""
-        want: Dict[Tuple, str] = {}
-        for i in singles:
-            want[("bits", i)] = self._key("bits", i)
-        for i, j in joint:
-            want[("joint", i, j)] = self._key("joint", i, j)
-        for i, j in cond:
-            want[("cond", i, j)] = self._key("cond", i, j)
-        found = self.cache.get_many(list(set(want.values()))) if self.cache is not None else {}
-        values = {q: found[k] for q, k in want.items() if k in found}
-        missing = [q for q in want if q not in values]
-        tasks = self._tasks(missing)
-        self.computed = len(missing)
-        self._execute(tasks, want, values)
-        s = {q[1]: v for q, v in values.items() if q[0] == "bits"}
-        jn = {(q[1], q[2]): v for q, v in values.items() if q[0] == "joint"}
-        cd = {(q[1], q[2]): v for q, v in values.items() if q[0] == "cond"}
-        return s, jn, cd
+    def _lookup(self, kind: str, pairs: np.ndarray, out: np.ndarray) -> None:
+        """Fill out[a, b] from the cache for each (a, b) in ``pairs``: one row read per a."""
+        by_first: Dict[int, List[int]] = {}
+        for a, b in pairs.tolist():
+            by_first.setdefault(a, []).append(b)
+        for a, bs in by_first.items():
+            got = self.cache.get_row(self._key(kind, a))
+            if got:
+                for b in bs:
+                    v = got.get(self.digests[b])
+                    if v is not None:
+                        out[a, b] = v
 
-    def _tasks(self, missing: List[Tuple]) -> List[Tuple[str, Optional[int], List[int], List[Tuple]]]:
-        tasks = []
+    def run(self, singles: Sequence[int], joint: Sequence[Tuple[int, int]], cond: Sequence[Tuple[int, int]]):
+        """Code lengths in bits: arrays S[i] = C(i), J[i, j] = C(ij), K[i, j] = C(i | j) (NaN where not asked)."""
+        n = len(self.data)
+        S = np.full(n, np.nan)
+        J = np.full((n, n), np.nan)
+        K = np.full((n, n), np.nan)
+        s_idx = np.unique(np.asarray(list(singles), dtype=np.int64))
+        j_idx = np.asarray(list(joint), dtype=np.int64).reshape(-1, 2)
+        k_idx = np.asarray(list(cond), dtype=np.int64).reshape(-1, 2)
+        if self.cache is not None:
+            found = self.cache.get_many([self._key("bits", int(i)) for i in s_idx])
+            for i in s_idx.tolist():
+                S[i] = found.get(self._key("bits", i), np.nan)
+            self._lookup("joint", j_idx, J)
+            K_t = np.full((n, n), np.nan)  # cond rows are keyed by the context (column)
+            self._lookup("cond", k_idx[:, ::-1], K_t)
+            K = K_t.T.copy()
+        missing = [("bits", i) for i in s_idx.tolist() if np.isnan(S[i])]
+        missing += [("joint", a, b) for a, b in j_idx[np.isnan(J[j_idx[:, 0], j_idx[:, 1]])].tolist()]
+        missing += [("cond", a, b) for a, b in k_idx[np.isnan(K[k_idx[:, 0], k_idx[:, 1]])].tolist()]
+        self.computed = len(missing)
+        self._execute(self._tasks(missing), {"bits": S, "joint": J, "cond": K})
+        return S, J, K
+
+    def _tasks(self, missing: List[Tuple]) -> List[Tuple[str, List[Tuple[Optional[int], List[int]]], List[Tuple]]]:
+        """Group the missing quantities into tasks: (kind, [(anchor, others)], quantities in order)."""
         single = sorted({q[1] for q in missing if q[0] == "bits"})
-        step = max(1, len(single) // (4 * max(self.workers, 1)) or 1)
-        for k in range(0, len(single), step):
-            part = single[k:k + step]
-            tasks.append(("bits", None, part, [("bits", i) for i in part]))
         rows: Dict[Tuple[str, int], List[int]] = {}
         for q in missing:
             if q[0] == "joint":  # anchor = the first item of the pair
                 rows.setdefault(("joint", q[1]), []).append(q[2])
             elif q[0] == "cond":  # anchor = the context (column)
                 rows.setdefault(("cond", q[2]), []).append(q[1])
-        for (kind, a), others in rows.items():
-            qs = [(kind, a, o) if kind == "joint" else (kind, o, a) for o in others]
-            tasks.append((kind, a, others, qs))
+        parallel = self.executor is not None or self.workers > 1
+        per_task = max(1, len(rows) // (4 * max(self.workers, 2))) if parallel else 1
+        tasks = []
+        if single:
+            step = max(1, -(-len(single) // (4 * self.workers))) if parallel else len(single)
+            for k in range(0, len(single), step):
+                part = single[k:k + step]
+                tasks.append(("bits", [(None, part)], [("bits", i) for i in part]))
+        items = sorted(rows.items())
+        for k in range(0, len(items), per_task):
+            group = items[k:k + per_task]
+            for kind in ("joint", "cond"):
+                work = [(a, others) for (kd, a), others in group if kd == kind]
+                if work:
+                    qs = [(kind, a, o) if kind == "joint" else (kind, o, a) for a, others in work for o in others]
+                    tasks.append((kind, work, qs))
         return tasks
 
-    def _execute(self, tasks, want, values) -> None:
+    def _execute(self, tasks, arrays: Dict[str, np.ndarray]) -> None:
         from tqdm.auto import tqdm
-        total = sum(len(t[3]) for t in tasks)
+        total = sum(len(t[2]) for t in tasks)
         bar = tqdm(total=total, desc=f"kolmo matrix ({self.comp.name})", unit="code", disable=not self.progress or total == 0)
+        singles: List[Tuple[str, float]] = []
+        rows: Dict[str, Dict[bytes, float]] = {}
+        last = [time.monotonic()]
+
+        def flush():
+            if self.cache is not None:
+                self.cache.put_many(singles)
+                self.cache.put_rows(rows)
+            singles.clear()
+            rows.clear()
+            last[0] = time.monotonic()
 
         def done(task, result):
-            pairs = list(zip(task[3], result))
-            for q, v in pairs:
-                values[q] = float(v)
-            if self.cache is not None:
-                self.cache.put_many((want[q], v) for q, v in pairs)
-            bar.update(len(pairs))
+            for q, v in zip(task[2], result):
+                v = float(v)
+                arrays[q[0]][q[1:]] = v
+                if q[0] == "bits":
+                    singles.append((self._key("bits", q[1]), v))
+                else:  # rows are keyed by the anchor: the first item of a joint pair, a condition's context
+                    a, b = (q[1], q[2]) if q[0] == "joint" else (q[2], q[1])
+                    key = self._key(q[0], a)
+                    rows.setdefault(key, {})[self.digests[b]] = v
+            bar.update(len(task[2]))
+            if time.monotonic() - last[0] > 1.0:  # commit about once a second: resumable, and cheap
+                flush()
 
         def args(task):
-            kind, a, others, _ = task
-            return (self.comp, kind, None if a is None else self.data[a], [self.data[o] for o in others])
+            kind, work, _ = task
+            needed = {i for a, others in work for i in others} | {a for a, _ in work if a is not None}
+            return (self.comp, kind, {i: self.data[i] for i in needed}, work)
 
         try:
+            if not tasks:
+                return
             if self.executor is None and self.workers == 1:
                 for t in tasks:
                     done(t, _task(*args(t)))
@@ -232,6 +285,7 @@ class Engine:
                 if own:
                     ex.shutdown(cancel_futures=True)
         finally:
+            flush()
             bar.close()
 
 
@@ -258,19 +312,14 @@ def matrix(items: Any, compressor: Union[str, Compressor] = "zstd", measure: str
     eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=progress)
     pairs = [(i, j) for i in range(n) for j in range(n)]
     if measure == "conditional":
-        s, _, cd = eng.run(range(n), [], pairs)
+        c, _, m = eng.run(range(n), [], pairs)
     else:
-        s, jn, _ = eng.run(range(n), pairs, [])
-    c = np.array([s[i] for i in range(n)], dtype=np.float64)
-    m = np.empty((n, n), dtype=np.float64)
-    for i, j in pairs:
+        c, jn, _ = eng.run(range(n), pairs, [])
         if measure == "ncd":
-            m[i, j] = ncd_from(c[i], c[j], jn[i, j], jn[j, i])
+            m = ncd_array(c[:, None], c[None, :], jn, jn.T)
         elif measure == "gap":
-            m[i, j] = c[i] + c[j] - jn[i, j]
-        elif measure == "c_xy":
-            m[i, j] = jn[i, j]
+            m = c[:, None] + c[None, :] - jn
         else:
-            m[i, j] = cd[i, j]
+            m = jn
     return DistanceMatrix(values=m, labels=tuple(labels), measure=measure, compressor=comp.name,
                           config=dict(comp.config), singles=c, bits_kind=comp.bits_kind, warnings=found)

@@ -43,6 +43,15 @@ def ncd_from(c_x: float, c_y: float, c_xy: float, c_yx: float) -> float:
     return (min(c_xy, c_yx) - min(c_x, c_y)) / hi
 
 
+def ncd_array(c_x, c_y, c_xy, c_yx):
+    """:func:`ncd_from` elementwise on numpy arrays (broadcasting), with the same float operations."""
+    import numpy as np
+    hi = np.maximum(c_x, c_y)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (np.minimum(c_xy, c_yx) - np.minimum(c_x, c_y)) / hi
+    return np.where(hi > 0, out, 0.0)
+
+
 @dataclass(frozen=True)
 class JointGapResult:
     """C(X), C(Y), C(XY) and what follows from them; see :mod:`kolmo.measures` for definitions."""

@@ -71,13 +71,14 @@ class ZstdCompressor(CodecCompressor):
         raw = [as_bytes(d) for d in datas]
         if not ctx:
             return [self.bits(d) for d in raw]
-        dictionary = zstandard.ZstdCompressionDict(ctx, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
         prepared: Dict[int, zstandard.ZstdCompressor] = {}
         out = []
         for d in raw:
             key = ceil_log2(len(d) + 1)  # one prepared compressor per size class, reused across items
             if key not in prepared:
-                prepared[key] = zstandard.ZstdCompressor(dict_data=dictionary,
-                                                         compression_params=self._params(2 ** key - 1, len(ctx)))
+                params = self._params(2 ** key - 1, len(ctx))
+                dictionary = zstandard.ZstdCompressionDict(ctx, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+                dictionary.precompute_compress(compression_params=params)  # digest the context once
+                prepared[key] = zstandard.ZstdCompressor(dict_data=dictionary, compression_params=params)
             out.append(self._payload_bits(len(prepared[key].compress(d))))
         return out
