@@ -143,7 +143,8 @@ def _pack_row(entries: Mapping[bytes, float]) -> bytes:
 
 def _unpack_row(blob: bytes) -> Dict[bytes, float]:
     arr = np.frombuffer(blob, dtype=_ROW)
-    return dict(zip(arr["digest"].tolist(), arr["bits"].tolist()))
+    raw = arr["digest"].tobytes()  # not .tolist(): numpy would strip a digest's trailing NUL bytes
+    return dict(zip((raw[k:k + 16] for k in range(0, len(raw), 16)), arr["bits"].tolist()))
 
 
 def open_cache(cache: Union[bool, str, Path, ResultsCache, None]) -> Optional[ResultsCache]:

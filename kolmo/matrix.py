@@ -171,16 +171,15 @@ class Engine:
 
     def _lookup(self, kind: str, pairs: np.ndarray, out: np.ndarray) -> None:
         """Fill out[a, b] from the cache for each (a, b) in ``pairs``: one row read per a."""
-        by_first: Dict[int, List[int]] = {}
-        for a, b in pairs.tolist():
-            by_first.setdefault(a, []).append(b)
-        for a, bs in by_first.items():
+        if not len(pairs):
+            return
+        order = np.argsort(pairs[:, 0], kind="stable")
+        firsts, starts = np.unique(pairs[order, 0], return_index=True)
+        for a, seconds in zip(firsts.tolist(), np.split(pairs[order, 1], starts[1:])):
             got = self.cache.get_row(self._key(kind, a))
             if got:
-                for b in bs:
-                    v = got.get(self.digests[b])
-                    if v is not None:
-                        out[a, b] = v
+                digests = self.digests
+                out[a, seconds] = [got.get(digests[b], np.nan) for b in seconds.tolist()]
 
     def run(self, singles: Sequence[int], joint: Sequence[Tuple[int, int]], cond: Sequence[Tuple[int, int]]):
         """Code lengths in bits: arrays S[i] = C(i), J[i, j] = C(ij), K[i, j] = C(i | j) (NaN where not asked)."""
@@ -189,8 +188,8 @@ class Engine:
         J = np.full((n, n), np.nan)
         K = np.full((n, n), np.nan)
         s_idx = np.unique(np.asarray(list(singles), dtype=np.int64))
-        j_idx = np.asarray(list(joint), dtype=np.int64).reshape(-1, 2)
-        k_idx = np.asarray(list(cond), dtype=np.int64).reshape(-1, 2)
+        j_idx = np.asarray(joint, dtype=np.int64).reshape(-1, 2)
+        k_idx = np.asarray(cond, dtype=np.int64).reshape(-1, 2)
         if self.cache is not None:
             found = self.cache.get_many([self._key("bits", int(i)) for i in s_idx])
             for i in s_idx.tolist():
@@ -310,7 +309,7 @@ def matrix(items: Any, compressor: Union[str, Compressor] = "zstd", measure: str
     found = _warn(comp, data)
     n = len(data)
     eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=progress)
-    pairs = [(i, j) for i in range(n) for j in range(n)]
+    pairs = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), axis=-1).reshape(-1, 2)
     if measure == "conditional":
         c, _, m = eng.run(range(n), [], pairs)
     else:

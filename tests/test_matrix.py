@@ -85,6 +85,14 @@ def test_cache_resumes_and_counts(tmp_path):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_cache_rows_keep_every_digest(tmp_path):
+    c = ResultsCache(tmp_path / "r.sqlite")
+    entries = {b"\x01" * 15 + b"\x00": 1.0, b"\x00" * 16: 2.0, bytes(range(16)): 3.0}
+    c.put_rows({"k": entries})
+    c.put_rows({"k": {b"\xff" * 16: 4.0}})
+    assert c.get_row("k") == {**entries, b"\xff" * 16: 4.0} and len(c) == 4
+
+
 def _writer(path, start):
     cache = ResultsCache(path)
     for k in range(20):
