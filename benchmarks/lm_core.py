@@ -15,8 +15,6 @@ import json
 import math
 import time
 
-import numpy as np
-
 
 def naive_bits(model, seq, window, stride, start, model_input) -> float:
     import torch

@@ -233,7 +233,7 @@ class Engine:
         return tasks
 
     def _execute(self, tasks, arrays: Dict[str, np.ndarray]) -> None:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         total = sum(len(t[2]) for t in tasks)
         bar = tqdm(total=total, desc=f"kolmo matrix ({self.comp.name})", unit="code", disable=not self.progress or total == 0)
         singles: List[Tuple[str, float]] = []

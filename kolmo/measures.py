@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Tuple, Union
 
 from .compressors.base import Compressor
@@ -88,6 +88,17 @@ class JointGapResult:
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "JointGapResult":
+        """Rebuild a result saved with :meth:`to_dict` (or read back from :meth:`to_json`)."""
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in d and n not in ("bits_kind", "conditional_method", "warnings")]
+        if missing:
+            raise ValueError(f"not a saved JointGapResult: missing {', '.join(missing)}")
+        kw = {n: d[n] for n in names if n in d}
+        kw["warnings"] = tuple(kw.get("warnings", ()))
+        return cls(**kw)
 
     def __repr__(self) -> str:
         kind = "real compressed sizes" if self.bits_kind == "compressed" else "ideal code lengths"

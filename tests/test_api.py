@@ -58,7 +58,9 @@ def test_joint_gap_result():
     assert r.n_x == len(x) and r.compressor == "zstd" and r.config["level"] == 19
     d = r.to_dict()
     assert d["gap"] == r.gap and d["units"] == "bits"
-    json.dumps(d)
+    assert kolmo.JointGapResult.from_dict(json.loads(r.to_json())) == r
+    with pytest.raises(ValueError, match="missing c_x"):
+        kolmo.JointGapResult.from_dict({"c_y": 1.0})
     assert "C(XY)" in repr(r) and "real compressed sizes" in repr(r)
     with pytest.raises(AttributeError):
         r.c_x = 0  # frozen

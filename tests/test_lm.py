@@ -211,3 +211,22 @@ def test_non_byte_level_tokenizer_is_refused():
 
     with pytest.raises(ModelUnavailableError, match="not a byte-level BPE"):
         ByteTokenizer(WordTok(), 2)
+
+
+def test_another_architecture_gpt2(tmp_path):
+    from tiny_lm import build_tiny_gpt2
+    comp = kolmo.get_compressor("lm", model=str(build_tiny_gpt2(tmp_path)), window=48, stride=16, progress=False)
+    lm = comp.loaded
+    data = TEXT.encode()[:300] + b"\xff\x00"
+    ids = comp.tokens(data)
+    seq = np.concatenate([[lm.start_id], ids])
+    want = reference_bits(lm.model, lm.tokenizer.model_input(seq), 1, 48, 16)
+    virtual = ids >= lm.vocab_size
+    from kolmo.lm.tokens import VIRTUAL_MASS
+    want = np.where(virtual, -np.log2(VIRTUAL_MASS / lm.tokenizer.n_virtual), want - np.log2(1 - VIRTUAL_MASS))
+    np.testing.assert_allclose(comp.token_bits(data), want, atol=1e-3)
+    assert comp.decompress(comp.compress(data)) == data
+    x, y = data[:100], data[100:200]
+    many = comp.conditional_bits_many([y], x)[0]
+    assert many == pytest.approx(float(comp.scorer.score([np.concatenate([[lm.start_id], comp.tokens(x), comp.tokens(y)])],
+                                                         [1 + len(comp.tokens(x))])[0].sum()), abs=1e-3)

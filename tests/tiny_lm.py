@@ -42,3 +42,20 @@ def build_tiny_model(path: Path, *, vocab_size: int = 400, hidden: int = 32, lay
     model.save_pretrained(str(path))
     fast.save_pretrained(str(path))
     return path
+
+
+def build_tiny_gpt2(path: Path, seed: int = 0) -> Path:
+    """A tiny GPT-2 (another architecture: learned positions, biased head-free blocks) by path."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    src = build_tiny_model(path / "tok", seed=seed)
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(src))
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=96, n_embd=32, n_layer=2, n_head=2,
+                                       bos_token_id=0, eos_token_id=0))
+    out = path / "gpt2"
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out

@@ -202,7 +202,7 @@ class Scorer:
         return np.concatenate([p * (1.0 - VIRTUAL_MASS), extra], axis=1)
 
     def _bar(self, total: int, desc: str):
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         disable = (self.progress is False) or (self.progress is None and total < 4096)
         return tqdm(total=total, desc=desc, unit="tok", disable=disable, leave=False)
 
@@ -265,13 +265,13 @@ class Scorer:
         prefix = np.concatenate([[self.start], np.asarray(context, dtype=np.int64)]).astype(np.int64)
         out: List[Optional[np.ndarray]] = [None] * len(docs)
         fit = [i for i, d in enumerate(docs) if len(d) and len(prefix) + len(d) <= self.window]
-        rest = [i for i, d in enumerate(docs) if i not in set(fit)]
+        fit_set = set(fit)
+        rest = [i for i in range(len(docs)) if i not in fit_set]
         if rest:
             seqs = [np.concatenate([prefix, docs[i]]).astype(np.int64) for i in rest]
             for i, bits in zip(rest, self.score(seqs, [len(prefix)] * len(rest))):
                 out[i] = bits
         if fit:
-            dev = self.device
             hidden, cache = self.forward(self.lm, self.tensor(prefix[None]), use_cache=True)
             h_last = hidden[0, -1]  # (H,)
             fit.sort(key=lambda i: -len(docs[i]))
@@ -290,7 +290,6 @@ class Scorer:
         return [o if o is not None else np.zeros(0) for o in out]
 
     def _context_batch(self, cache, h_last, docs, batch, out) -> None:
-        dev = self.device
         width = max(len(docs[i]) for i in batch)
         ids = np.full((len(batch), width), self.start, dtype=np.int64)
         for j, i in enumerate(batch):

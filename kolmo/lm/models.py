@@ -154,7 +154,7 @@ def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dty
                progress: bool = True) -> LoadedModel:
     """Load (once per process) the causal LM ``model`` on ``device`` in ``dtype``."""
     try:
-        import torch
+        import torch  # noqa: F401  (checked here, used by resolve_device / resolve_dtype)
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise ModelUnavailableError(f"the lm compressor needs torch and transformers ({exc}); "
