@@ -198,43 +198,34 @@ class Engine:
             K_t = np.full((n, n), np.nan)  # cond rows are keyed by the context (column)
             self._lookup("cond", k_idx[:, ::-1], K_t)
             K = K_t.T.copy()
-        missing = [("bits", i) for i in s_idx.tolist() if np.isnan(S[i])]
-        missing += [("joint", a, b) for a, b in j_idx[np.isnan(J[j_idx[:, 0], j_idx[:, 1]])].tolist()]
-        missing += [("cond", a, b) for a, b in k_idx[np.isnan(K[k_idx[:, 0], k_idx[:, 1]])].tolist()]
-        self.computed = len(missing)
-        self._execute(self._tasks(missing), {"bits": S, "joint": J, "cond": K})
+        s_miss = s_idx[np.isnan(S[s_idx])]
+        j_miss = np.zeros((n, n), dtype=bool)
+        j_miss[j_idx[:, 0], j_idx[:, 1]] = True
+        j_miss &= np.isnan(J)
+        k_miss = np.zeros((n, n), dtype=bool)  # indexed [context, item]
+        k_miss[k_idx[:, 1], k_idx[:, 0]] = True
+        k_miss &= np.isnan(K.T)
+        self.computed = int(len(s_miss) + j_miss.sum() + k_miss.sum())
+        rows = {"joint": [(a, np.nonzero(j_miss[a])[0]) for a in np.nonzero(j_miss.any(1))[0].tolist()],
+                "cond": [(a, np.nonzero(k_miss[a])[0]) for a in np.nonzero(k_miss.any(1))[0].tolist()]}
+        self._execute(self._tasks(s_miss, rows), S, J, K)
         return S, J, K
 
-    def _tasks(self, missing: List[Tuple]) -> List[Tuple[str, List[Tuple[Optional[int], List[int]]], List[Tuple]]]:
-        """Group the missing quantities into tasks: (kind, [(anchor, others)], quantities in order)."""
-        single = sorted({q[1] for q in missing if q[0] == "bits"})
-        rows: Dict[Tuple[str, int], List[int]] = {}
-        for q in missing:
-            if q[0] == "joint":  # anchor = the first item of the pair
-                rows.setdefault(("joint", q[1]), []).append(q[2])
-            elif q[0] == "cond":  # anchor = the context (column)
-                rows.setdefault(("cond", q[2]), []).append(q[1])
+    def _tasks(self, singles: np.ndarray, rows: Dict[str, List[Tuple[int, np.ndarray]]]) -> List[Tuple[str, list]]:
+        """Tasks (kind, [(anchor, others)]): singles in chunks; rows of one anchor each, grouped."""
         parallel = self.executor is not None or self.workers > 1
-        per_task = max(1, len(rows) // (4 * max(self.workers, 2))) if parallel else 1
-        tasks = []
-        if single:
-            step = max(1, -(-len(single) // (4 * self.workers))) if parallel else len(single)
-            for k in range(0, len(single), step):
-                part = single[k:k + step]
-                tasks.append(("bits", [(None, part)], [("bits", i) for i in part]))
-        items = sorted(rows.items())
-        for k in range(0, len(items), per_task):
-            group = items[k:k + per_task]
-            for kind in ("joint", "cond"):
-                work = [(a, others) for (kd, a), others in group if kd == kind]
-                if work:
-                    qs = [(kind, a, o) if kind == "joint" else (kind, o, a) for a, others in work for o in others]
-                    tasks.append((kind, work, qs))
+        tasks: List[Tuple[str, list]] = []
+        if len(singles):
+            step = max(1, -(-len(singles) // (4 * self.workers))) if parallel else len(singles)
+            tasks += [("bits", [(None, singles[k:k + step])]) for k in range(0, len(singles), step)]
+        for kind, work in rows.items():
+            per_task = max(1, len(work) // (4 * max(self.workers, 2))) if parallel else 1
+            tasks += [(kind, work[k:k + per_task]) for k in range(0, len(work), per_task)]
         return tasks
 
-    def _execute(self, tasks, arrays: Dict[str, np.ndarray]) -> None:
+    def _execute(self, tasks, S: np.ndarray, J: np.ndarray, K: np.ndarray) -> None:
         from tqdm import tqdm
-        total = sum(len(t[2]) for t in tasks)
+        total = sum(len(o) for t in tasks for _, o in t[1])
         bar = tqdm(total=total, desc=f"kolmo matrix ({self.comp.name})", unit="code", disable=not self.progress or total == 0)
         singles: List[Tuple[str, float]] = []
         rows: Dict[str, Dict[bytes, float]] = {}
@@ -249,23 +240,31 @@ class Engine:
             last[0] = time.monotonic()
 
         def done(task, result):
-            for q, v in zip(task[2], result):
-                v = float(v)
-                arrays[q[0]][q[1:]] = v
-                if q[0] == "bits":
-                    singles.append((self._key("bits", q[1]), v))
-                else:  # rows are keyed by the anchor: the first item of a joint pair, a condition's context
-                    a, b = (q[1], q[2]) if q[0] == "joint" else (q[2], q[1])
-                    key = self._key(q[0], a)
-                    rows.setdefault(key, {})[self.digests[b]] = v
-            bar.update(len(task[2]))
+            kind, work = task
+            values = np.asarray(result, dtype=np.float64)
+            k = 0
+            for a, others in work:
+                seg = values[k:k + len(others)]
+                k += len(others)
+                if kind == "bits":
+                    S[others] = seg
+                    singles.extend((self._key("bits", i), v) for i, v in zip(others.tolist(), seg.tolist()))
+                    continue
+                if kind == "joint":
+                    J[a, others] = seg
+                else:  # C(other | anchor): the anchor is the context, the column
+                    K[others, a] = seg
+                # rows are keyed by the anchor: the first item of a joint pair, a condition's context
+                row = rows.setdefault(self._key(kind, a), {})
+                row.update(zip([self.digests[o] for o in others.tolist()], seg.tolist()))
+            bar.update(len(values))
             if time.monotonic() - last[0] > 1.0:  # commit about once a second: resumable, and cheap
                 flush()
 
         def args(task):
-            kind, work, _ = task
-            needed = {i for a, others in work for i in others} | {a for a, _ in work if a is not None}
-            return (self.comp, kind, {i: self.data[i] for i in needed}, work)
+            kind, work = task
+            needed = {int(i) for _, others in work for i in others} | {a for a, _ in work if a is not None}
+            return (self.comp, kind, {i: self.data[i] for i in needed}, [(a, others.tolist()) for a, others in work])
 
         try:
             if not tasks:

@@ -134,6 +134,9 @@ def test_workers_and_executor_give_the_same_matrix(tmp_path):
     pooled = kolmo.matrix(DOCS, cache=False, workers=2, progress=False)
     assert np.array_equal(np.asarray(base), np.asarray(pooled))
     from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(4) as ex:  # one zstd instance shared by threads: each needs its own context
+        shared = kolmo.matrix(DOCS, compressor="zstd", cache=False, executor=ex, progress=False)
+    assert np.array_equal(np.asarray(shared), np.asarray(base))
     with ThreadPoolExecutor(2) as ex:
         threaded = kolmo.matrix(DOCS, compressor="lzma", measure="conditional", cache=tmp_path / "t.sqlite",
                                 executor=ex, progress=False)

@@ -13,6 +13,7 @@ a real, decodable conditional code. A prepared dictionary is reused across
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, List, Sequence
 
 import zstandard
@@ -33,8 +34,8 @@ class ZstdCompressor(CodecCompressor):
     def __init__(self, level: int = 19):
         self.level = check_int("level", level, 1, 22)
         self._default_window_log = zstandard.ZstdCompressionParameters.from_level(self.level).window_log  # 23 at 19
-        self._cctx: Dict[int, zstandard.ZstdCompressor] = {}
-        self._dctx = zstandard.ZstdDecompressor(max_window_size=2 ** _MAX_WINDOW_LOG)
+        # zstd contexts are not thread-safe: each thread gets its own (executors may use threads)
+        self._local = threading.local()
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -59,12 +60,21 @@ class ZstdCompressor(CodecCompressor):
 
     def _encode(self, data: bytes) -> bytes:
         key = ceil_log2(len(data) + 1)  # parameters depend on the size class only
-        if key not in self._cctx:
-            self._cctx[key] = zstandard.ZstdCompressor(compression_params=self._params(2 ** key - 1))
-        return self._cctx[key].compress(data)
+        cctx = self._contexts().setdefault(key, None)
+        if cctx is None:
+            cctx = self._contexts()[key] = zstandard.ZstdCompressor(compression_params=self._params(2 ** key - 1))
+        return cctx.compress(data)
 
     def _decode(self, payload: bytes, length: int) -> bytes:
-        return self._dctx.decompressobj().decompress(payload)
+        dctx = zstandard.ZstdDecompressor(max_window_size=2 ** _MAX_WINDOW_LOG)
+        return dctx.decompressobj().decompress(payload)
+
+    def _contexts(self) -> Dict[int, zstandard.ZstdCompressor]:
+        """This thread's compression contexts, one per input size class."""
+        ctx = getattr(self._local, "cctx", None)
+        if ctx is None:
+            ctx = self._local.cctx = {}
+        return ctx
 
     def conditional_bits_many(self, datas: Sequence[Data], context: Data) -> List[float]:
         ctx = as_bytes(context, name="context")
