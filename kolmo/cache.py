@@ -85,6 +85,13 @@ class ResultsCache:
         got = self._conn().execute("SELECT data FROM rows WHERE key = ?", (key,)).fetchone()
         return _unpack_row(got[0]) if got else {}
 
+    def get_row_arrays(self, key: str) -> Tuple[np.ndarray, np.ndarray]:
+        """The row ``key`` as arrays: digests (dtype S16, sorted) and their bits (float64)."""
+        got = self._conn().execute("SELECT data FROM rows WHERE key = ?", (key,)).fetchone()
+        arr = np.frombuffer(got[0], dtype=_ROW) if got else np.empty(0, dtype=_ROW)
+        order = np.argsort(arr["digest"], kind="stable")
+        return arr["digest"][order], arr["bits"][order]
+
     def put_rows(self, rows: Mapping[str, Mapping[bytes, float]]) -> None:
         """Merge entries into rows, all in one transaction (atomic if the process dies)."""
         if not rows:

@@ -164,6 +164,7 @@ class Engine:
         self.cfg = config_hash(comp.config)
         self.hashes = [content_hash(d) for d in self.data]
         self.digests = [bytes.fromhex(h) for h in self.hashes]
+        self.digest_array = np.array(self.digests, dtype="S16")
         self.computed = 0  # quantities computed (not found in the cache), for reporting
 
     def _key(self, kind: str, *idx: int) -> str:
@@ -176,10 +177,13 @@ class Engine:
         order = np.argsort(pairs[:, 0], kind="stable")
         firsts, starts = np.unique(pairs[order, 0], return_index=True)
         for a, seconds in zip(firsts.tolist(), np.split(pairs[order, 1], starts[1:])):
-            got = self.cache.get_row(self._key(kind, a))
-            if got:
-                digests = self.digests
-                out[a, seconds] = [got.get(digests[b], np.nan) for b in seconds.tolist()]
+            digests, bits = self.cache.get_row_arrays(self._key(kind, a))
+            if not len(digests):
+                continue
+            want = self.digest_array[seconds]  # (m,) S16: fixed 16 bytes, compared exactly
+            pos = np.minimum(np.searchsorted(digests, want), len(digests) - 1)
+            hit = digests[pos] == want
+            out[a, seconds[hit]] = bits[pos[hit]]
 
     def run(self, singles: Sequence[int], joint: Sequence[Tuple[int, int]], cond: Sequence[Tuple[int, int]]):
         """Code lengths in bits: arrays S[i] = C(i), J[i, j] = C(ij), K[i, j] = C(i | j) (NaN where not asked)."""
