@@ -18,7 +18,7 @@ from .compressors.base import CodecCompressor, Compressor
 from .errors import (CorruptStreamError, KolmoError, KolmoWarning, ModelUnavailableError,
                      StreamMismatchError, WindowWarning)
 from .inputs import as_bytes
-from .matrix import DistanceMatrix, load_matrix, matrix
+from .matrices import DistanceMatrix, load_matrix, matrix
 from .measures import JointGapResult, conditional_bits, joint_gap, ncd
 from .registry import get_compressor, list_compressors, register
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Sequence, Union
 
 import numpy as np
 
-from .matrix import DistanceMatrix, Engine
+from .matrices import DistanceMatrix, Engine
 from .measures import ncd_array
 from .registry import resolve
 

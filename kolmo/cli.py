@@ -131,7 +131,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from .matrix import matrix
+    from .matrices import matrix
     paths = [Path(p) for p in args.paths]
     items: Any
     if len(paths) == 1 and paths[0].is_dir():

@@ -66,7 +66,7 @@ def test_matrix_from_folder_and_list(tmp_path):
 
 
 def test_cache_resumes_and_counts(tmp_path):
-    from kolmo.matrix import Engine
+    from kolmo.matrices import Engine
     comp = kolmo.get_compressor("zstd")
     data = list(DOCS.values())
     path = tmp_path / "r.sqlite"
@@ -223,3 +223,29 @@ def test_cli_matrix(tmp_path, capsys):
     assert main(["matrix", str(tmp_path / "cat1.txt"), str(tmp_path / "cat2.txt"), "--json", "--no-progress"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["measure"] == "ncd" and len(d["values"]) == 2
+
+
+def test_interrupted_matrix_resumes_with_only_the_missing(tmp_path, monkeypatch):
+    import kolmo.matrices as km
+    cache = tmp_path / "i.sqlite"
+    real = km._task
+    calls = {"n": 0}
+
+    def dies_on_third(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C mid-run
+        return real(*args)
+
+    monkeypatch.setattr(km, "_task", dies_on_third)
+    monkeypatch.setattr(km.time, "monotonic", lambda: float(calls["n"]) * 10)  # flush after every task
+    with pytest.raises(KeyboardInterrupt):
+        kolmo.matrix(DOCS, cache=cache, progress=False)
+    monkeypatch.setattr(km, "_task", real)
+    done_before = len(ResultsCache(cache))
+    assert 0 < done_before < 5 + 25
+    eng = km.Engine(kolmo.get_compressor("zstd"), list(DOCS.values()), cache=cache, progress=False)
+    s, jn, _ = eng.run(range(5), [(i, j) for i in range(5) for j in range(5)], [])
+    assert eng.computed == 5 + 25 - done_before
+    full = kolmo.matrix(DOCS, cache=False, progress=False)
+    assert np.array_equal(np.asarray(kolmo.matrix(DOCS, cache=cache, progress=False)), np.asarray(full))
