@@ -16,6 +16,14 @@ Layout (all integers little-endian)::
 
 The container costs 38 + L bytes. It is *not* counted in :meth:`Compressor.bits`, which measures
 the codec's stream alone (see :mod:`kolmo.compressors.base`).
+
+The language-model compressor's payload (:func:`pack_lm_payload`; varints are unsigned LEB128)::
+
+    varint  number of chunks C
+    C x     varint tokens in the chunk, u32 CRC-32 of the chunk's bytes
+    G x     varint number of 32-bit words of each coder group's stream (groups follow from the
+            chunk lengths and the compressor's ``coder_batch``; see kolmo.lm.coding.groups)
+    ...     the groups' words, u32 little-endian, in group order
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, List, Mapping, Sequence, Tuple
 
 from .errors import CorruptStreamError, StreamMismatchError
 
@@ -109,6 +117,65 @@ def unpack(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
             f"{got_fp.hex()}, this compressor's is {fingerprint(config).hex()}): use the same options, "
             "codec version and model that compressed it")
     return Frame(got_name, got_fp, length, crc, blob[fixed: fixed + plen])
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(buf: bytes, pos: int) -> Tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise CorruptStreamError("lm stream: the chunk table is truncated or malformed")
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def pack_lm_payload(chunks: Sequence[Tuple[int, int]], group_words: Sequence[Any]) -> bytes:
+    """``chunks``: (token count, CRC-32) per chunk; ``group_words``: uint32 arrays per coder group."""
+    parts = [_varint(len(chunks))]
+    parts += [_varint(n) + struct.pack("<I", crc) for n, crc in chunks]
+    parts += [_varint(len(w)) for w in group_words]
+    parts += [bytes(memoryview(w.astype("<u4")).cast("B")) for w in group_words]
+    return b"".join(parts)
+
+
+def unpack_lm_payload(payload: bytes, n_groups: Callable[[List[int]], int]):
+    """Inverse of :func:`pack_lm_payload`: ([(tokens, crc)], [uint32 word arrays per group]).
+
+    ``n_groups(lengths)`` says how many coder groups those chunk lengths make.
+    """
+    import numpy as np
+    n, pos = _read_varint(payload, 0)
+    if n > len(payload):
+        raise CorruptStreamError(f"lm stream announces {n} chunks in {len(payload)} bytes")
+    chunks = []
+    for _ in range(n):
+        tokens, pos = _read_varint(payload, pos)
+        if pos + 4 > len(payload):
+            raise CorruptStreamError("lm stream: the chunk table is truncated")
+        chunks.append((tokens, struct.unpack_from("<I", payload, pos)[0]))
+        pos += 4
+    counts = []
+    for _ in range(n_groups([c[0] for c in chunks])):
+        w, pos = _read_varint(payload, pos)
+        counts.append(w)
+    if pos + 4 * sum(counts) != len(payload):
+        raise CorruptStreamError("lm stream: the coded words do not match the chunk table (truncated or corrupted)")
+    words = []
+    for w in counts:
+        words.append(np.frombuffer(payload, dtype="<u4", count=w, offset=pos).astype(np.uint32))
+        pos += 4 * w
+    return chunks, words
 
 
 def check_output(frame: Frame, out: bytes) -> bytes:

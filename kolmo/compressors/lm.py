@@ -25,15 +25,14 @@ Conditioning (``conditional_method == "kv-cache"``): ``conditional_bits(y, x)`` 
 first and scores y's tokens after them; many y against one x reuse x's KV cache. X and Y are
 tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so the seam is coded once.
 
-Stream payload (inside kolmo's container): u32 chunk count, then per chunk u32 tokens, u32 bytes,
-u32 CRC-32 of the chunk's bytes and u32 word count, then the range coder's 32-bit words. A stream
+Stream payload (inside kolmo's container, layout in :mod:`kolmo.framing`): the chunk table (token
+count and CRC-32 of each chunk's bytes), then one range-coder stream per coder group. A stream
 decoded with another model, dtype or device type is rejected by the container's fingerprint; one
 whose floats differ anyway (another library version, say) fails a chunk CRC: both raise.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -43,7 +42,6 @@ from ..errors import CorruptStreamError
 from ..inputs import Data, as_bytes
 from .base import Compressor
 
-_CHUNK = struct.Struct("<IIII")
 
 
 class LMCompressor(Compressor):
@@ -170,37 +168,21 @@ class LMCompressor(Compressor):
         chunks = self._chunks(self.tokens(raw))
         words = encode_chunks(self.scorer, chunks, self.coder_batch, progress=self.progress)
         tok = self.loaded.tokenizer
-        parts = [struct.pack("<I", len(chunks))]
-        for c, w in zip(chunks, words):
-            b = tok.decode(c)
-            parts.append(_CHUNK.pack(len(c), len(b), framing.crc32(b), len(w)))
-        parts += [w.astype("<u4").tobytes() for w in words]
-        return framing.pack(self.name, self.stream_config, raw, b"".join(parts))
+        table = [(len(c), framing.crc32(tok.decode(c))) for c in chunks]
+        return framing.pack(self.name, self.stream_config, raw, framing.pack_lm_payload(table, words))
 
     def decompress(self, blob: bytes) -> bytes:
-        from ..lm.coding import decode_chunks
+        from ..lm.coding import decode_chunks, groups
         frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
-        p = frame.payload
-        try:
-            (n,) = struct.unpack_from("<I", p, 0)
-            table = [_CHUNK.unpack_from(p, 4 + i * _CHUNK.size) for i in range(n)]
-        except struct.error:
-            raise CorruptStreamError("lm stream: the chunk table is truncated") from None
-        pos = 4 + n * _CHUNK.size
-        words = []
-        for _, _, _, nw in table:
-            if pos + 4 * nw > len(p):
-                raise CorruptStreamError("lm stream: the coded words are truncated")
-            words.append(np.frombuffer(p, dtype="<u4", count=nw, offset=pos).astype(np.uint32))
-            pos += 4 * nw
-        if pos != len(p) or sum(t[1] for t in table) != frame.length:
-            raise CorruptStreamError("lm stream: the chunk table does not match the payload")
-        ids = decode_chunks(self.scorer, [t[0] for t in table], words, self.coder_batch, progress=self.progress)
+        table, words = framing.unpack_lm_payload(frame.payload, lambda lengths: len(groups(lengths, self.coder_batch)))
+        if sum(n for n, _ in table) > frame.length:  # every token spells at least one byte
+            raise CorruptStreamError("lm stream: the chunk table announces more tokens than the data has bytes")
+        ids = decode_chunks(self.scorer, [n for n, _ in table], words, self.coder_batch, progress=self.progress)
         tok = self.loaded.tokenizer
         out = []
-        for i, (c, (_, nbytes, crc, _)) in enumerate(zip(ids, table)):
+        for i, (c, (_, crc)) in enumerate(zip(ids, table)):
             b = tok.decode(c)
-            if len(b) != nbytes or framing.crc32(b) != crc:
+            if framing.crc32(b) != crc:
                 raise CorruptStreamError(
                     f"lm stream: chunk {i} fails its CRC-32 check. Either the stream is corrupted, or this "
                     "machine computes the model's probabilities with different floats than the encoder did "

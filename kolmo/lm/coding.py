@@ -15,6 +15,7 @@ The schedule for a group of equally long token chunks (run in one batch):
 
 Chunks are grouped by length (stable order) into batches of at most ``coder_batch``; the header
 holds every chunk's length, so the decoder rebuilds the same groups and the same batch shapes.
+The chunks of a group share one range coder stream (their tokens interleaved step by step).
 
 Quantisation and coding: constriction's range coder (32-bit words) with its leaky categorical
 model, 24 bits of probability precision; every token of the vocabulary keeps a nonzero
@@ -71,48 +72,50 @@ def run_schedule(scorer: Scorer, batch: int, n_tokens: int, step: Callable[[int,
 
 
 def encode_chunks(scorer: Scorer, chunks: Sequence[np.ndarray], coder_batch: int, progress=None) -> List[np.ndarray]:
-    """Range-code every chunk of token ids; returns one uint32 word array per chunk."""
+    """Range-code every chunk of token ids; returns one uint32 word array per group (:func:`groups`).
+
+    The chunks of a group run in one batch and share one range coder: at each step the tokens of
+    chunk 0, 1, ... of the group are coded in that order, so a group pays one coder flush and one
+    word count, not one per chunk.
+    """
     import constriction
     family = _family()
-    words: List[np.ndarray] = [np.zeros(0, dtype=np.uint32)] * len(chunks)
+    out: List[np.ndarray] = []
     bar = scorer._bar(sum(len(c) for c in chunks), "kolmo lm: encoding") if progress is not False else None
     for group in groups([len(c) for c in chunks], coder_batch):
         n = len(chunks[group[0]])
-        if n == 0:
-            continue
         toks = np.stack([np.asarray(chunks[i], dtype=np.int64) for i in group])  # (B, n)
-        encoders = [constriction.stream.queue.RangeEncoder() for _ in group]
+        encoder = constriction.stream.queue.RangeEncoder()
 
         def step(k: int, probs: np.ndarray) -> np.ndarray:
-            for j, enc in enumerate(encoders):
-                enc.encode(toks[j, k:k + 1].astype(np.int32), family, probs[j:j + 1])
+            encoder.encode(toks[:, k].astype(np.int32), family, probs)  # (B,) symbols, (B, A) models
             if bar is not None:
                 bar.update(len(group))
             return toks[:, k]
 
-        run_schedule(scorer, len(group), n, step)
-        for j, i in enumerate(group):
-            words[i] = np.asarray(encoders[j].get_compressed(), dtype=np.uint32)
+        if n:
+            run_schedule(scorer, len(group), n, step)
+        out.append(np.asarray(encoder.get_compressed(), dtype=np.uint32))
     if bar is not None:
         bar.close()
-    return words
+    return out
 
 
 def decode_chunks(scorer: Scorer, lengths: Sequence[int], words: Sequence[np.ndarray], coder_batch: int,
                   progress=None) -> List[np.ndarray]:
-    """Inverse of :func:`encode_chunks`, given each chunk's token count."""
+    """Inverse of :func:`encode_chunks`, given each chunk's token count and each group's words."""
     import constriction
     family = _family()
     out: List[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(lengths)
     bar = scorer._bar(int(sum(lengths)), "kolmo lm: decoding") if progress is not False else None
-    for group in groups(lengths, coder_batch):
+    for group, group_words in zip(groups(lengths, coder_batch), words):
         n = lengths[group[0]]
         if n == 0:
             continue
-        decoders = [constriction.stream.queue.RangeDecoder(np.asarray(words[i], dtype=np.uint32)) for i in group]
+        decoder = constriction.stream.queue.RangeDecoder(np.asarray(group_words, dtype=np.uint32))
 
         def step(k: int, probs: np.ndarray) -> np.ndarray:
-            got = np.array([int(dec.decode(family, probs[j:j + 1])[0]) for j, dec in enumerate(decoders)], dtype=np.int64)
+            got = np.asarray(decoder.decode(family, probs), dtype=np.int64)  # (B,)
             if bar is not None:
                 bar.update(len(group))
             return got
