@@ -100,8 +100,9 @@ def main(argv=None):
           f"transformers {res['env']['transformers']})")
     rt = res["round_trip"]
     print(f"  round trip: {'OK' if rt['ok'] else 'FAILED'}; {rt['bits_per_byte']:.3f} bits/byte, stream "
-          f"{100 * rt['overhead']:+.2f}% vs ideal; encode {rt['encode_MB_per_s']:.3f} MB/s, decode "
-          f"{rt['decode_MB_per_s']:.3f} MB/s (goal >= 1 MB/s)")
+          f"{100 * rt['overhead']:+.2f}% vs ideal; encode {rt['encode_MB_per_s']:.4f} MB/s "
+          f"({1e6 * rt['encode_MB_per_s']:.0f} B/s), decode {rt['decode_MB_per_s']:.4f} MB/s "
+          f"({1e6 * rt['decode_MB_per_s']:.0f} B/s) (goal >= 1 MB/s on a GPU)")
     for k, v in res["gpu_vs_cpu"].items():
         print(f"  bits {k:<18} {v['bits']:12.1f}  ({v['rel_diff_vs_cpu_fp32']:+.2e} vs cpu float32)")
     sc = res["scoring"]
