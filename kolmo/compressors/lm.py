@@ -111,9 +111,7 @@ class LMCompressor(Compressor):
         return f"<kolmo compressor lm (model={self.model_name or 'SmolLM2-135M-Instruct'!s}, device={self._device})>"
 
     def window_warnings(self, n_bytes: int) -> List[str]:
-        if self._loaded is None:
-            return []
-        w = self.scorer.window
+        w = self.scorer.window  # loads the model, which the measurement that asks needs anyway
         if n_bytes > 4 * w:
             return [f"lm: {n_bytes} bytes are likely more than the model's {w}-token window; C(XY) and "
                     "C(Y|X) see only the last tokens of X"]
