@@ -1,0 +1,39 @@
+"""The benchmark runner's pure parts: analytic mutual information, sources, the regression gate."""
+
+import math
+
+import pytest
+
+from benchmarks.suite import compare, substitution_mi, synthetic_sources
+
+
+def test_substitution_mi():
+    assert substitution_mi(100, 0.0) == 800.0
+    assert substitution_mi(100, 1.0) == pytest.approx(100 * (8 - 8), abs=1e-9)  # Y independent of X
+    q = 1 - 0.2 + 0.2 / 256
+    h = -q * math.log2(q) - (255 * 0.2 / 256) * math.log2(0.2 / 256)
+    assert substitution_mi(10, 0.2) == pytest.approx(10 * (8 - h))
+
+
+def test_synthetic_sources_have_their_entropy():
+    src = synthetic_sources(n=5000)
+    assert src["uniform-bytes"]["entropy_bpb"] == 8.0
+    assert src["geometric-16"]["entropy_bpb"] == pytest.approx(2.0, abs=0.01)
+    assert 1.0 < src["markov-acgt"]["entropy_bpb"] < 2.0
+    assert set(src["markov-acgt"]["data"]) == set(b"ACGT")
+
+
+def _res(bpb, gap, settings=None):
+    return {"settings": settings or {"lm_bytes": 1, "slice": 1, "calibration_bytes": 1},
+            "compressors": {"zstd": {"bits_per_byte": {"t": {"bytes": 10, "bits_per_byte": bpb}},
+                                     "calibration": {"c": {"gap": gap, "true_mi": 5.0}},
+                                     "genesis": {}}}}
+
+
+def test_compare_flags_quality_regressions_only():
+    old = _res(2.0, 100.0)
+    assert compare(_res(2.03, 99.0), old, 0.02) == []           # within 2%
+    assert len(compare(_res(2.1, 100.0), old, 0.02)) == 1       # bits/byte up 5%
+    assert len(compare(_res(2.0, 90.0), old, 0.02)) == 1        # gap down 10%
+    other = _res(2.0, 10.0, {"lm_bytes": 2, "slice": 1, "calibration_bytes": 1})
+    assert compare(other, old, 0.02) == []                      # other sizes: gaps not comparable
