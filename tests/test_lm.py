@@ -181,7 +181,9 @@ def test_config_pins_the_model(tiny_lm):
 
 def test_joint_gap_and_conditional(tiny_lm):
     x, y = TEXT[:200].encode(), TEXT[100:300].encode()
-    r = kolmo.joint_gap(x, y, compressor=tiny_lm)
+    with pytest.warns(kolmo.WindowWarning, match="64-token window"):
+        r = kolmo.joint_gap(x, y, compressor=tiny_lm)
+    assert r.warnings and "lm:" in r.warnings[0]
     assert r.bits_kind == "ideal" and r.conditional_method == "kv-cache"
     assert r.c_y_given_x == pytest.approx(tiny_lm.conditional_bits(y, x))
     many = tiny_lm.conditional_bits_many([y, x, b""], x)
