@@ -135,7 +135,9 @@ def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: 
     found = _warn(comp, len(bx) + len(by))
     c_x, c_y = comp.bits_many([bx, by])
     c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
-    if comp.conditional_method == "concatenation":
+    if comp.conditional_method in ("concatenation", "dictionary"):
+        # C(Y|X) = C(XY) - C(X) exactly for both: by definition for "concatenation", and because a
+        # primed codec's joint code is the two-part C(X) + C(Y|X) (Compressor.joint_bits)
         c_y_given_x, c_x_given_y = c_xy - c_x, c_yx - c_y
     else:
         c_y_given_x = comp.conditional_bits(by, bx)
