@@ -20,8 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from . import framing
-from .errors import KolmoError
+from .errors import CorruptStreamError, KolmoError
 from .registry import get_compressor, list_compressors
 
 
@@ -37,8 +36,8 @@ def _option(text: str) -> tuple:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
-def _compressor(args: argparse.Namespace, name: Optional[str] = None):
-    return get_compressor(name or args.compressor, **dict(args.option or []))
+def _compressor(args: argparse.Namespace):
+    return get_compressor(args.compressor, **dict(args.option or []))
 
 
 def default_pair() -> List[Path]:
@@ -108,13 +107,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_decompress(args: argparse.Namespace) -> int:
     data = Path(args.file).read_bytes()
     if data[:8] != b"KOLMOCLI" or len(data) < 12:
-        raise framing.CorruptStreamError(f"{args.file} is not a file written by `kolmo compress`")
+        raise CorruptStreamError(f"{args.file} is not a file written by `kolmo compress`")
     n = int.from_bytes(data[8:12], "little")
     try:
         meta = json.loads(data[12:12 + n])
         comp = get_compressor(meta["compressor"], **meta["options"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise framing.CorruptStreamError(f"{args.file}: unreadable header ({exc})") from None
+        raise CorruptStreamError(f"{args.file}: unreadable header ({exc})") from None
     out = comp.decompress(data[12 + n:])
     # Write only after the whole stream decoded and passed its checks: never leave a wrong file.
     tmp = Path(args.output + ".kolmo-tmp")

@@ -234,3 +234,22 @@ def test_another_architecture_gpt2(tmp_path):
     many = comp.conditional_bits_many([y], x)[0]
     assert many == pytest.approx(float(comp.scorer.score([np.concatenate([[lm.start_id], comp.tokens(x), comp.tokens(y)])],
                                                          [1 + len(comp.tokens(x))])[0].sum()), abs=1e-3)
+
+
+def test_oom_backoff_on_the_shared_context_path(tiny_lm):
+    lm = tiny_lm.loaded
+    rng = np.random.default_rng(3)
+    ctx = rng.integers(1, lm.vocab_size, 10)
+    docs = _random_docs(rng, lm.vocab_size, [20, 20, 20, 5])
+    scorer = Scorer(lm, window=64, stride=32, batch_tokens=10_000)
+    want = scorer.score_with_context(ctx, docs)
+    real = scorer.forward
+
+    def flaky(model, ids, **kw):
+        if kw.get("past") is not None and ids.shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, ids, **kw)
+
+    scorer.forward = flaky
+    for w, g in zip(want, scorer.score_with_context(ctx, docs)):
+        np.testing.assert_allclose(g, w, atol=1e-4)

@@ -60,10 +60,10 @@ class ZstdCompressor(CodecCompressor):
 
     def _encode(self, data: bytes) -> bytes:
         key = ceil_log2(len(data) + 1)  # parameters depend on the size class only
-        cctx = self._contexts().setdefault(key, None)
-        if cctx is None:
-            cctx = self._contexts()[key] = zstandard.ZstdCompressor(compression_params=self._params(2 ** key - 1))
-        return cctx.compress(data)
+        contexts = self._contexts()
+        if key not in contexts:
+            contexts[key] = zstandard.ZstdCompressor(compression_params=self._params(2 ** key - 1))
+        return contexts[key].compress(data)
 
     def _decode(self, payload: bytes, length: int) -> bytes:
         dctx = zstandard.ZstdDecompressor(max_window_size=2 ** _MAX_WINDOW_LOG)

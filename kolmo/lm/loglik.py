@@ -206,6 +206,27 @@ class Scorer:
         disable = (self.progress is False) or (self.progress is None and total < 4096)
         return tqdm(total=total, desc=desc, unit="tok", disable=disable, leave=False)
 
+    def _drain(self, items: Sequence, span: Callable, run: Callable, done: Callable = lambda batch: None) -> None:
+        """Run ``items`` (sorted longest first) in batches under the token budget; on out-of-memory,
+        halve the budget and retry the same items in smaller batches. ``span(item)`` is its tokens."""
+        budget = self.batch_tokens
+        queue = deque(_batches(items, span, budget))
+        while queue:
+            batch = queue.popleft()
+            try:
+                run(batch)
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not _is_oom(exc):
+                    raise
+                _empty_cache(self.device)
+                if len(batch) == 1:
+                    raise KolmoError(f"one window of {span(batch[0])} tokens does not fit in memory; "
+                                     "use a smaller window (window=...)") from exc
+                budget = max(1, min(budget, len(batch) * span(batch[0])) // 2)
+                queue.extendleft(reversed(_batches(batch, span, budget)))
+                continue
+            done(batch)
+
     # -- general path -------------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, seqs: Sequence[np.ndarray], score_from: Sequence[int]) -> List[np.ndarray]:
@@ -215,24 +236,9 @@ class Scorer:
                  for w in plan_windows(len(s), f, self.window, self.stride)]
         items.sort(key=lambda it: (-(it[3] - it[1]), it[0], it[1]))
         span = lambda it: it[3] - it[1]  # noqa: E731
-        queue = deque(_batches(items, span, self.batch_tokens))
-        budget = self.batch_tokens
         with self._bar(sum(it[3] - it[2] for it in items), "kolmo lm: scoring") as bar:
-            while queue:
-                batch = queue.popleft()
-                try:
-                    self._score_batch(seqs, score_from, batch, out)
-                except (torch.OutOfMemoryError, RuntimeError) as exc:
-                    if not _is_oom(exc):
-                        raise
-                    _empty_cache(self.device)
-                    if len(batch) == 1:
-                        raise KolmoError(f"one window of {span(batch[0])} tokens does not fit in memory; "
-                                         "use a smaller window (window=...)") from exc
-                    budget = max(1, min(budget, len(batch) * span(batch[0])) // 2)
-                    queue.extendleft(reversed(_batches(batch, span, budget)))
-                    continue
-                bar.update(sum(it[3] - it[2] for it in batch))
+            self._drain(items, span, lambda batch: self._score_batch(seqs, score_from, batch, out),
+                        lambda batch: bar.update(sum(it[3] - it[2] for it in batch)))
         return out
 
     def _score_batch(self, seqs, score_from, batch, out) -> None:
@@ -275,18 +281,8 @@ class Scorer:
             hidden, cache = self.forward(self.lm, self.tensor(prefix[None]), use_cache=True)
             h_last = hidden[0, -1]  # (H,)
             fit.sort(key=lambda i: -len(docs[i]))
-            budget = max(1, self.batch_tokens)
-            queue = deque(_batches(fit, lambda i: len(prefix) + len(docs[i]), budget))
-            while queue:
-                batch = queue.popleft()
-                try:
-                    self._context_batch(cache, h_last, docs, batch, out)
-                except (torch.OutOfMemoryError, RuntimeError) as exc:
-                    if not _is_oom(exc) or len(batch) == 1:
-                        raise
-                    _empty_cache(self.device)
-                    budget = max(1, len(batch) * (len(prefix) + len(docs[batch[0]])) // 2)
-                    queue.extendleft(reversed(_batches(batch, lambda i: len(prefix) + len(docs[i]), budget)))
+            self._drain(fit, lambda i: len(prefix) + len(docs[i]),
+                        lambda batch: self._context_batch(cache, h_last, docs, batch, out))
         return [o if o is not None else np.zeros(0) for o in out]
 
     def _context_batch(self, cache, h_last, docs, batch, out) -> None:
