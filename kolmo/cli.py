@@ -124,8 +124,9 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from . import __version__
     names = list_compressors()
-    print(json.dumps(names) if args.json else "\n".join(names))
+    print(json.dumps({"kolmo_version": __version__, "compressors": names}) if args.json else "\n".join(names))
     return 0
 
 
@@ -152,7 +153,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     p = argparse.ArgumentParser(prog="kolmo", description="Compression-based information measures, in bits.")
+    p.add_argument("--version", action="version", version=f"kolmo {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def comp_opts(sp: argparse.ArgumentParser, default: str = "zstd") -> None:

@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import progress as _progress
 from .cache import ResultsCache, config_hash, content_hash, open_cache, result_key
 from .compressors.base import Compressor
 from .errors import WindowWarning
@@ -228,9 +229,9 @@ class Engine:
         return tasks
 
     def _execute(self, tasks, S: np.ndarray, J: np.ndarray, K: np.ndarray) -> None:
-        from tqdm import tqdm
         total = sum(len(o) for t in tasks for _, o in t[1])
-        bar = tqdm(total=total, desc=f"kolmo matrix ({self.comp.name})", unit="code", disable=not self.progress or total == 0)
+        # one bar for the whole job; the compressors' own bars (the LM's per row) stay silent
+        bar = _progress.bar(total, f"kolmo matrix ({self.comp.name})", "code", bool(self.progress))
         singles: List[Tuple[str, float]] = []
         rows: Dict[str, Dict[bytes, float]] = {}
         last = [time.monotonic()]
@@ -274,8 +275,9 @@ class Engine:
             if not tasks:
                 return
             if self.executor is None and self.workers == 1:
-                for t in tasks:
-                    done(t, _task(*args(t)))
+                with _progress.silenced():
+                    for t in tasks:
+                        done(t, _task(*args(t)))
                 return
             own = self.executor is None
             ex = self.executor or ProcessPoolExecutor(self.workers)
@@ -297,7 +299,7 @@ def _warn(comp: Compressor, data: Sequence[bytes]) -> Tuple[str, ...]:
     top = sorted(len(d) for d in data)[-2:]
     found = tuple(comp.window_warnings(sum(top)))
     for w in found:
-        warnings.warn(w, WindowWarning, stacklevel=3)
+        warnings.warn(w, WindowWarning, stacklevel=4)  # _warn, _matrix, matrix, caller
     return found
 
 
@@ -307,11 +309,16 @@ def matrix(items: Any, compressor: Union[str, Compressor] = "zstd", measure: str
     """An n x n matrix of ``measure`` over ``items`` (see the module docstring)."""
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
+    with _progress.silenced(progress is False):  # False silences everything underneath too
+        return _matrix(items, compressor, measure, cache, workers, executor, progress, options)
+
+
+def _matrix(items, compressor, measure, cache, workers, executor, show, options) -> DistanceMatrix:
     labels, data = collect_items(items)
     comp = resolve(compressor, **options)
     found = _warn(comp, data)
     n = len(data)
-    eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=progress)
+    eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=show)
     pairs = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), axis=-1).reshape(-1, 2)
     if measure == "conditional":
         c, _, m = eng.run(range(n), [], pairs)

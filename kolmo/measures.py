@@ -25,8 +25,9 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
+from . import progress as _progress
 from .compressors.base import Compressor
 from .errors import WindowWarning
 from .inputs import Data, as_bytes
@@ -118,21 +119,29 @@ class JointGapResult:
         return "\n".join(lines)
 
 
-def _warn(comp: Compressor, total: int) -> Tuple[str, ...]:
+def _warn(comp: Compressor, total: int, stacklevel: int = 3) -> Tuple[str, ...]:
     found = tuple(comp.window_warnings(total))
     for w in found:
-        warnings.warn(w, WindowWarning, stacklevel=3)
+        warnings.warn(w, WindowWarning, stacklevel=stacklevel)
     return found
 
 
-def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: Any) -> JointGapResult:
+def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", *, progress: Optional[bool] = None,
+              **options: Any) -> JointGapResult:
     """Compress X, Y, XY and YX with one compressor and return a :class:`JointGapResult`.
 
     ``compressor`` is a registry name (built with ``options``) or a Compressor instance.
+    ``progress=False`` silences every progress bar underneath (the LM's, model loading);
+    None shows them for long work only.
     """
+    with _progress.silenced(progress is False):
+        return _joint_gap(x, y, compressor, options)
+
+
+def _joint_gap(x: Data, y: Data, compressor: CompressorLike, options: Dict[str, Any]) -> JointGapResult:
     comp = resolve(compressor, **options)
     bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
-    found = _warn(comp, len(bx) + len(by))
+    found = _warn(comp, len(bx) + len(by), stacklevel=4)  # _warn, _joint_gap, joint_gap, caller
     c_x, c_y = comp.bits_many([bx, by])
     c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
     if comp.conditional_method in ("concatenation", "dictionary"):
@@ -148,19 +157,23 @@ def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: 
         bits_kind=comp.bits_kind, conditional_method=comp.conditional_method, warnings=found)
 
 
-def ncd(x: Data, y: Data, compressor: CompressorLike = "zstd", **options: Any) -> float:
+def ncd(x: Data, y: Data, compressor: CompressorLike = "zstd", *, progress: Optional[bool] = None,
+        **options: Any) -> float:
     """Normalized compression distance (min(C(XY), C(YX)) - min(C(X), C(Y))) / max(C(X), C(Y))."""
-    comp = resolve(compressor, **options)
-    bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
-    _warn(comp, len(bx) + len(by))
-    c_x, c_y = comp.bits_many([bx, by])
-    c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
-    return ncd_from(c_x, c_y, c_xy, c_yx)
+    with _progress.silenced(progress is False):
+        comp = resolve(compressor, **options)
+        bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
+        _warn(comp, len(bx) + len(by))
+        c_x, c_y = comp.bits_many([bx, by])
+        c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
+        return ncd_from(c_x, c_y, c_xy, c_yx)
 
 
-def conditional_bits(y: Data, given: Data, compressor: CompressorLike = "zstd", **options: Any) -> float:
+def conditional_bits(y: Data, given: Data, compressor: CompressorLike = "zstd", *,
+                     progress: Optional[bool] = None, **options: Any) -> float:
     """C(Y | X=given) in bits: see ``Compressor.conditional_bits`` for how each codec conditions."""
-    comp = resolve(compressor, **options)
-    by, bx = as_bytes(y, name="y"), as_bytes(given, name="given")
-    _warn(comp, len(bx) + len(by))
-    return comp.conditional_bits(by, bx)
+    with _progress.silenced(progress is False):
+        comp = resolve(compressor, **options)
+        by, bx = as_bytes(y, name="y"), as_bytes(given, name="given")
+        _warn(comp, len(bx) + len(by))
+        return comp.conditional_bits(by, bx)

@@ -73,7 +73,7 @@ class LMCompressor(Compressor):
         if self._loaded is None:
             from ..lm.models import load_model
             self._loaded = load_model(self.model_name, device=self._device, dtype=self._dtype,
-                                      progress=self.progress is not False)
+                                      progress=self.progress)
         return self._loaded
 
     @property

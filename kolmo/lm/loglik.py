@@ -202,9 +202,8 @@ class Scorer:
         return np.concatenate([p * (1.0 - VIRTUAL_MASS), extra], axis=1)
 
     def _bar(self, total: int, desc: str):
-        from tqdm import tqdm
-        disable = (self.progress is False) or (self.progress is None and total < 4096)
-        return tqdm(total=total, desc=desc, unit="tok", disable=disable, leave=False)
+        from .. import progress
+        return progress.bar(total, desc, "tok", self.progress, min_total=4096)
 
     def _drain(self, items: Sequence, span: Callable, run: Callable, done: Callable = lambda batch: None) -> None:
         """Run ``items`` (sorted longest first) in batches under the token budget; on out-of-memory,

@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..cache import cache_dir
 from ..errors import ModelUnavailableError
+from ..progress import library_bars
 from .tokens import ByteTokenizer
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -117,23 +118,25 @@ def resolve_dtype(dtype: Optional[str], device):
         raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}") from None
 
 
-def _gguf_to_cache(gguf: Path, digest: str, progress: bool) -> Path:
+def _gguf_to_cache(gguf: Path, digest: str, progress: bool, note: bool) -> Path:
     """Convert a GGUF file once into a transformers checkpoint in the cache; return its folder."""
     target = cache_dir() / "models" / f"{digest[:32]}-v2"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    if progress:
+    if note:
         import sys
         print(f"kolmo: converting {gguf.name} once (about 35 s); cached in {target}", file=sys.stderr)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    with library_bars(progress):
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model.hf_quantizer = None  # the weights are de-quantised float tensors now; let them be saved
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
-        model.save_pretrained(str(tmp))
-        tok.save_pretrained(str(tmp))
+        with library_bars(progress):
+            model.save_pretrained(str(tmp))
+            tok.save_pretrained(str(tmp))
         # The weights are saved de-quantised; without this entry a reload would treat them as GGUF
         # weights and ignore the dtype asked for (bf16 on a GPU would silently compute in float32).
         cfg_path = tmp / "config.json"
@@ -151,8 +154,16 @@ def _gguf_to_cache(gguf: Path, digest: str, progress: bool) -> Path:
 
 
 def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dtype: Optional[str] = None,
-               progress: bool = True) -> LoadedModel:
-    """Load (once per process) the causal LM ``model`` on ``device`` in ``dtype``."""
+               progress: Optional[bool] = None) -> LoadedModel:
+    """Load (once per process) the causal LM ``model`` on ``device`` in ``dtype``.
+
+    ``progress``: True shows transformers' loading bars; None prints only a one-line note when
+    the default model is converted (once, about 35 s); False (or an outer ``progress=False``,
+    see :mod:`kolmo.progress`) prints nothing.
+    """
+    from ..progress import allowed
+    note = progress is not False and allowed()
+    progress = bool(progress) and allowed()
     try:
         import torch  # noqa: F401  (checked here, used by resolve_device / resolve_dtype)
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -168,18 +179,19 @@ def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dty
         if model is None or model == DEFAULT_MODEL:
             gguf = bundled_gguf()
             digest = file_sha256(gguf)
-            source, name = str(_gguf_to_cache(gguf, digest, progress)), DEFAULT_MODEL
+            source, name = str(_gguf_to_cache(gguf, digest, progress, note)), DEFAULT_MODEL
         elif str(model).endswith(".gguf") and Path(model).is_file():
             gguf = Path(model)
             digest = file_sha256(gguf)
-            source, name = str(_gguf_to_cache(gguf, digest, progress)), gguf.name
+            source, name = str(_gguf_to_cache(gguf, digest, progress, note)), gguf.name
         elif Path(model).is_dir():
             source, name, digest = str(model), Path(model).resolve().name, _dir_digest(Path(model))
         else:
             source, name, digest = str(model), str(model), ""
         try:
-            tok = AutoTokenizer.from_pretrained(source)
-            lm = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
+            with library_bars(progress):
+                tok = AutoTokenizer.from_pretrained(source)
+                lm = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
         except OSError as exc:
             raise ModelUnavailableError(
                 f"could not load language model {model!r}: {exc}. Give a local folder with config.json, "
