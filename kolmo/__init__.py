@@ -17,17 +17,20 @@ from .cache import ResultsCache
 from .compressors.base import CodecCompressor, Compressor
 from .errors import (CorruptStreamError, KolmoError, KolmoWarning, ModelUnavailableError,
                      StreamMismatchError, WindowWarning)
+from .explain import Explanation, explain
 from .inputs import as_bytes
 from .matrices import DistanceMatrix, load_matrix, matrix
 from .measures import JointGapResult, conditional_bits, joint_gap, ncd
 from .registry import get_compressor, list_compressors, register
+from .significance import GapTestResult, PairingTestResult, gap_test, pairing_test
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Clustering", "CodecCompressor", "Compressor", "CorruptStreamError", "DistanceMatrix",
-    "JointGapResult", "KolmoError", "KolmoWarning", "ModelUnavailableError", "NCDClassifier",
-    "ResultsCache", "StreamMismatchError", "WindowWarning", "__version__", "as_bytes", "cluster",
-    "conditional_bits", "get_compressor", "joint_gap", "list_compressors", "load_matrix", "matrix",
+    "Clustering", "CodecCompressor", "Compressor", "CorruptStreamError", "DistanceMatrix", "Explanation",
+    "GapTestResult", "JointGapResult", "KolmoError", "KolmoWarning", "ModelUnavailableError", "NCDClassifier",
+    "PairingTestResult", "ResultsCache", "StreamMismatchError", "WindowWarning", "__version__", "as_bytes",
+    "cluster", "conditional_bits", "explain", "gap_test", "get_compressor", "joint_gap", "list_compressors",
+    "load_matrix", "matrix", "pairing_test",
     "ncd", "register",
 ]

@@ -6,6 +6,7 @@
     kolmo decompress OUT -o FILE
     kolmo list [--json]
     kolmo matrix PATH... [--compressor NAME] [--measure ncd] [--out m.csv] [--plot m.png] [--workers N]
+    kolmo explain Y --given X [--compressor NAME] [-O key=value] [--block N] [--html out.html] [--json]
 
 With no X and Y, ``kolmo gap`` compares two texts every Python installation has: the source of
 the standard library's ``json.decoder`` and ``json.encoder`` modules.
@@ -152,6 +153,24 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # recorded in the result and printed below
+        e = explain(Path(args.y), given=Path(args.given), compressor=_compressor(args), block=args.block)
+    if args.html:
+        Path(args.html).write_text(e.to_html(full_page=True), encoding="utf-8")
+        print(f"information map of {args.y} given {args.given} written to {args.html}", file=sys.stderr)
+    if args.json:
+        d = e.to_dict()
+        d.update(y=args.y, given=args.given)
+        print(json.dumps(d, indent=2))
+    else:
+        print(f"Y = {args.y}\nX = {args.given}")
+        print(e)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     p = argparse.ArgumentParser(prog="kolmo", description="Compression-based information measures, in bits.")
@@ -196,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=cmd_matrix)
+
+    sp = sub.add_parser("explain", help="which parts of Y does X explain: bits of each part of Y alone and given X")
+    sp.add_argument("y"), sp.add_argument("--given", "-g", required=True, metavar="X")
+    comp_opts(sp)
+    sp.add_argument("--block", type=int, help="bytes per part for the codecs (default: at most 256 parts)")
+    sp.add_argument("--html", metavar="OUT.html", help="write Y coloured by the bits X saves")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_explain)
     return p
 
 
