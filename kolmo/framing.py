@@ -1,29 +1,38 @@
 """kolmo's stream container: the only module that knows the byte layout of a compressed stream.
 
-Layout (all integers little-endian)::
+Layout, format 2 (integers little-endian; varints are unsigned LEB128)::
 
-    offset  size  field
-    0       4     magic b"KLMO"
-    4       1     format version (1)
-    5       1     length L of the compressor's name
-    6       L     compressor name, ASCII
-    6+L     8     config fingerprint: first 8 bytes of SHA-256 over the canonical JSON of ``config``
-    14+L    8     length of the original data in bytes
-    22+L    4     CRC-32 of the original data
-    26+L    8     length P of the payload in bytes
-    34+L    P     payload (the codec's own stream)
-    34+L+P  4     CRC-32 of everything before it
+    size    field
+    2       magic b"KL"
+    1       format version (2)
+    1       compressor tag: the first byte of SHA-256 over the compressor's name
+    3       config hash: the first 3 bytes of SHA-256 over the canonical JSON of (name, config)
+    varint  length of the original data in bytes
+    4       CRC-32 of the original data
+    ...     payload (the codec's own stream), to the end
 
-The container costs 38 + L bytes. It is *not* counted in :meth:`Compressor.bits`, which measures
-the codec's stream alone (see :mod:`kolmo.compressors.base`).
+The container costs 11 bytes plus the length's varint (1 byte up to 127 bytes, 3 up to 2 MiB). It is
+*not* counted in :meth:`Compressor.bits`, which measures the codec's stream alone (see
+:mod:`kolmo.compressors.base`). A stream from another compressor is recognised by the tag (the
+error names it when a registered compressor has that tag); one from the same compressor with other
+settings by the config hash (a wrong match slips through with probability 2**-24, and then the
+data CRC still refuses the output). Truncation or corruption shows as a codec error, a length or
+CRC mismatch of the decoded data, or (LM streams) an inconsistent chunk table or coder end state:
+all :class:`CorruptStreamError`. Format 1 streams (``b"KLMO"``, 38 + name bytes; kolmo 0.1) are
+still read.
 
-The language-model compressor's payload (:func:`pack_lm_payload`; varints are unsigned LEB128)::
+The language-model compressor's payload (:func:`pack_lm_payload`)::
 
     varint  number of chunks C
-    C x     varint tokens in the chunk, u32 CRC-32 of the chunk's bytes
-    G x     varint number of 32-bit words of each coder group's stream (groups follow from the
-            chunk lengths and the compressor's ``coder_batch``; see kolmo.lm.coding.groups)
-    ...     the groups' words, u32 little-endian, in group order
+    C x     varint 2 * tokens + mode (0: LM-coded, 1: safe mode, see kolmo.lm.coding),
+            then, when C > 1, u16: the low 16 bits of the CRC-32 of the chunk's bytes
+    G-1 x   varint number of 32-bit words of each coder group's stream but the last (groups follow
+            from the chunk lengths and the ``coder_batch``; see kolmo.lm.coding.groups)
+    S x     varint length, then the deflated bytes of each safe-mode chunk, in chunk order
+    ...     the groups' words, u32 little-endian, in group order, to the end
+
+A one-chunk LM stream thus has 11 + 1 + 2 bytes of fixed overhead plus the two varints of the
+data's bytes and tokens (16 bytes in all for 1-16 kB of text), and the coder's final state.
 """
 
 from __future__ import annotations
@@ -37,15 +46,26 @@ from typing import Any, Callable, List, Mapping, Sequence, Tuple
 
 from .errors import CorruptStreamError, StreamMismatchError
 
-MAGIC = b"KLMO"
-VERSION = 1
+MAGIC = b"KL"
+VERSION = 2
+MAGIC_V1 = b"KLMO"  # format 1 (kolmo 0.1), still read
 _TAIL = struct.Struct("<I")
 
 
 def fingerprint(config: Mapping[str, Any]) -> bytes:
-    """8-byte digest of a compressor config (canonical JSON, sorted keys)."""
+    """8-byte digest of a compressor config (canonical JSON, sorted keys); format 1's fingerprint."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).digest()[:8]
+
+
+def name_tag(name: str) -> int:
+    """Format 2's compressor tag: the first byte of SHA-256 over the name."""
+    return hashlib.sha256(name.encode("utf-8")).digest()[0]
+
+
+def config_hash(name: str, config: Mapping[str, Any]) -> bytes:
+    """Format 2's 3-byte config hash over (name, config)."""
+    return fingerprint({"name": name, "config": config})[:3]
 
 
 def crc32(data: bytes) -> int:
@@ -62,19 +82,17 @@ class Frame:
 
 
 def pack(name: str, config: Mapping[str, Any], original: bytes, payload: bytes) -> bytes:
-    """Wrap a codec ``payload`` that encodes ``original`` into a kolmo stream."""
-    raw_name = name.encode("ascii")
-    if len(raw_name) > 255:
-        raise ValueError(f"compressor name is {len(raw_name)} bytes long; at most 255 fit in a stream")
-    head = b"".join([
-        MAGIC,
-        bytes([VERSION, len(raw_name)]),
-        raw_name,
-        fingerprint(config),
-        struct.pack("<QIQ", len(original), crc32(original), len(payload)),
-    ])
-    body = head + payload
-    return body + _TAIL.pack(crc32(body))
+    """Wrap a codec ``payload`` that encodes ``original`` into a kolmo stream (format 2)."""
+    if not name.isascii() or not 0 < len(name) <= 255:
+        raise ValueError(f"compressor name must be 1 to 255 ASCII characters, got {name!r}")
+    return b"".join([MAGIC, bytes([VERSION, name_tag(name)]), config_hash(name, config),
+                     varint(len(original)), struct.pack("<I", crc32(original)), payload])
+
+
+def _writer_hint(tag: int) -> str:
+    from .registry import list_compressors  # late: the registry imports the compressors, which import us
+    names = [n for n in list_compressors() if name_tag(n) == tag]
+    return f"compressor {names[0]!r}" if len(names) == 1 else "another compressor"
 
 
 def unpack(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
@@ -83,13 +101,39 @@ def unpack(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
     Raises :class:`CorruptStreamError` for a damaged or truncated stream and
     :class:`StreamMismatchError` for a stream from another compressor or configuration.
     """
-    if len(blob) < 4 or blob[:4] != MAGIC:
-        raise CorruptStreamError("not a kolmo stream: it does not start with b'KLMO' "
+    if blob[:4] == MAGIC_V1:
+        return _unpack_v1(blob, name=name, config=config)
+    if len(blob) < 2 or blob[:2] != MAGIC:
+        raise CorruptStreamError("not a kolmo stream: it does not start with b'KL' "
                                  "(was it written by `kolmo compress` / Compressor.compress?)")
+    if len(blob) < 12:
+        raise CorruptStreamError(f"kolmo stream truncated: {len(blob)} bytes, the header alone needs at least 12")
+    if blob[2] != VERSION:
+        raise CorruptStreamError(f"kolmo stream format version {blob[2]} is not supported (this kolmo reads 1 and {VERSION})")
+    if blob[3] != name_tag(name):
+        raise StreamMismatchError(
+            f"this stream was written by {_writer_hint(blob[3])}, not {name!r}: decompress it with the "
+            "compressor and options that wrote it")
+    got = bytes(blob[4:7])
+    if got != config_hash(name, config):
+        raise StreamMismatchError(
+            f"this {name!r} stream was written with a different configuration (config hash {got.hex()}, "
+            f"this compressor's is {config_hash(name, config).hex()}): use the same options, codec version "
+            "and model that compressed it")
+    length, pos = read_varint(blob, 7, what="kolmo stream header")
+    if pos + 4 > len(blob):
+        raise CorruptStreamError("kolmo stream truncated inside its header")
+    (crc,) = struct.unpack_from("<I", blob, pos)
+    return Frame(name, got, length, crc, bytes(blob[pos + 4:]))
+
+
+def _unpack_v1(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
+    """Format 1: magic, version, name, 8-byte fingerprint, u64 length, u32 CRC, u64 payload length,
+    payload, u32 CRC-32 of everything before it."""
     if len(blob) < 6:
         raise CorruptStreamError(f"kolmo stream truncated: {len(blob)} bytes, the header alone needs more")
-    if blob[4] != VERSION:
-        raise CorruptStreamError(f"kolmo stream format version {blob[4]} is not supported (this kolmo reads {VERSION})")
+    if blob[4] != 1:
+        raise CorruptStreamError(f"kolmo stream format version {blob[4]} is not supported (this kolmo reads 1 and {VERSION})")
     n = blob[5]
     fixed = 6 + n + 8 + 20
     if len(blob) < fixed + 4:
@@ -102,10 +146,7 @@ def unpack(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
     (stored,) = _TAIL.unpack_from(blob, fixed + plen)
     if crc32(blob[: fixed + plen]) != stored:
         raise CorruptStreamError("kolmo stream checksum mismatch: the stream is corrupted")
-    try:
-        got_name = blob[6: 6 + n].decode("ascii")
-    except UnicodeDecodeError:  # pragma: no cover - guarded by the CRC above
-        raise CorruptStreamError("kolmo stream has an unreadable compressor name") from None
+    got_name = blob[6: 6 + n].decode("ascii", errors="replace")
     if got_name != name:
         raise StreamMismatchError(
             f"this stream was written by compressor {got_name!r}, not {name!r}: "
@@ -119,7 +160,8 @@ def unpack(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
     return Frame(got_name, got_fp, length, crc, blob[fixed: fixed + plen])
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """Unsigned LEB128."""
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -128,11 +170,11 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(buf: bytes, pos: int) -> Tuple[int, int]:
+def read_varint(buf: bytes, pos: int, what: str = "lm stream chunk table") -> Tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(buf) or shift > 63:
-            raise CorruptStreamError("lm stream: the chunk table is truncated or malformed")
+            raise CorruptStreamError(f"{what} is truncated or malformed")
         byte = buf[pos]
         value |= (byte & 0x7F) << shift
         pos, shift = pos + 1, shift + 7
@@ -140,49 +182,81 @@ def _read_varint(buf: bytes, pos: int) -> Tuple[int, int]:
             return value, pos
 
 
-def pack_lm_payload(chunks: Sequence[Tuple[int, int]], group_words: Sequence[Any]) -> bytes:
-    """``chunks``: (token count, CRC-32) per chunk; ``group_words``: uint32 arrays per coder group."""
-    parts = [_varint(len(chunks))]
-    parts += [_varint(n) + struct.pack("<I", crc) for n, crc in chunks]
-    parts += [_varint(len(w)) for w in group_words]
+@dataclass(frozen=True)
+class LMChunk:
+    """One row of the LM chunk table: tokens, mode (0 LM-coded, 1 safe) and CRC-16 (None: one chunk)."""
+
+    tokens: int
+    mode: int
+    crc16: Any = None
+
+
+def pack_lm_payload(chunks: Sequence[LMChunk], group_words: Sequence[Any], safe: Sequence[bytes]) -> bytes:
+    """``chunks``: the chunk table; ``group_words``: uint32 arrays per coder group; ``safe``: the
+    safe-mode chunks' deflated bytes, in chunk order."""
+    parts = [varint(len(chunks))]
+    for c in chunks:
+        parts.append(varint(2 * c.tokens + c.mode))
+        if len(chunks) > 1:
+            parts.append(struct.pack("<H", c.crc16))
+    parts += [varint(len(w)) for w in group_words[:-1]]
+    for b in safe:
+        parts += [varint(len(b)), b]
     parts += [bytes(memoryview(w.astype("<u4")).cast("B")) for w in group_words]
     return b"".join(parts)
 
 
 def unpack_lm_payload(payload: bytes, n_groups: Callable[[List[int]], int]):
-    """Inverse of :func:`pack_lm_payload`: ([(tokens, crc)], [uint32 word arrays per group]).
+    """Inverse of :func:`pack_lm_payload`: ([LMChunk], [uint32 words per group], [safe bytes]).
 
     ``n_groups(lengths)`` says how many coder groups those chunk lengths make.
     """
     import numpy as np
-    n, pos = _read_varint(payload, 0)
+    n, pos = read_varint(payload, 0)
     if n > len(payload):
         raise CorruptStreamError(f"lm stream announces {n} chunks in {len(payload)} bytes")
     chunks = []
     for _ in range(n):
-        tokens, pos = _read_varint(payload, pos)
-        if pos + 4 > len(payload):
-            raise CorruptStreamError("lm stream: the chunk table is truncated")
-        chunks.append((tokens, struct.unpack_from("<I", payload, pos)[0]))
-        pos += 4
+        v, pos = read_varint(payload, pos)
+        crc = None
+        if n > 1:
+            if pos + 2 > len(payload):
+                raise CorruptStreamError("lm stream: the chunk table is truncated")
+            (crc,), pos = struct.unpack_from("<H", payload, pos), pos + 2
+        chunks.append(LMChunk(v >> 1, v & 1, crc))
+    g = n_groups([c.tokens for c in chunks])
     counts = []
-    for _ in range(n_groups([c[0] for c in chunks])):
-        w, pos = _read_varint(payload, pos)
+    for _ in range(max(0, g - 1)):
+        w, pos = read_varint(payload, pos)
         counts.append(w)
-    if pos + 4 * sum(counts) != len(payload):
-        raise CorruptStreamError("lm stream: the coded words do not match the chunk table (truncated or corrupted)")
+    safe = []
+    for c in chunks:
+        if c.mode:
+            m, pos = read_varint(payload, pos)
+            if pos + m > len(payload):
+                raise CorruptStreamError("lm stream: a safe-mode chunk is truncated")
+            safe.append(payload[pos:pos + m])
+            pos += m
+    rest = len(payload) - pos
+    if g:
+        if rest % 4 or 4 * sum(counts) > rest:
+            raise CorruptStreamError("lm stream: the coded words do not match the chunk table (truncated or corrupted)")
+        counts.append(rest // 4 - sum(counts))
+    elif rest:
+        raise CorruptStreamError("lm stream: bytes after the chunk table of an empty stream")
     words = []
     for w in counts:
         words.append(np.frombuffer(payload, dtype="<u4", count=w, offset=pos).astype(np.uint32))
         pos += 4 * w
-    return chunks, words
+    return chunks, words, safe
 
 
 def check_output(frame: Frame, out: bytes) -> bytes:
     """Return ``out`` if it matches the frame's length and CRC, else raise CorruptStreamError."""
     if len(out) != frame.length:
-        raise CorruptStreamError(f"decoded {len(out)} bytes but the stream announces {frame.length}: the stream is corrupted")
+        raise CorruptStreamError(f"decoded {len(out)} bytes but the stream announces {frame.length}: "
+                                 "the stream is truncated or corrupted")
     if crc32(out) != frame.crc:
-        raise CorruptStreamError("decoded data fails its CRC-32 check: the stream is corrupted or was decoded "
-                                 "with a different codec version")
+        raise CorruptStreamError("decoded data fails its CRC-32 check: the stream is truncated or corrupted, "
+                                 "or was decoded with a different codec version")
     return out

@@ -45,24 +45,35 @@ from ..inputs import Data, as_bytes
 from .base import Compressor
 
 
+_DIVERGED = ("Either the stream is corrupted, or this machine computes the model's probabilities with other "
+             "floats than the machine that encoded it (another GPU model, library version or thread count); "
+             "LMCompressor.diagnose(data) shows where two runs of the coding schedule diverge")
+
+
 class LMCompressor(Compressor):
     name = "lm"
     bits_kind = "ideal"
     conditional_method = "kv-cache"
+    #: the shortest chunk ``compress`` makes on its own, per device type (see coding_chunk_tokens)
+    MIN_CHUNK_TOKENS = {"cuda": 1024, "cpu": 512}
 
     def __init__(self, model: Optional[str] = None, *, device: Optional[str] = "auto", dtype: Optional[str] = "auto",
                  window: Optional[int] = None, stride: Optional[int] = None, chunk_tokens: Optional[int] = None,
-                 batch_tokens: Optional[int] = None, coder_batch: int = 64, progress: Optional[bool] = None):
+                 batch_tokens: Optional[int] = None, coder_batch: Optional[int] = None, verify: bool = True,
+                 progress: Optional[bool] = None):
         for key, val in (("window", window), ("stride", stride), ("chunk_tokens", chunk_tokens),
                          ("batch_tokens", batch_tokens), ("coder_batch", coder_batch)):
             if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
                 raise ValueError(f"{key} must be a positive int or None, got {val!r}")
+        if not isinstance(verify, bool):
+            raise ValueError(f"verify must be True or False, got {verify!r}")
+        self.verify = verify
         self.model_name = model
         self._device, self._dtype = device, dtype
         self._window, self._stride = window, stride
         self.chunk_tokens = chunk_tokens
         self._batch_tokens = batch_tokens
-        self.coder_batch = coder_batch
+        self._coder_batch = coder_batch
         self.progress = progress
         self._loaded = None
         self._scorer = None
@@ -89,11 +100,19 @@ class LMCompressor(Compressor):
         return self._scorer
 
     @property
+    def coder_batch(self) -> int:
+        """Chunks coded together in one batch (default: 1024 on CUDA, 64 on a CPU)."""
+        if self._coder_batch is None:
+            return 1024 if self.loaded.device.type == "cuda" else 64
+        return self._coder_batch
+
+    @property
     def stream_config(self) -> Dict[str, Any]:
+        from ..lm.coding import PRECISION_BITS
         s = self.scorer
-        return {"codec": "lm-range-coder", **self.loaded.fingerprint, "window": s.window, "stride": s.stride,
+        return {"codec": "lm-rans", **self.loaded.fingerprint, "window": s.window, "stride": s.stride,
                 "chunk_tokens": self.chunk_tokens, "coder_batch": self.coder_batch,
-                "precision_bits": 24, "start_id": s.start}
+                "precision_bits": PRECISION_BITS, "start_id": s.start}
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -119,11 +138,25 @@ class LMCompressor(Compressor):
         """The token ids that code ``data`` (exact: they spell ``data`` byte for byte)."""
         return self.loaded.tokenizer.encode(as_bytes(data))
 
-    def _chunks(self, ids: np.ndarray) -> List[np.ndarray]:
+    def _chunks(self, ids: np.ndarray, size: Optional[int] = None) -> List[np.ndarray]:
         if len(ids) == 0:
             return []
-        n = self.chunk_tokens or len(ids)
+        n = size or self.chunk_tokens or len(ids)
         return [ids[i:i + n] for i in range(0, len(ids), n)]
+
+    def coding_chunk_tokens(self, n_tokens: int) -> int:
+        """Tokens per chunk that ``compress`` uses for an input of ``n_tokens`` tokens.
+
+        ``chunk_tokens`` when given; otherwise chosen from the input's length and the device so that
+        the plain call is the fast one: a coding step costs about the same for 1 or ``coder_batch``
+        chunks (on a GPU the step's overhead dominates; on a CPU each step reads all the weights),
+        so long inputs are split into up to ``coder_batch`` chunks, none shorter than
+        ``MIN_CHUNK_TOKENS`` (each chunk restarts its context: what that costs is measured in the README).
+        """
+        if self.chunk_tokens:
+            return self.chunk_tokens
+        floor = self.MIN_CHUNK_TOKENS["cuda" if self.loaded.device.type == "cuda" else "cpu"]
+        return max(floor, -(-n_tokens // self.coder_batch))
 
     def _seq(self, chunk: np.ndarray) -> np.ndarray:
         return np.concatenate([[self.scorer.start], chunk]).astype(np.int64)
@@ -157,30 +190,76 @@ class LMCompressor(Compressor):
         return [float(b.sum()) for b in self.scorer.score_with_context(ctx, docs)]
 
     # -- real coding --------------------------------------------------------------------------------
+    def _coding_chunks(self, raw: bytes) -> List[np.ndarray]:
+        ids = self.tokens(raw)
+        return self._chunks(ids, self.coding_chunk_tokens(len(ids)))
+
     def compress(self, data: Data) -> bytes:
-        from ..lm.coding import encode_chunks
+        """A real range-coded (rANS) stream of ``data``; verified to decode when ``verify`` (the default)."""
+        from .. import progress
+        from ..lm.coding import LM, encode_group, groups, safe_code
         raw = as_bytes(data)
-        chunks = self._chunks(self.tokens(raw))
-        words = encode_chunks(self.scorer, chunks, self.coder_batch, progress=self.progress)
+        chunks = self._coding_chunks(raw)
         tok = self.loaded.tokenizer
-        table = [(len(c), framing.crc32(tok.decode(c))) for c in chunks]
-        return framing.pack(self.name, self.stream_config, raw, framing.pack_lm_payload(table, words))
+        spelled = [tok.decode(c) for c in chunks]
+        total = sum(len(c) for c in chunks) * (2 if self.verify else 1)
+        modes = [LM] * len(chunks)
+        words = []
+        self.safe_chunks = []  # (chunk, first diverging token) of the last compress, for reports
+        with progress.bar(total, "kolmo lm: encoding", "tok", self.progress, min_total=256) as bar:
+            for group in groups([len(c) for c in chunks], self.coder_batch):
+                toks = np.stack([np.asarray(chunks[i], dtype=np.int64) for i in group])
+                code = encode_group(self.scorer, toks, self.verify, bar)
+                words.append(code.words)
+                for i, m in zip(group, code.modes):
+                    modes[i] = m
+                self.safe_chunks += [(group[j], k) for j, k in zip(
+                    [j for j, m in enumerate(code.modes) if m != LM], code.mismatches)]
+        table = [framing.LMChunk(len(c), m, framing.crc32(b) & 0xFFFF) for c, m, b in zip(chunks, modes, spelled)]
+        safe = [safe_code(b) for b, m in zip(spelled, modes) if m != LM]
+        return framing.pack(self.name, self.stream_config, raw, framing.pack_lm_payload(table, words, safe))
 
     def decompress(self, blob: bytes) -> bytes:
-        from ..lm.coding import decode_chunks, groups
+        from .. import progress
+        from ..lm.coding import LM, decode_group, groups, safe_decode
         frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
-        table, words = framing.unpack_lm_payload(frame.payload, lambda lengths: len(groups(lengths, self.coder_batch)))
-        if sum(n for n, _ in table) > frame.length:  # every token spells at least one byte
+        table, words, safe = framing.unpack_lm_payload(
+            frame.payload, lambda lengths: len(groups(lengths, self.coder_batch)))
+        if sum(c.tokens for c in table) > frame.length:  # every token spells at least one byte
             raise CorruptStreamError("lm stream: the chunk table announces more tokens than the data has bytes")
-        ids = decode_chunks(self.scorer, [n for n, _ in table], words, self.coder_batch, progress=self.progress)
         tok = self.loaded.tokenizer
-        out = []
-        for i, (c, (_, crc)) in enumerate(zip(ids, table)):
-            b = tok.decode(c)
-            if framing.crc32(b) != crc:
-                raise CorruptStreamError(
-                    f"lm stream: chunk {i} fails its CRC-32 check. Either the stream is corrupted, or this "
-                    "machine computes the model's probabilities with different floats than the encoder did "
-                    "(another device, dtype, thread count or library version): decode where it was encoded")
-            out.append(b)
+        known: Dict[int, np.ndarray] = {}
+        spelled: Dict[int, bytes] = {}
+        for i, b in zip([i for i, c in enumerate(table) if c.mode != LM], safe):
+            spelled[i] = safe_decode(b)
+            known[i] = tok.encode(spelled[i])
+            if len(known[i]) != table[i].tokens:
+                raise CorruptStreamError(f"lm stream: safe-mode chunk {i} does not match its token count")
+        with progress.bar(sum(c.tokens for c in table), "kolmo lm: decoding", "tok", self.progress,
+                          min_total=256) as bar:
+            for group, group_words in zip(groups([c.tokens for c in table], self.coder_batch), words):
+                n = table[group[0]].tokens
+                given = np.zeros((len(group), n), dtype=np.int64)
+                for j, i in enumerate(group):
+                    if i in known:
+                        given[j] = known[i]
+                try:
+                    toks = decode_group(self.scorer, n, [table[i].mode for i in group], group_words, given, bar)
+                except CorruptStreamError as exc:
+                    raise CorruptStreamError(
+                        f"lm stream: the coder of chunks {group[0]}..{group[-1]} did not end where it began ({exc}). "
+                        f"{_DIVERGED}") from None
+                for j, i in enumerate(group):
+                    if i not in spelled:
+                        spelled[i] = tok.decode(toks[j])
+        out = [spelled[i] for i in range(len(table))]
+        if len(table) > 1:
+            for i, (b, c) in enumerate(zip(out, table)):
+                if framing.crc32(b) & 0xFFFF != c.crc16:
+                    raise CorruptStreamError(f"lm stream: chunk {i} fails its CRC check. {_DIVERGED}")
         return framing.check_output(frame, b"".join(out))
+
+    def diagnose(self, data: Data):
+        """Run the coding schedule of ``data`` twice and report where the probabilities first differ."""
+        from ..lm.coding import diagnose
+        return diagnose(self.scorer, self._coding_chunks(as_bytes(data)), self.coder_batch)

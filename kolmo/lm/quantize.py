@@ -1,0 +1,157 @@
+"""Integer frequency tables for :mod:`kolmo.lm.rans`, built on the model's device.
+
+The coder needs, per step and per stream, integer frequencies ``>= 1`` that sum to exactly
+``2**P``. Building them on the device where the probabilities already are keeps the host's work
+O(1) per token: only the coded symbol's ``(start, freq)`` (encoding), or B slots in and B symbols
+and intervals out (decoding), cross between device and host.
+
+Encoder and decoder must build bit-identical tables from the same probabilities, possibly on
+different machines. So :func:`frequencies` uses only IEEE elementwise operations (float64
+multiply and floor, exact for float32 or float64 inputs on every conforming device) and integer
+sums, divisions and argmax, which are exact whatever their reduction order. No floating-point
+reduction (a float sum, or a normalisation by one) is involved: its result would depend on the
+device's summation order. Identical input floats thus give identical tables on every device.
+
+Besides the intervals, a step makes one or two scalar checks cross (a row that needs rescaling,
+symbols out of range); the host waits for the device there, as it must for the intervals anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import torch
+
+from .rans import DEFAULT_PRECISION, check_precision
+from .tokens import VIRTUAL_MASS
+
+
+def _float64_device(t: torch.Tensor) -> torch.Tensor:
+    """``t`` where float64 math is available: Apple's MPS has no float64, so it runs on the CPU."""
+    return t.cpu() if t.device.type == "mps" else t
+
+
+def frequencies(probs: torch.Tensor, precision: int = DEFAULT_PRECISION) -> torch.Tensor:
+    """Quantise (B, A) next-symbol distributions into (B, A) int64 frequencies on the same device.
+
+    Every entry is at least 1 (any symbol stays codable, even one of probability 0) and each row
+    sums to exactly ``2**precision``:
+
+    1. ``f = floor(p * (2**P - A)) + 1`` in float64, with ``p`` clamped to [0, 1] (NaN -> 0);
+    2. a row whose sum exceeds ``2**P`` (its probabilities sum to more than 1, or products were
+       rounded up) is scaled down in integers: ``f = 1 + (f - 1) * (2**P - A) // (sum - A)``;
+    3. the row's remainder ``2**P - sum >= 0`` goes to its largest entry (the lowest index among
+       equal ones), where it costs the least.
+
+    So each count is within one of ``p * (2**P - A) + 1``, except the largest, which takes back
+    what the floors lost (at most A counts per row). Deterministic: see the module docstring.
+    Raises ValueError where ``A > 2**P`` (no room for a count of 1 each).
+    """
+    p_bits = check_precision(precision)
+    if not isinstance(probs, torch.Tensor):
+        raise TypeError(f"probs must be a torch.Tensor (B, A), got {type(probs).__name__}")
+    if probs.dim() != 2 or probs.shape[1] < 1:
+        raise ValueError(f"probs must be a (B, A) tensor with A >= 1 symbols, got shape {tuple(probs.shape)}")
+    if not probs.dtype.is_floating_point:
+        raise TypeError(f"probs must be floating point, got {probs.dtype}")
+    m, a = 1 << p_bits, probs.shape[1]
+    if a > m:
+        raise ValueError(f"an alphabet of {a} symbols does not fit {p_bits} bits of precision: every symbol "
+                         f"needs a count >= 1 out of 2**{p_bits} = {m}; use precision >= {(a - 1).bit_length()}")
+    device = probs.device
+    p = torch.nan_to_num(_float64_device(probs).to(torch.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    p.clamp_(0.0, 1.0).mul_(float(m - a))  # in place on our own copy: fewer passes over (B, A)
+    f = p.to(torch.int64)  # the cast truncates, which is floor here (p >= 0)
+    f += 1
+    total = f.sum(dim=1, keepdim=True)
+    over = total > m
+    if bool(over.any()):  # rare (rows summing to more than 1), so spare the common case the division
+        # (f - 1) * (m - a) < 2**62 for precision <= 31; the clamp only guards rows torch.where discards
+        scaled = 1 + (f - 1) * (m - a) // (total - a).clamp_min(1)
+        f = torch.where(over, scaled, f)
+        total = f.sum(dim=1, keepdim=True)
+    # the remainder (>= 0 now) goes to the first largest count: argmax is documented to return the
+    # first index among equal maxima, on every backend
+    f.scatter_add_(1, f.argmax(dim=1, keepdim=True), m - total)
+    return f.to(device)
+
+
+def with_virtual(probs: torch.Tensor, n_virtual: int, virtual_mass: float = VIRTUAL_MASS) -> torch.Tensor:
+    """Append ``n_virtual`` symbols sharing ``virtual_mass`` to (B, V) distributions, on their device.
+
+    The model's symbols are scaled by ``1 - virtual_mass`` and each extra one gets
+    ``virtual_mass / n_virtual``, in float64, as :meth:`kolmo.lm.loglik.Scorer.probs` does for the
+    virtual byte tokens of :mod:`kolmo.lm.tokens`. Returns (B, V + n_virtual) float64 (``probs``
+    itself, as float64, where ``n_virtual`` is 0) on ``probs``' device, or on the CPU for Apple's
+    MPS, which has no float64.
+    """
+    if isinstance(n_virtual, bool) or not isinstance(n_virtual, (int, np.integer)) or n_virtual < 0:
+        raise ValueError(f"n_virtual must be an int >= 0, got {n_virtual!r}")
+    if not 0.0 < virtual_mass < 1.0:
+        raise ValueError(f"virtual_mass must be in (0, 1), got {virtual_mass!r}")
+    if probs.dim() != 2:
+        raise ValueError(f"probs must be a (B, V) tensor, got shape {tuple(probs.shape)}")
+    p = _float64_device(probs).to(torch.float64)
+    if not n_virtual:
+        return p
+    extra = torch.full((p.shape[0], int(n_virtual)), virtual_mass / n_virtual, dtype=torch.float64, device=p.device)
+    return torch.cat([p * (1.0 - virtual_mass), extra], dim=1)
+
+
+class Tables:
+    """The cumulative tables of one step's (B, A) frequencies, kept on their device."""
+
+    def __init__(self, freq: torch.Tensor):
+        """``freq``: (B, A) int64 counts >= 1, each row summing to ``2**P`` (:func:`frequencies`)."""
+        if not isinstance(freq, torch.Tensor) or freq.dim() != 2 or freq.dtype != torch.int64:
+            raise ValueError("freq must be a (B, A) int64 tensor (from frequencies()), got "
+                             f"{getattr(freq, 'dtype', type(freq).__name__)} with shape "
+                             f"{tuple(getattr(freq, 'shape', ()))}")
+        self.freq = freq
+        # the inclusive cumulative sum, strictly increasing since every count is >= 1; a symbol's
+        # start is its end minus its count, taken for the B coded symbols only (saves a (B, A) pass)
+        self.ends = torch.cumsum(freq, dim=1)
+
+    @property
+    def n_symbols(self) -> int:
+        return self.freq.shape[1]
+
+    def interval(self, symbols: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B,) symbol ids -> their (start, freq), two (B,) int64 tensors on the tables' device."""
+        sym = torch.as_tensor(symbols, device=self.freq.device).to(torch.int64).reshape(-1, 1)
+        if sym.shape[0] != self.freq.shape[0]:
+            raise ValueError(f"symbols must have one entry per row of the table ({self.freq.shape[0]}), "
+                             f"got {sym.shape[0]}")
+        # an out-of-range gather is a device-side assert on CUDA, so check first (one sync)
+        if bool(((sym < 0) | (sym >= self.n_symbols)).any()):
+            raise ValueError(f"symbols must be in [0, {self.n_symbols}), got "
+                             f"min {int(sym.min())}, max {int(sym.max())}")
+        f = self.freq.gather(1, sym)[:, 0]
+        return self.ends.gather(1, sym)[:, 0] - f, f
+
+    def find(self, slots: torch.Tensor) -> torch.Tensor:
+        """(B,) slots in ``[0, 2**P)`` -> (B,) int64 symbols with ``start <= slot < start + freq``."""
+        s = torch.as_tensor(slots, device=self.freq.device).to(torch.int64).reshape(-1, 1)
+        if s.shape[0] != self.freq.shape[0]:
+            raise ValueError(f"slots must have one entry per row of the table ({self.freq.shape[0]}), "
+                             f"got {s.shape[0]}")
+        # the first end > slot; a slot beyond the table (never from a valid decoder) clamps to the last
+        # symbol, whose interval then fails BatchDecoder.advance's check
+        sym = torch.searchsorted(self.ends, s, right=True)[:, 0]
+        return sym.clamp_(max=self.n_symbols - 1)
+
+
+def code_length_bits(freqs, precision: int = DEFAULT_PRECISION) -> float:
+    """Ideal code length in bits of symbols coded with these frequencies: ``sum(P - log2 f)``.
+
+    ``freqs`` holds each coded symbol's frequency (numpy, torch or a sequence); compare with
+    ``32 * len(words)`` of a :class:`kolmo.lm.rans.BatchEncoder` stream (see its bound).
+    """
+    p_bits = check_precision(precision)
+    if isinstance(freqs, torch.Tensor):
+        freqs = freqs.detach().cpu().numpy()
+    f = np.asarray(freqs, dtype=np.float64).ravel()
+    if f.size and (f.min() < 1 or f.max() > 2.0 ** p_bits):
+        raise ValueError(f"frequencies must be in [1, 2**{p_bits}], got min {f.min()}, max {f.max()}")
+    return float(np.sum(p_bits - np.log2(f)))
