@@ -4,20 +4,59 @@ Every public function turns its data arguments into ``bytes`` with :func:`as_byt
 
 * ``bytes``, ``bytearray``, ``memoryview``: taken as they are (a copy is made);
 * ``str``: the text itself, encoded as UTF-8 (a ``str`` is never read as a file name);
-* ``pathlib.Path`` (any ``os.PathLike``): the file's contents, read as bytes.
+* ``pathlib.Path`` (any ``os.PathLike``): the file's contents, read as bytes;
+* a numpy array (or numpy scalar) of dtype ``uint8``, ``int8`` or ``bool``: its elements' bytes
+  in C order (row after row, whatever the array's memory layout, so a transposed view gives the
+  transpose's rows), one byte per element: ``int8`` as two's complement (the bytes of
+  ``arr.view(np.uint8)``), ``bool`` as 0 or 1 (not bit-packed: ``np.packbits(arr)`` packs eight
+  to a byte). Other dtypes raise ``TypeError``: their bytes depend on choices kolmo will not guess
+  (scale to 0..255 and ``astype(np.uint8)``, or fix a byte order with
+  ``arr.astype("<i2").tobytes()``). Masked arrays are refused (fill them first). Measures record
+  an array's shape (``JointGapResult.shape_x`` / ``shape_y``, from :func:`shape_of`).
 
-Anything else raises ``TypeError``. Empty input is valid.
+Anything else raises ``TypeError``. Empty input is valid. numpy is never imported here: an object
+can only be a numpy array once numpy has been imported.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Union
+from typing import Any, Optional, Tuple, Union
 
-Data = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
+Data = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", "numpy.ndarray"]
 
-_EXPECTED = "bytes, bytearray, memoryview, str (UTF-8 text) or a pathlib.Path"
+_EXPECTED = "bytes, bytearray, memoryview, str (UTF-8 text), a pathlib.Path or a numpy uint8 array"
+#: numpy dtypes taken as their bytes, one byte per element
+ARRAY_DTYPES = ("uint8", "int8", "bool")
+
+
+def _ndarray(data: Any):
+    """``data`` if it is a numpy array (a numpy scalar as a 0-d array), else None; never imports numpy."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(data, np.ndarray):
+        return data
+    if np is not None and isinstance(data, np.generic):
+        return np.asarray(data)
+    return None
+
+
+def _array_bytes(arr: Any, name: str) -> bytes:
+    if arr.dtype.name not in ARRAY_DTYPES:
+        how = "pass arr.tobytes() if its raw memory is what you mean"
+        if arr.dtype.kind in "US":
+            how = "join its strings and pass them as one str or bytes"
+        elif arr.dtype.kind in "iuf":
+            how = ("convert it first: scale it to 0..255 and use arr.astype(np.uint8), or take its raw bytes "
+                   f"in a fixed byte order, arr.astype('<{arr.dtype.kind}{arr.dtype.itemsize}').tobytes()")
+        raise TypeError(f"{name}: expected a numpy array of dtype uint8 (or int8, bool: one byte per element), "
+                        f"got a {arr.dtype} array of shape {arr.shape}; {how}")
+    ma = sys.modules.get("numpy.ma")  # not imported: arr cannot be a masked array
+    if ma is not None and isinstance(arr, ma.MaskedArray):
+        raise TypeError(f"{name}: a masked array's masked elements have no defined bytes; "
+                        "fill them first, e.g. arr.filled(0)")
+    return arr.tobytes(order="C")
 
 
 def as_bytes(data: Data, *, name: str = "data") -> bytes:
@@ -34,7 +73,16 @@ def as_bytes(data: Data, *, name: str = "data") -> bytes:
             what = "a directory" if path.is_dir() else "missing"
             raise FileNotFoundError(f"{name}: expected a readable file, but {str(path)!r} is {what}")
         return path.read_bytes()
+    arr = _ndarray(data)
+    if arr is not None:
+        return _array_bytes(arr, name)
     hint = ""
     if isinstance(data, (list, tuple)):
         hint = " (to compare many items, use kolmo.matrix)"
     raise TypeError(f"{name}: expected {_EXPECTED}, got {type(data).__name__}{hint}")
+
+
+def shape_of(data: Any) -> Optional[Tuple[int, ...]]:
+    """The shape of a numpy array input, as a tuple of ints; ``None`` for every other input."""
+    arr = _ndarray(data)
+    return None if arr is None else tuple(int(k) for k in arr.shape)

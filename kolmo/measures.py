@@ -4,8 +4,9 @@ Definitions (X first, then Y, in ``XY``):
 
 * ``c_x = C(X)``, ``c_y = C(Y)``, ``c_xy = C(XY)``, ``c_yx = C(YX)``: code lengths of the
   inputs and of their byte concatenations (no separator is inserted), from
-  ``Compressor.joint_bits``: codecs primed by a dictionary (zstd, zlib) code XY in two parts,
-  C(X) + C(Y | X); the others compress the concatenated bytes.
+  ``Compressor.joint_bits``: compressors compress the concatenated bytes, except zstd and zlib
+  with ``joint="two-part"``, which code XY in two parts, C(X) + C(Y | X) primed by a dictionary.
+  ``shape_x`` / ``shape_y`` record the shapes of numpy array inputs (None for other inputs).
 * ``gap = C(X) + C(Y) - C(XY)``: the saving from compressing X and Y together, an estimate of
   the algorithmic mutual information I(X:Y). Order: X first, so the compressor reads X and then
   uses it to code Y. ``c_yx`` is reported so the asymmetry C(XY) - C(YX) can be checked.
@@ -30,7 +31,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 from . import progress as _progress
 from .compressors.base import Compressor
 from .errors import WindowWarning
-from .inputs import Data, as_bytes
+from .inputs import Data, as_bytes, shape_of
 from .registry import resolve
 
 CompressorLike = Union[str, Compressor]
@@ -70,6 +71,9 @@ class JointGapResult:
     bits_kind: str = "compressed"
     conditional_method: str = "concatenation"
     warnings: Tuple[str, ...] = ()
+    #: the shapes of numpy array inputs (their bytes are the elements in C order); None for other inputs
+    shape_x: Optional[Tuple[int, ...]] = None
+    shape_y: Optional[Tuple[int, ...]] = None
 
     @property
     def gap(self) -> float:
@@ -94,18 +98,25 @@ class JointGapResult:
     def from_dict(cls, d: Dict[str, Any]) -> "JointGapResult":
         """Rebuild a result saved with :meth:`to_dict` (or read back from :meth:`to_json`)."""
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in d and n not in ("bits_kind", "conditional_method", "warnings")]
+        optional = ("bits_kind", "conditional_method", "warnings", "shape_x", "shape_y")  # older saves lack some
+        missing = [n for n in names if n not in d and n not in optional]
         if missing:
             raise ValueError(f"not a saved JointGapResult: missing {', '.join(missing)}")
         kw = {n: d[n] for n in names if n in d}
         kw["warnings"] = tuple(kw.get("warnings", ()))
+        for k in ("shape_x", "shape_y"):  # JSON keeps tuples as lists
+            if kw.get(k) is not None:
+                kw[k] = tuple(int(v) for v in kw[k])
         return cls(**kw)
 
     def __repr__(self) -> str:
         kind = "real compressed sizes" if self.bits_kind == "compressed" else "ideal code lengths"
+        def size(n: int, shape: Optional[Tuple[int, ...]]) -> str:
+            return f"{n} bytes" + ("" if shape is None else f", array of shape {shape}")
+
         rows = [
-            ("C(X)", self.c_x, f"{self.n_x} bytes"),
-            ("C(Y)", self.c_y, f"{self.n_y} bytes"),
+            ("C(X)", self.c_x, size(self.n_x, self.shape_x)),
+            ("C(Y)", self.c_y, size(self.n_y, self.shape_y)),
             ("C(XY)", self.c_xy, ""),
             ("C(YX)", self.c_yx, ""),
             ("C(Y|X)", self.c_y_given_x, self.conditional_method),
@@ -154,7 +165,8 @@ def _joint_gap(x: Data, y: Data, compressor: CompressorLike, options: Dict[str, 
     return JointGapResult(
         c_x=c_x, c_y=c_y, c_xy=c_xy, c_yx=c_yx, c_y_given_x=c_y_given_x, c_x_given_y=c_x_given_y,
         n_x=len(bx), n_y=len(by), compressor=comp.name, config=dict(comp.config),
-        bits_kind=comp.bits_kind, conditional_method=comp.conditional_method, warnings=found)
+        bits_kind=comp.bits_kind, conditional_method=comp.conditional_method, warnings=found,
+        shape_x=shape_of(x), shape_y=shape_of(y))
 
 
 def ncd(x: Data, y: Data, compressor: CompressorLike = "zstd", *, progress: Optional[bool] = None,

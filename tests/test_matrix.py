@@ -249,3 +249,51 @@ def test_interrupted_matrix_resumes_with_only_the_missing(tmp_path, monkeypatch)
     assert eng.computed == 5 + 25 - done_before
     full = kolmo.matrix(DOCS, cache=False, progress=False)
     assert np.array_equal(np.asarray(kolmo.matrix(DOCS, cache=cache, progress=False)), np.asarray(full))
+
+
+@pytest.mark.parametrize("name", ["zstd", "zlib"])
+@pytest.mark.parametrize("joint", ["two-part", "concat"])
+@pytest.mark.parametrize("measure", ["ncd", "gap", "conditional", "c_xy"])
+def test_both_joint_modes_equal_joint_gap_pair_by_pair(name, joint, measure, tmp_path):
+    comp = kolmo.get_compressor(name, joint=joint)
+    assert comp.config["joint"] == joint
+    m = kolmo.matrix(DOCS, compressor=name, measure=measure, cache=tmp_path / "c.sqlite", progress=False, joint=joint)
+    assert m.config == comp.config
+    labels = list(DOCS)
+    for i, a in enumerate(labels):
+        for j, b in enumerate(labels):
+            r = kolmo.joint_gap(DOCS[a], DOCS[b], compressor=comp)
+            want = {"ncd": r.ncd, "gap": r.gap, "c_xy": r.c_xy, "conditional": r.c_x_given_y}[measure]
+            assert m.values[i, j] == want, (a, b)  # exactly: every entry is a sum of whole bytes
+            if measure == "c_xy" and joint == "concat":
+                assert m.values[i, j] == comp.bits(DOCS[a] + DOCS[b])
+
+
+@pytest.mark.filterwarnings("ignore::kolmo.WindowWarning")  # some pairs exceed 32 KiB: measured as they are
+@pytest.mark.parametrize("joint", ["two-part", "concat"])
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_zlib_rows_share_work_and_equal_joint_gap(joint, level, rng_bytes):
+    # items long enough for zlib's shared row paths: a primed dictionary of >= 16 KiB copied per
+    # item (two-part), x deflated once and its state copied per item (concat, levels 1-9)
+    text = b"".join(b"%d the cat sat on mat number %d; " % (i, i * i % 97) for i in range(900))
+    docs = [text[:20000], text[5000:26000], rng_bytes(3000, seed=4), text[:300] * 3, b"", text[100:17000]]
+    comp = kolmo.get_compressor("zlib", level=level, joint=joint)
+    for measure in ("c_xy", "conditional"):
+        m = kolmo.matrix(docs, compressor=comp, measure=measure, cache=False, progress=False)
+        for i, x in enumerate(docs):
+            for j, y in enumerate(docs):
+                r = kolmo.joint_gap(x, y, compressor=comp)
+                assert m.values[i, j] == (r.c_xy if measure == "c_xy" else r.c_x_given_y), (measure, i, j)
+                if measure == "c_xy" and joint == "concat":
+                    assert m.values[i, j] == comp.bits(x + y)
+                if measure == "c_xy" and joint == "two-part":
+                    assert m.values[i, j] == comp.bits(x) + comp._payload_bits(len(comp._deflate(y, x[-32768:])))
+
+
+def test_joint_modes_are_cached_apart(tmp_path):
+    cache = tmp_path / "c.sqlite"
+    concat = kolmo.matrix(DOCS, compressor="zstd", measure="c_xy", cache=cache, progress=False, joint="concat")
+    two = kolmo.matrix(DOCS, compressor="zstd", measure="c_xy", cache=cache, progress=False, joint="two-part")
+    assert not np.array_equal(np.asarray(concat), np.asarray(two))  # never read back from the other's entries
+    assert np.array_equal(np.asarray(two), np.asarray(kolmo.matrix(DOCS, compressor="zstd", measure="c_xy", cache=False,
+                                                                   progress=False, joint="two-part")))

@@ -18,10 +18,11 @@ Every compressor has a ``name``, a ``config`` dict that pins every setting that 
     ``"kv-cache"`` (a language model reads ``context`` first), or ``"concatenation"``
     (``bits(context + data) - bits(context)``, for codecs that cannot be primed).
 ``joint_bits(pairs)``
-    C(XY) for each pair (x, y): the code length of the concatenation x + y. Codecs that can be
-    primed with a dictionary code it in two parts, ``C(XY) = C(X) + C(Y | X)`` (X's stream, then
-    Y's stream primed with X: a real decodable code of XY that never recompresses X, so a
-    matrix over n items costs n compressions plus n^2 primed ones). Others compress ``x + y``.
+    C(XY) for each pair (x, y): the code length of the concatenation x + y, compressed as such by
+    default. Codecs that can be primed with a dictionary (zstd, zlib) offer, with
+    ``joint="two-part"``, the two-part code ``C(XY) = C(X) + C(Y | X)`` (X's stream, then Y's
+    stream primed with X: a real decodable code of XY that never recompresses X, so a matrix over
+    n items costs n compressions plus n^2 primed ones); see :class:`CodecCompressor`.
 
 Overhead, in one place: for a codec ``E``, ``bits(x) = 8 * (len(E(x)) - len(E(b"")))``, clamped at 0.
 ``len(E(b""))`` is the codec's constant header/trailer cost (9 bytes for zstd, 14 for bzip2, ...):
@@ -42,6 +43,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import framing
 from ..errors import CorruptStreamError
 from ..inputs import Data, as_bytes
+
+#: the joint codes a primed codec offers: C(X) + C(Y|X), or the compressed concatenation
+JOINT_MODES = ("two-part", "concat")
 
 
 class Compressor(abc.ABC):
@@ -111,6 +115,13 @@ class CodecCompressor(Compressor):
 
     Instances pickle as their constructor options (codec contexts are rebuilt), so they can be
     sent to process pools and distributed executors.
+
+    Codecs that can be primed with a dictionary (zstd, zlib) take ``joint="two-part"`` or
+    ``joint="concat"`` (:data:`JOINT_MODES`, checked by :meth:`_set_joint`): the two-part code
+    C(XY) = C(X) + C(Y | X) with ``conditional_method == "dictionary"``, or the compressed
+    concatenation C(XY) = bits(x + y) with C(Y | X) = C(XY) - C(X) and
+    ``conditional_method == "concatenation"``. The mode is part of ``config`` (results differ),
+    not of ``stream_config`` (``compress`` / ``decompress`` do not depend on it).
     """
 
     _empty_cost: Optional[int] = None
@@ -122,19 +133,47 @@ class CodecCompressor(Compressor):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
+    def _set_joint(self, joint: str) -> None:
+        """Check and set the joint-code mode (for codecs that can be primed; see the class docstring)."""
+        if joint not in JOINT_MODES:
+            raise ValueError(f"joint must be one of {', '.join(repr(m) for m in JOINT_MODES)}; got {joint!r}")
+        self.joint = joint
+        self.conditional_method = "dictionary" if joint == "two-part" else "concatenation"
+
+    @property
+    def stream_config(self) -> Dict[str, Any]:
+        return {k: v for k, v in super().stream_config.items() if k != "joint"}
+
     def joint_bits(self, pairs: Sequence[Tuple[Data, Data]]) -> List[float]:
-        if self.conditional_method != "dictionary":
-            return super().joint_bits(pairs)
         out: List[float] = [0.0] * len(pairs)
         by_x: Dict[bytes, List[int]] = {}
         raw = [(as_bytes(x, name="x"), as_bytes(y, name="y")) for x, y in pairs]
         for k, (x, _) in enumerate(raw):
             by_x.setdefault(x, []).append(k)
-        for x, idx in by_x.items():
-            c_x = self.bits(x)
-            for k, c in zip(idx, self.conditional_bits_many([raw[k][1] for k in idx], x)):
-                out[k] = c_x + c
+        for x, idx in by_x.items():  # one row per distinct x: its preparation is shared
+            for k, c in zip(idx, self._joint_row(x, [raw[k][1] for k in idx])):
+                out[k] = c
         return out
+
+    def _joint_row(self, x: bytes, ys: List[bytes]) -> List[float]:
+        """C(x y) for each y in ``ys``: two-part when primed by a dictionary, else bits(x + y).
+
+        Codecs override :meth:`_concat_row` to share the work on ``x`` across the row; every value
+        must equal ``bits(x + y)`` exactly.
+        """
+        if self.conditional_method == "dictionary":
+            c_x = self.bits(x)
+            return [c_x + c for c in self.conditional_bits_many(ys, x)]
+        return self._concat_row(x, ys)
+
+    def _concat_row(self, x: bytes, ys: List[bytes]) -> List[float]:
+        return [self.bits(x + y) for y in ys]
+
+    def conditional_bits_many(self, datas: Sequence[Data], context: Data) -> List[float]:
+        """``bits(context + d) - bits(context)`` (primed codecs override this for ``"dictionary"``)."""
+        ctx = as_bytes(context, name="context")
+        base = self.bits(ctx)
+        return [c - base for c in self._concat_row(ctx, [as_bytes(d) for d in datas])]
 
     @abc.abstractmethod
     def _encode(self, data: bytes) -> bytes:
@@ -166,5 +205,5 @@ class CodecCompressor(Compressor):
         except CorruptStreamError:
             raise
         except Exception as exc:  # the codec's own error type varies (zstd, lzma, bz2, zlib, ppmd)
-            raise CorruptStreamError(f"{self.name} could not decode the payload: {exc}") from exc
+            raise CorruptStreamError(f"{self.name} could not decode the payload: the stream is truncated or corrupted ({exc})") from exc
         return framing.check_output(frame, out)
