@@ -1,118 +1,163 @@
-"""Every GPU check of the LM compressor in one script (CI never has a GPU; run it on a CUDA machine).
+"""Every GPU check of LM coding in one prepared command (CI never has a GPU; run it on a CUDA machine).
 
-    python -m benchmarks.gpu_check [--bytes 200000] [--json gpu.json]
+    python -m benchmarks.gpu_check [--random-weights --tokenizer DIR] [--text FILE] [--mb 8] [--json gpu.json]
+    python -m benchmarks.gpu_check --save-tokenizer .gl/tokenizer     # here, before a device call
 
-1. Round trip on CUDA: compress/decompress English text in independent chunks, byte-identical.
-2. GPU against CPU: bits of the same text on CUDA (bf16 and float32) and on the CPU (float32).
-3. Scoring throughput of the default model in bf16 on CUDA (goal: >= 500k tokens/s), against the
-   naive loop (one window at a time, full log-softmax) in the same run.
-4. Arithmetic coding throughput on CUDA (goal: >= 1 MB/s of English text).
+1. Default settings: compress and decompress ``--mb`` MB of English (goal >= 1 MB/s each on one
+   H100/H200 in bf16), stream bits/byte against ``bits()`` in one piece (what chunking costs).
+2. Stress matrix: sizes from 0 B to ``--mb``, chunk sizes 64 to 4096 tokens, coder batches 1 to
+   1024, bf16/fp16/float32, English, random bytes and invalid UTF-8: every case must round-trip;
+   a table with throughput, bits/byte against ``bits()`` and chunks in the safe mode. Cases are
+   run in order until ``--budget`` seconds are spent; the rest are listed as skipped.
+3. GPU against CPU bits of the same text (skipped with random weights on a machine without the model).
 
-On a machine without CUDA it says so and exits 0 (use ``--device cpu --bytes 3000`` to dry-run the
-script itself on a CPU).
+``--random-weights``: the default model's shapes with seeded weights (the 98 MB GGUF is over the
+64 MiB a device call carries); valid for speed and round trips, not for bits/byte. Its tokenizer
+comes from ``--tokenizer DIR``, a folder made here with ``--save-tokenizer``. Scoring throughput
+is measured by ``benchmarks.gpu_score``. Without CUDA it says so and exits 0; ``--device cpu
+--mb 0.01 --budget 60`` dry-runs the script on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
+from pathlib import Path
+
+
+def stress_cases(max_bytes: int, quick: bool):
+    """(label, size, kind, chunk_tokens, coder_batch, dtype): the stress matrix, most telling first."""
+    sizes = [0, 1, 100, 10_000, 1_000_000, 8_000_000]
+    sizes = [s for s in sizes if s <= max_bytes] or [0, 1, min(100, max_bytes)]
+    cases = []
+    for dtype in ("bfloat16", "float16", "float32"):
+        for kind in ("english", "random", "invalid-utf8"):
+            for size in sizes:
+                for chunk, batch in ((64, 1), (256, 1024), (1024, 64), (4096, 1024)):
+                    if size > 1_000_000 and (kind != "english" or dtype != "bfloat16" or chunk < 256):
+                        continue  # the largest inputs once, at realistic settings
+                    if quick and (chunk, batch) not in ((256, 1024),):
+                        continue
+                    cases.append((f"{dtype}/{kind}/{size}B/c{chunk}/b{batch}", size, kind, chunk, batch, dtype))
+    return cases
+
+
+def make_input(kind: str, size: int, english: bytes) -> bytes:
+    import numpy as np
+    rng = np.random.default_rng(size)
+    if kind == "english":
+        reps = -(-size // max(1, len(english)))
+        return (english * max(1, reps))[:size]
+    if kind == "random":
+        return rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    # invalid UTF-8: text with stray continuation bytes, lone lead bytes and 0xFF sprinkled in
+    raw = bytearray((english * (size // max(1, len(english)) + 1))[:size])
+    for pos in rng.integers(0, max(1, size), size // 50 + (1 if size else 0)):
+        if pos < len(raw):
+            raw[pos] = int(rng.choice([0x80, 0xBF, 0xC3, 0xE2, 0xFF, 0xFE]))
+    return bytes(raw)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bytes", type=int, default=200_000)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--chunk-tokens", type=int, default=256)
-    p.add_argument("--coder-batch", type=int, default=1024)
-    p.add_argument("--cpu-bytes", type=int, default=4000, help="text slice compared against the CPU")
+    p.add_argument("--mb", type=float, default=8.0, help="English text for the default-settings run (MB)")
+    p.add_argument("--text", help="a file of English text (default: the corpus or Python's docs, repeated)")
+    p.add_argument("--random-weights", action="store_true")
+    p.add_argument("--tokenizer", help="SmolLM2 tokenizer folder for --random-weights")
+    p.add_argument("--save-tokenizer", metavar="DIR", help="write the default tokenizer's files to DIR and exit")
+    p.add_argument("--budget", type=float, default=240.0, help="seconds for the stress matrix")
+    p.add_argument("--quick", action="store_true", help="one chunk/batch setting per stress case")
     p.add_argument("--json")
     a = p.parse_args(argv)
+
+    if a.save_tokenizer:
+        from ._random_model import save_tokenizer
+        print(f"tokenizer files written to {save_tokenizer(Path(a.save_tokenizer))}")
+        return None
 
     import torch
 
     import kolmo
 
     from ._env import default_text, environment
-    from .lm_core import naive_bits
+    from .lm_coding import coding_run
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; nothing measured")
         return None
     sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
-    text = default_text(a.bytes)
-    res = {"benchmark": "gpu_check", "env": environment(a.device), "bytes": len(text)}
+    english = Path(a.text).read_bytes() if a.text else default_text(10 ** 9)
+    n_main = int(a.mb * 1e6)
+    main_text = make_input("english", n_main, english)
 
-    # 1. round trip in chunks, and coding throughput
-    lm = kolmo.get_compressor("lm", device=a.device, chunk_tokens=a.chunk_tokens, coder_batch=a.coder_batch,
-                              batch_tokens=1 << 17 if a.device.startswith("cuda") else None, progress=False)
-    lm.bits(text[:1000])  # load and warm up
-    sync()
-    t = time.perf_counter()
-    blob = lm.compress(text)
-    sync()
-    t_enc = time.perf_counter() - t
-    t = time.perf_counter()
-    back = lm.decompress(blob)
-    sync()
-    t_dec = time.perf_counter() - t
-    bits = lm.bits(text)
-    res["round_trip"] = {"ok": back == text, "compressed_bytes": len(blob), "ideal_bytes": bits / 8,
-                         "overhead": len(blob) / (bits / 8) - 1, "bits_per_byte": 8 * len(blob) / len(text),
-                         "encode_MB_per_s": len(text) / t_enc / 1e6, "decode_MB_per_s": len(text) / t_dec / 1e6,
-                         "chunk_tokens": a.chunk_tokens, "coder_batch": a.coder_batch}
+    def compressor(dtype="auto", **opts):
+        if a.random_weights:
+            from ._random_model import random_default_lm
+            return random_default_lm(a.tokenizer, device=a.device, dtype=dtype, **opts)
+        return kolmo.get_compressor("lm", device=a.device, dtype=dtype, progress=False, **opts)
 
-    # 2. GPU against CPU bits on a slice
-    piece = text[: a.cpu_bytes]
-    cmp = {}
-    for dev, dtype in ((a.device, "bfloat16"), (a.device, "float32"), ("cpu", "float32")):
-        c = kolmo.get_compressor("lm", device=dev, dtype=dtype, progress=False)
-        cmp[f"{dev}-{dtype}"] = c.bits(piece)
-    ref = cmp["cpu-float32"]
-    res["gpu_vs_cpu"] = {k: {"bits": v, "rel_diff_vs_cpu_fp32": (v - ref) / ref} for k, v in cmp.items()}
+    res = {"benchmark": "gpu_check", "env": environment(a.device), "random_weights": a.random_weights}
+    head = (f"gpu_check on {res['env'].get('gpu', a.device)} (torch {res['env']['torch']}, transformers "
+            f"{res['env']['transformers']}, kolmo {res['env']['kolmo']}; "
+            f"{'random weights: speed and round trips only' if a.random_weights else 'real weights'})")
+    print(head, flush=True)
 
-    # 3. scoring throughput, bf16, against the naive loop on a slice
-    scorer_lm = kolmo.get_compressor("lm", device=a.device, dtype="bfloat16" if a.device != "cpu" else "float32",
-                                     batch_tokens=1 << 17 if a.device.startswith("cuda") else None, progress=False)
-    scorer = scorer_lm.scorer
-    ids = scorer_lm.tokens(text)
-    docs = [scorer_lm._seq(ids[i:i + 2000]) for i in range(0, len(ids), 2000)]
-    scorer.score(docs[:2], [1, 1])
-    sync()
-    t = time.perf_counter()
-    total = sum(float(b.sum()) for b in scorer.score(docs, [1] * len(docs)))
-    sync()
-    t_core = time.perf_counter() - t
-    n_naive = max(1, len(docs) // 8)
-    t = time.perf_counter()
-    naive = sum(naive_bits(scorer.lm, s, scorer.window, scorer.stride, scorer.start,
-                           scorer.tokenizer.model_input) for s in docs[:n_naive])
-    sync()
-    t_naive = time.perf_counter() - t
-    n_tok = sum(len(d) - 1 for d in docs)
-    naive_tok = sum(len(d) - 1 for d in docs[:n_naive])
-    core_part = sum(float(b.sum()) for b in scorer.score(docs[:n_naive], [1] * n_naive))
-    res["scoring"] = {"tokens": n_tok, "core_tokens_per_s": n_tok / t_core, "naive_tokens_per_s": naive_tok / t_naive,
-                      "speedup": (n_tok / t_core) / (naive_tok / t_naive), "bits_per_byte": total / len(text),
-                      "naive_rel_diff": abs(core_part - naive) / max(naive, 1e-9)}
+    # 1. default settings
+    lm = compressor()
+    lm.bits(main_text[:2000])  # load and warm up
+    run = coding_run(lm, main_text, sync)
+    run["ideal_bits_per_byte"] = lm.bits(main_text) / max(1, len(main_text))
+    res["default"] = run
+    print(f"  default settings, {len(main_text):,} B: encode {run['encode_bytes_per_s'] / 1e6:.3f} MB/s, decode "
+          f"{run['decode_bytes_per_s'] / 1e6:.3f} MB/s (goal >= 1 MB/s); {run['chunks']} chunks of "
+          f"{run['chunk_tokens']} tokens, batch {run['coder_batch']}; stream {run['stream_bits_per_byte']:.4f} vs "
+          f"ideal one-piece {run['ideal_bits_per_byte']:.4f} bits/byte; safe chunks {run['safe_chunks']}; "
+          f"{'OK' if run['ok'] else 'FAILED'}", flush=True)
 
-    print(f"gpu_check on {res['env'].get('gpu', a.device)} (torch {res['env']['torch']}, "
-          f"transformers {res['env']['transformers']})")
-    rt = res["round_trip"]
-    print(f"  round trip: {'OK' if rt['ok'] else 'FAILED'}; {rt['bits_per_byte']:.3f} bits/byte, stream "
-          f"{100 * rt['overhead']:+.2f}% vs ideal; encode {rt['encode_MB_per_s']:.4f} MB/s "
-          f"({1e6 * rt['encode_MB_per_s']:.0f} B/s), decode {rt['decode_MB_per_s']:.4f} MB/s "
-          f"({1e6 * rt['decode_MB_per_s']:.0f} B/s) (goal >= 1 MB/s on a GPU)")
-    for k, v in res["gpu_vs_cpu"].items():
-        print(f"  bits {k:<18} {v['bits']:12.1f}  ({v['rel_diff_vs_cpu_fp32']:+.2e} vs cpu float32)")
-    sc = res["scoring"]
-    print(f"  scoring: core {sc['core_tokens_per_s']:,.0f} tok/s (goal >= 500,000 in bf16), naive "
-          f"{sc['naive_tokens_per_s']:,.0f} tok/s, speed-up {sc['speedup']:.1f}x, "
-          f"{sc['bits_per_byte']:.4f} bits/byte, core vs naive {sc['naive_rel_diff']:.1e}")
+    # 2. stress matrix
+    rows, failed, t0 = [], 0, time.perf_counter()
+    comps = {}
+    print(f"  {'case':<44}{'ok':>4}{'enc B/s':>12}{'dec B/s':>12}{'stream b/B':>11}{'bits() b/B':>11}{'safe':>6}")
+    for label, size, kind, chunk, batch, dtype in stress_cases(n_main, a.quick):
+        if time.perf_counter() - t0 > a.budget:
+            rows.append({"case": label, "skipped": "time budget"})
+            continue
+        key = (dtype, chunk, batch)
+        if key not in comps:
+            comps[key] = compressor(dtype, chunk_tokens=chunk, coder_batch=batch)
+        comp = comps[key]
+        data = make_input(kind, size, english)
+        try:
+            r = coding_run(comp, data, sync)
+            r["bits_per_byte"] = comp.bits(data) / max(1, size)
+        except Exception as exc:  # a failed round trip is the finding: record it and go on
+            r = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        r["case"] = label
+        rows.append(r)
+        failed += not r["ok"]
+        if r["ok"]:
+            print(f"  {label:<44}{'ok':>4}{r['encode_bytes_per_s']:12.0f}{r['decode_bytes_per_s']:12.0f}"
+                  f"{r['stream_bits_per_byte']:11.3f}{r['bits_per_byte']:11.3f}{r['safe_chunks']:6d}", flush=True)
+        else:
+            print(f"  {label:<44}  FAILED {r['error'][:200]}", flush=True)
+    skipped = sum("skipped" in r for r in rows)
+    res["stress"] = rows
+    print(f"  stress: {len(rows) - skipped} cases run, {failed} failed round trips, {skipped} skipped (budget)")
+
+    # 3. GPU against CPU bits of the same text
+    if not a.random_weights and a.device != "cpu":
+        piece = main_text[:4000]
+        cmp = {f"{dev}-{dt}": kolmo.get_compressor("lm", device=dev, dtype=dt, progress=False).bits(piece)
+               for dev, dt in ((a.device, "bfloat16"), (a.device, "float32"), ("cpu", "float32"))}
+        ref = cmp["cpu-float32"]
+        res["gpu_vs_cpu"] = {k: {"bits": v, "rel_diff_vs_cpu_fp32": (v - ref) / ref} for k, v in cmp.items()}
+        for k, v in res["gpu_vs_cpu"].items():
+            print(f"  bits {k:<18} {v['bits']:12.1f}  ({v['rel_diff_vs_cpu_fp32']:+.2e} vs cpu float32)")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=2)
-    if not rt["ok"] or math.isnan(total):
+    if failed or not run["ok"]:
         raise SystemExit(1)
     return res
 
