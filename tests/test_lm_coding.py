@@ -188,3 +188,27 @@ def test_rans_tables_decode_what_was_encoded(tiny_lm):
     from kolmo.lm.quantize import code_length_bits
     words = coding.rans_words(starts, freqs, np.array([True]))
     assert 32 * len(words) <= code_length_bits(freqs.ravel(), coding.PRECISION_BITS) + 64 + 1
+
+
+@pytest.mark.parametrize("kv_cache", ["static", "dynamic"])
+def test_both_kv_caches_round_trip_across_windows(tiny_model_dir, kv_cache):
+    lm = kolmo.get_compressor("lm", model=str(tiny_model_dir), window=32, stride=8, chunk_tokens=60, coder_batch=3,
+                              kv_cache=kv_cache, progress=False)
+    data = TEXT + bytes(range(256))
+    assert lm.stream_config["kv_cache"] == kv_cache
+    blob = lm.compress(data)
+    assert lm.decompress(blob) == data and not lm.safe_chunks
+    other = kolmo.get_compressor("lm", model=str(tiny_model_dir), window=32, stride=8, chunk_tokens=60,
+                                 coder_batch=3, kv_cache={"static": "dynamic", "dynamic": "static"}[kv_cache],
+                                 progress=False)
+    with pytest.raises(kolmo.StreamMismatchError):
+        other.decompress(blob)
+
+
+def test_static_cache_gives_the_dynamic_schedules_tokens(tiny_lm):
+    # both caches run the same schedule: the intervals agree up to float noise in the frequencies
+    ids = np.asarray(tiny_lm.tokens(TEXT[:150]))[None]
+    s_dyn, f_dyn = coding.intervals(tiny_lm.scorer, ids, kv_cache="dynamic")
+    s_sta, f_sta = coding.intervals(tiny_lm.scorer, ids, kv_cache="static")
+    rel = np.abs(f_dyn.astype(float) - f_sta.astype(float)) / f_dyn.astype(float)
+    assert rel.max() < 1e-3

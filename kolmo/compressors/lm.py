@@ -56,11 +56,13 @@ class LMCompressor(Compressor):
     conditional_method = "kv-cache"
     #: the shortest chunk ``compress`` makes on its own, per device type (see coding_chunk_tokens)
     MIN_CHUNK_TOKENS = {"cuda": 1024, "cpu": 512}
+    #: the coding schedule's KV cache per device type (see kolmo.lm.coding.new_cache)
+    KV_CACHE_DEFAULT = {"cuda": "static", "cpu": "dynamic"}
 
     def __init__(self, model: Optional[str] = None, *, device: Optional[str] = "auto", dtype: Optional[str] = "auto",
                  window: Optional[int] = None, stride: Optional[int] = None, chunk_tokens: Optional[int] = None,
                  batch_tokens: Optional[int] = None, coder_batch: Optional[int] = None, verify: bool = True,
-                 progress: Optional[bool] = None):
+                 kv_cache: str = "auto", progress: Optional[bool] = None):
         for key, val in (("window", window), ("stride", stride), ("chunk_tokens", chunk_tokens),
                          ("batch_tokens", batch_tokens), ("coder_batch", coder_batch)):
             if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
@@ -68,6 +70,9 @@ class LMCompressor(Compressor):
         if not isinstance(verify, bool):
             raise ValueError(f"verify must be True or False, got {verify!r}")
         self.verify = verify
+        if kv_cache not in ("auto", "static", "dynamic"):
+            raise ValueError(f"kv_cache must be 'auto', 'static' or 'dynamic', got {kv_cache!r}")
+        self._kv_cache = kv_cache
         self.model_name = model
         self._device, self._dtype = device, dtype
         self._window, self._stride = window, stride
@@ -107,12 +112,19 @@ class LMCompressor(Compressor):
         return self._coder_batch
 
     @property
+    def kv_cache(self) -> str:
+        """The coding schedule's KV cache: ``static`` on CUDA, ``dynamic`` on a CPU (by default)."""
+        if self._kv_cache == "auto":
+            return self.KV_CACHE_DEFAULT["cuda" if self.loaded.device.type == "cuda" else "cpu"]
+        return self._kv_cache
+
+    @property
     def stream_config(self) -> Dict[str, Any]:
         from ..lm.coding import PRECISION_BITS
         s = self.scorer
         return {"codec": "lm-rans", **self.loaded.fingerprint, "window": s.window, "stride": s.stride,
                 "chunk_tokens": self.chunk_tokens, "coder_batch": self.coder_batch,
-                "precision_bits": PRECISION_BITS, "start_id": s.start}
+                "precision_bits": PRECISION_BITS, "start_id": s.start, "kv_cache": self.kv_cache}
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -209,7 +221,7 @@ class LMCompressor(Compressor):
         with progress.bar(total, "kolmo lm: encoding", "tok", self.progress, min_total=256) as bar:
             for group in groups([len(c) for c in chunks], self.coder_batch):
                 toks = np.stack([np.asarray(chunks[i], dtype=np.int64) for i in group])
-                code = encode_group(self.scorer, toks, self.verify, bar)
+                code = encode_group(self.scorer, toks, self.verify, bar, self.kv_cache)
                 words.append(code.words)
                 for i, m in zip(group, code.modes):
                     modes[i] = m
@@ -244,7 +256,8 @@ class LMCompressor(Compressor):
                     if i in known:
                         given[j] = known[i]
                 try:
-                    toks = decode_group(self.scorer, n, [table[i].mode for i in group], group_words, given, bar)
+                    toks = decode_group(self.scorer, n, [table[i].mode for i in group], group_words, given, bar,
+                                        self.kv_cache)
                 except CorruptStreamError as exc:
                     raise CorruptStreamError(
                         f"lm stream: the coder of chunks {group[0]}..{group[-1]} did not end where it began ({exc}). "
@@ -262,4 +275,4 @@ class LMCompressor(Compressor):
     def diagnose(self, data: Data):
         """Run the coding schedule of ``data`` twice and report where the probabilities first differ."""
         from ..lm.coding import diagnose
-        return diagnose(self.scorer, self._coding_chunks(as_bytes(data)), self.coder_batch)
+        return diagnose(self.scorer, self._coding_chunks(as_bytes(data)), self.coder_batch, self.kv_cache)

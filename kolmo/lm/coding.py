@@ -78,18 +78,33 @@ def step_tables(scorer: Scorer, h: torch.Tensor) -> Tables:
 Step = Callable[[int, Tables], np.ndarray]
 
 
+KV_CACHES = ("static", "dynamic")
+
+
+def new_cache(scorer: Scorer, kind: str, length: int):
+    """A KV cache for one window of ``length`` positions: ``static`` preallocates it (transformers'
+    StaticCache: no reallocation or copy per step, fixed shapes for every step of the window);
+    ``dynamic`` (None) lets the model grow one by concatenation."""
+    if kind == "dynamic":
+        return None
+    from transformers import StaticCache
+    return StaticCache(config=scorer.lm.config, max_cache_len=length)
+
+
 @torch.inference_mode()
-def run_schedule(scorer: Scorer, batch: int, n_tokens: int, step: Step) -> np.ndarray:
+def run_schedule(scorer: Scorer, batch: int, n_tokens: int, step: Step, kv_cache: str = "dynamic") -> np.ndarray:
     """Run the decoder's schedule for ``batch`` chunks of ``n_tokens`` tokens.
 
     ``step(k, tables)`` receives the tables of token ``k`` of every chunk and returns the
     ``batch`` token ids at position ``k`` (the known ones when encoding, the decoded ones when
-    decoding). Returns the (batch, n_tokens) token ids.
+    decoding). Returns the (batch, n_tokens) token ids. ``kv_cache``: see :func:`new_cache`
+    (encoder and decoder must use the same kind: it is part of the stream's configuration).
     """
     seqs = np.zeros((batch, n_tokens + 1), dtype=np.int64)
     seqs[:, 0] = scorer.start
     for begin, split, end in plan_windows(n_tokens + 1, 1, scorer.window, scorer.stride):
-        hidden, cache = scorer.forward(scorer.lm, scorer.tensor(seqs[:, begin:split]), use_cache=True)
+        past = new_cache(scorer, kv_cache, end - begin)
+        hidden, cache = scorer.forward(scorer.lm, scorer.tensor(seqs[:, begin:split]), past=past, use_cache=True)
         h = hidden[:, -1]  # (B, H)
         for p in range(split, end):
             seqs[:, p] = step(p - 1, step_tables(scorer, h))
@@ -99,7 +114,7 @@ def run_schedule(scorer: Scorer, batch: int, n_tokens: int, step: Step) -> np.nd
     return seqs[:, 1:]
 
 
-def intervals(scorer: Scorer, toks: np.ndarray, bar=None) -> Tuple[np.ndarray, np.ndarray]:
+def intervals(scorer: Scorer, toks: np.ndarray, bar=None, kv_cache: str = "dynamic") -> Tuple[np.ndarray, np.ndarray]:
     """(start, freq) of every known token of a group (B, n) on the decoder's schedule: two (n, B) uint64."""
     batch, n = toks.shape
     starts = np.zeros((n, batch), dtype=np.uint64)
@@ -114,7 +129,7 @@ def intervals(scorer: Scorer, toks: np.ndarray, bar=None) -> Tuple[np.ndarray, n
         return toks[:, k]
 
     if n:
-        run_schedule(scorer, batch, n, step)
+        run_schedule(scorer, batch, n, step, kv_cache)
     return starts, freqs
 
 
@@ -137,13 +152,13 @@ class GroupCode:
     mismatches: Tuple[int, ...] = ()  # first step where verification disagreed, per SAFE chunk
 
 
-def encode_group(scorer: Scorer, toks: np.ndarray, verify: bool, bar=None) -> GroupCode:
+def encode_group(scorer: Scorer, toks: np.ndarray, verify: bool, bar=None, kv_cache: str = "dynamic") -> GroupCode:
     """Code one group of equally long chunks (B, n); with ``verify``, check it decodes (module docstring)."""
-    starts, freqs = intervals(scorer, toks, bar)
+    starts, freqs = intervals(scorer, toks, bar, kv_cache)
     active = np.ones(toks.shape[0], dtype=bool)
     first_bad: List[int] = []
     if verify and toks.shape[1]:
-        starts2, freqs2 = intervals(scorer, toks, bar)
+        starts2, freqs2 = intervals(scorer, toks, bar, kv_cache)
         differ = (starts2 != starts) | (freqs2 != freqs)  # (n, B)
         active = ~differ.any(axis=0)
         first_bad = [int(np.argmax(differ[:, j])) for j in np.flatnonzero(~active)]
@@ -152,7 +167,7 @@ def encode_group(scorer: Scorer, toks: np.ndarray, verify: bool, bar=None) -> Gr
 
 
 def decode_group(scorer: Scorer, n: int, modes: Sequence[int], words: np.ndarray, known: np.ndarray,
-                 bar=None) -> np.ndarray:
+                 bar=None, kv_cache: str = "dynamic") -> np.ndarray:
     """Inverse of :func:`encode_group`: the (B, n) tokens; ``known`` holds the SAFE chunks' tokens."""
     active = np.asarray(modes) == LM
     batch = len(modes)
@@ -174,7 +189,7 @@ def decode_group(scorer: Scorer, n: int, modes: Sequence[int], words: np.ndarray
             bar.update(batch)
         return out
 
-    toks = run_schedule(scorer, batch, n, step) if n else np.zeros((batch, 0), dtype=np.int64)
+    toks = run_schedule(scorer, batch, n, step, kv_cache) if n else np.zeros((batch, 0), dtype=np.int64)
     dec.check_end()
     return toks
 
@@ -213,7 +228,7 @@ class Divergence:
 
 
 @torch.inference_mode()
-def diagnose(scorer: Scorer, chunks: Sequence[np.ndarray], coder_batch: int) -> Divergence:
+def diagnose(scorer: Scorer, chunks: Sequence[np.ndarray], coder_batch: int, kv_cache: str = "dynamic") -> Divergence:
     """Run every group's schedule twice, teacher-forced, and compare the probabilities step by step."""
     max_p, max_f, n_steps = 0.0, 0, 0
     first: Optional[Tuple[int, int]] = None
@@ -237,7 +252,7 @@ def diagnose(scorer: Scorer, chunks: Sequence[np.ndarray], coder_batch: int) -> 
                 probs.append(torch.softmax(scorer_.head.logits(h), dim=-1).double().cpu().numpy())
                 return orig(scorer_, h)
 
-            run_schedule_with(scorer, len(group), n, step, recording)
+            run_schedule_with(scorer, len(group), n, step, recording, kv_cache)
             runs.append((np.stack(probs), np.stack(freqs)))  # (n, B, V), (n, B, A)
         (p1, f1), (p2, f2) = runs
         n_steps += n * len(group)
@@ -252,12 +267,13 @@ def diagnose(scorer: Scorer, chunks: Sequence[np.ndarray], coder_batch: int) -> 
                       steps_compared=n_steps)
 
 
-def run_schedule_with(scorer: Scorer, batch: int, n_tokens: int, step: Step, tables_fn) -> np.ndarray:
+def run_schedule_with(scorer: Scorer, batch: int, n_tokens: int, step: Step, tables_fn,
+                      kv_cache: str = "dynamic") -> np.ndarray:
     """:func:`run_schedule` with another way of making each step's tables (diagnostics)."""
     global step_tables
     saved = step_tables
     step_tables = tables_fn
     try:
-        return run_schedule(scorer, batch, n_tokens, step)
+        return run_schedule(scorer, batch, n_tokens, step, kv_cache)
     finally:
         step_tables = saved
