@@ -4,12 +4,12 @@
     lm = kolmo.get_compressor("lm", model="gpt2")    # any Hugging Face causal LM, name or path
 
 ``bits(data)`` is the *ideal* code length sum(-log2 p(token | previous tokens)) in bits, computed by
-the batched core (:mod:`kolmo.lm.loglik`) on the same windows and chunks that ``compress`` codes:
-``bits_kind == "ideal"``. ``compress`` writes a real range-coded stream (:mod:`kolmo.lm.coding`)
-whose size is within about 1% + 64 bytes of ``bits() / 8`` when the input is one chunk (the
-default): the container, the chunk table, the coder's flush and 24-bit quantisation cost the rest.
-Each further chunk adds about 6 bytes (its token count and CRC-32), so small ``chunk_tokens``
-cost more: 8.6% over ``bits() / 8`` for 6 kB of English in 256-token chunks.
+the batched core (:mod:`kolmo.lm.loglik`) on the input in one piece (or in ``chunk_tokens`` chunks
+when that is set): ``bits_kind == "ideal"``. ``compress`` writes a real rANS-coded stream
+(:mod:`kolmo.lm.coding`), verified to decode before it is returned (``verify``). Its size is
+``bits() / 8`` plus: 16 bytes of container and chunk table for a one-chunk stream of 1-16 kB, 8 bytes
+of coder state and about 3 bytes of table per chunk, 24-bit quantisation (a few thousandths of a
+bit per token), and the context each further chunk loses.
 
 Settings (all in ``config``, which also pins the model file's SHA-256, dtype and device type):
 
@@ -17,9 +17,18 @@ Settings (all in ``config``, which also pins the model file's SHA-256, dtype and
     Long inputs are scored in sliding windows: each token sees at least window - stride tokens.
     The model never sees more than ``window`` tokens, so conditioning on X reaches back at most
     that far: C(Y|X) uses the end of X.
-``chunk_tokens`` (default None: one chunk per input)
-    Split each input into independent chunks of this many tokens, coded in parallel batches
-    (``coder_batch`` chunks at a time). Speeds up coding on a GPU; each chunk restarts its context.
+``chunk_tokens`` (default None)
+    Split each input into independent chunks of this many tokens, for ``bits`` and ``compress``
+    alike; each chunk restarts its context. None: ``bits`` measures the input in one piece and
+    ``compress`` picks the chunking from the input's length and the device
+    (:meth:`LMCompressor.coding_chunk_tokens`), so the plain call is the fast one.
+``coder_batch`` (default 1024 on CUDA, 64 on a CPU)
+    Chunks coded together in lock-step: a coding step costs about the same for 1 or many chunks.
+``verify`` (default True)
+    Check every coded batch against a second run of the decoder's schedule; a chunk that would not
+    decode goes to the safe mode (:mod:`kolmo.lm.coding`). Doubles the time of ``compress``.
+``kv_cache`` (default ``static`` on CUDA, ``dynamic`` on a CPU)
+    The coding schedule's KV cache (:func:`kolmo.lm.coding.new_cache`); part of the stream's config.
 ``batch_tokens``
     Token budget per forward batch of the core (halved automatically on CUDA out-of-memory).
 
@@ -28,9 +37,10 @@ first and scores y's tokens after them; many y against one x reuse x's KV cache.
 tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so the seam is coded once.
 
 Stream payload (inside kolmo's container, layout in :mod:`kolmo.framing`): the chunk table (token
-count and CRC-32 of each chunk's bytes), then one range-coder stream per coder group. A stream
-decoded with another model, dtype or device type is rejected by the container's fingerprint; one
-whose floats differ anyway (another library version, say) fails a chunk CRC: both raise.
+count, mode and, with several chunks, a 16-bit CRC of each chunk's bytes), the safe-mode chunks,
+then one rANS word stream per coder group. A stream decoded with another model, dtype, device type
+or coding setting is rejected by the container's config hash; one whose floats differ anyway
+(another library version, say) fails a chunk CRC, the coder's end check or the data CRC: all raise.
 """
 
 from __future__ import annotations
