@@ -143,11 +143,12 @@ def test_chunks_code_independently(tiny_model_dir, rng_bytes):
         blob = comp.compress(data)
         payload = framing.unpack(blob, name="lm", config=comp.stream_config).payload
         from kolmo.lm.coding import groups
-        table, words = framing.unpack_lm_payload(payload, lambda lengths: len(groups(lengths, 3)))
+        table, words, safe = framing.unpack_lm_payload(payload, lambda lengths: len(groups(lengths, 3)))
         assert len(table) > 3 and len(words) < len(table)  # the chunks of a group share one coder stream
+        assert not safe and all(c.mode == 0 for c in table)  # every chunk verified and LM-coded
         assert comp.decompress(blob) == data
-        # a few bytes per chunk (its token count and CRC) on top of the 1% + 64 bytes
-        assert abs(len(blob) - comp.bits(data) / 8) <= 0.01 * comp.bits(data) / 8 + 64 + 6 * len(table)
+        # a few bytes per chunk (its token count and CRC-16) and 8 per chunk of coder state on top
+        assert abs(len(blob) - comp.bits(data) / 8) <= 0.01 * comp.bits(data) / 8 + 64 + 12 * len(table)
 
 
 def test_float_mismatch_fails_chunk_crc(tiny_lm):
@@ -157,7 +158,7 @@ def test_float_mismatch_fails_chunk_crc(tiny_lm):
     payload = bytearray(frame.payload)
     payload[-3] ^= 0x10  # flip a bit inside the coded words
     blob = framing.pack("lm", tiny_lm.stream_config, data, bytes(payload))
-    with pytest.raises(CorruptStreamError, match="CRC"):
+    with pytest.raises(CorruptStreamError, match="CRC|coder|truncated"):
         tiny_lm.decompress(blob)
 
 
@@ -253,3 +254,98 @@ def test_oom_backoff_on_the_shared_context_path(tiny_lm):
     scorer.forward = flaky
     for w, g in zip(want, scorer.score_with_context(ctx, docs)):
         np.testing.assert_allclose(g, w, atol=1e-4)
+
+
+# -- packing, compilation, results in flight (issue 9) ---------------------------------------------
+def test_planned_batches_waste_under_5_percent_on_mixed_lengths(tiny_lm):
+    from kolmo.lm.loglik import _batches, padding_fraction
+    lm = tiny_lm.loaded
+    rng = np.random.default_rng(4)
+    lengths = np.concatenate([rng.integers(2, 40, 300), rng.integers(40, 400, 100), rng.integers(2, 129, 200)])
+    seqs = [np.concatenate([[lm.start_id], d]) for d in _random_docs(rng, lm.vocab_size, lengths)]
+    span = lambda it: it[3] - it[1]  # noqa: E731
+    for budget in (128, 1000, 4096, 100_000):
+        scorer = Scorer(lm, window=128, stride=48, batch_tokens=budget)
+        batches = scorer.plan(seqs, [1] * len(seqs))
+        assert sorted(it for b in batches for it in b) == sorted(scorer._windows(seqs, [1] * len(seqs)))
+        assert all(len(b) * max(span(it) for it in b) <= budget or len(b) == 1 for b in batches)
+        assert padding_fraction(batches, span) < 0.05
+        for b in batches:  # the bound holds batch by batch, not just on average
+            assert padding_fraction([b], span) < 0.05
+    # any lengths at all, including the split after an out-of-memory halving
+    for seed in range(20):
+        lens = sorted(np.random.default_rng(seed).integers(1, 3000, 500).tolist(), reverse=True)
+        for budget in (1, 50, 3000, 20_000, 10 ** 6):
+            batches = _batches(lens, lambda n: n, budget)
+            assert [n for b in batches for n in b] == lens
+            assert all(padding_fraction([b], lambda n: n) < 0.05 for b in batches)
+
+
+def test_scoring_with_results_in_flight_and_oom_backoff(tiny_lm, monkeypatch):
+    # On CUDA a batch's bits reach the host while the next batch runs; emulate that on the CPU.
+    from kolmo.lm import loglik
+    real_init = loglik._InFlight.__init__
+
+    def deep(self, device):
+        real_init(self, device)
+        self.depth = 2
+    monkeypatch.setattr(loglik._InFlight, "__init__", deep)
+    lm = tiny_lm.loaded
+    rng = np.random.default_rng(5)
+    seqs = [np.concatenate([[lm.start_id], d]) for d in _random_docs(rng, lm.vocab_size, [3, 40, 150, 1, 77, 60, 61])]
+    froms = [1, 1, 30, 1, 50, 1, 1]
+    scorer = Scorer(lm, window=48, stride=16, batch_tokens=100)
+    real = scorer.forward
+
+    def flaky(model, ids, **kw):
+        if ids.numel() > 60:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, ids, **kw)
+
+    scorer.forward = flaky
+    for s, f, g in zip(seqs, froms, scorer.score(seqs, froms)):
+        np.testing.assert_allclose(g, reference_bits(lm.model, s, f, 48, 16), atol=1e-3)
+    ctx = rng.integers(1, lm.vocab_size, 8)
+    got = scorer.score_with_context(ctx, [s[1:] for s in seqs[:4]])
+    for s, g in zip(seqs[:4], got):
+        full = np.concatenate([[lm.start_id], ctx, s[1:]])
+        np.testing.assert_allclose(g, reference_bits(lm.model, full, 9, 48, 16), atol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's imports
+def test_compiled_body_gives_the_same_bits(tiny_lm):
+    lm = tiny_lm.loaded
+    rng = np.random.default_rng(6)
+    # one batch shape (three windows of 61 tokens), so one compilation (about 30 s on 2 cores)
+    seqs = [np.concatenate([[lm.start_id], d]) for d in _random_docs(rng, lm.vocab_size, [60, 60, 60])]
+    eager = Scorer(lm, window=64, stride=32, batch_tokens=10_000)
+    compiled = Scorer(lm, window=64, stride=32, batch_tokens=10_000, compile=True)
+    assert compiled.compile and not eager.compile
+    got = compiled.score(seqs, [1] * 3)
+    if compiled._body.failed:
+        pytest.skip(f"torch.compile (inductor) cannot build on this machine: {compiled._body.failed}")
+    for a, b in zip(eager.score(seqs, [1] * 3), got):
+        np.testing.assert_allclose(b, a, atol=1e-4)
+    # the KV-cache paths (shared context, the coder) stay eager: same numbers as the eager scorer
+    ctx = rng.integers(1, lm.vocab_size, 8)
+    docs = [s[1:20] for s in seqs]  # fit in one window with the context: the KV-cache path
+    for a, b in zip(eager.score_with_context(ctx, docs), compiled.score_with_context(ctx, docs)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(tiny_lm, monkeypatch, caplog):
+    def broken_compile(fn, **kw):
+        def run(*a):
+            raise RuntimeError("inductor could not build (simulated)")
+        return run
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    lm = tiny_lm.loaded
+    rng = np.random.default_rng(7)
+    seqs = [np.concatenate([[lm.start_id], d]) for d in _random_docs(rng, lm.vocab_size, [30, 70])]
+    scorer = Scorer(lm, window=64, stride=32, batch_tokens=10_000, compile=True)
+    with caplog.at_level("WARNING", logger="kolmo.lm.head"):
+        got = scorer.score(seqs, [1, 1])
+    assert "transformer body" in caplog.text and "eagerly" in caplog.text and scorer._body.failed
+    want = Scorer(lm, window=64, stride=32, batch_tokens=10_000).score(seqs, [1, 1])
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)  # eager is eager: identical

@@ -52,11 +52,11 @@ def test_verification_moves_a_diverging_chunk_to_the_safe_mode(chunked, monkeypa
     calls = {"n": 0}
     real_intervals = coding.intervals
 
-    def intervals(scorer_, toks, bar=None):  # the second run of each group is the verification
+    def intervals(scorer_, toks, *args):  # the second run of each group is the verification
         calls["n"] += 1
         scorer_.forward = perturbing(clean, rows=[1]) if calls["n"] % 2 == 0 else clean
         try:
-            return real_intervals(scorer_, toks, bar)
+            return real_intervals(scorer_, toks, *args)
         finally:
             scorer_.forward = clean
 
@@ -82,11 +82,11 @@ def test_every_chunk_safe_still_decodes(chunked, monkeypatch):
     real_intervals = coding.intervals
     calls = {"n": 0}
 
-    def intervals(scorer_, toks, bar=None):
+    def intervals(scorer_, toks, *args):
         calls["n"] += 1
         scorer_.forward = perturbing(clean) if calls["n"] % 2 == 0 else clean
         try:
-            return real_intervals(scorer_, toks, bar)
+            return real_intervals(scorer_, toks, *args)
         finally:
             scorer_.forward = clean
 

@@ -142,7 +142,8 @@ class LMCompressor(Compressor):
         import transformers
 
         from .. import __version__
-        return {**self.stream_config, "kolmo_version": __version__, "torch_version": torch.__version__,
+        return {**self.stream_config, "head": self.scorer.head_kind, "compile": self.scorer.compile,
+                "kolmo_version": __version__, "torch_version": torch.__version__,
                 "transformers_version": transformers.__version__}
 
     def __repr__(self) -> str:

@@ -10,15 +10,24 @@ Sequences and windows
 
 Batching
     Windows from all documents are flattened, sorted by length (longest first) and packed into
-    batches of at most ``batch_tokens`` tokens (batch size x longest window), right-padded; a batch
-    closes early rather than pad a window to more than 1/0.75 of its length. Causal attention makes
-    right padding invisible to the real tokens, so no attention mask is passed at all (the
-    faster causal kernel runs).
+    batches of at most ``batch_tokens`` tokens (batch size x longest window), right-padded. A window
+    joins a batch only while the batch's padding stays < 5% of the positions it processes (an
+    exact integer test in :func:`_batches`), so padding is < 5% of the tokens processed, whatever
+    the mix of lengths. Causal attention makes right padding invisible to the real tokens, so no
+    attention mask is passed at all (the faster causal kernel runs). On CUDA the bits of a batch
+    are copied to the host while the next batch runs (one batch in flight).
 
-The head
-    Only the scored positions go through the output layer, in chunks of at most ``head_chunk``
-    logits, in float32 whatever the weights' dtype; log-softmax and gather per chunk, and the
-    results are accumulated in float64. No [batch, time, vocab] tensor is ever materialised.
+The head (:mod:`kolmo.lm.head`)
+    Only the scored positions go through the output layer, in chunks, never a [batch, time, vocab]
+    tensor; results are accumulated in float64. ``head="auto"`` picks the float32 reference on
+    the CPU and, on CUDA with bf16/fp16 weights, a fused or float32-accumulating low-precision head
+    (``Scorer.head_kind`` records which; :mod:`kolmo.lm.head` bounds each kind's error).
+
+Compilation
+    ``compile=True`` runs the transformer body (and the bf16 head's log-sum-exp) through
+    ``torch.compile`` on the plain scoring path only: the KV-cache paths (shared context, the
+    coder's schedule) stay eager, so coded streams never depend on it. If compiling fails, the
+    body runs eagerly from then on, with a logged warning (numbers equal up to float rounding).
 
 Out of memory
     On a CUDA out-of-memory error the token budget is halved and the same windows are retried in
@@ -44,9 +53,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import KolmoError
+from .head import CompiledOrEager, Head, is_oom, make_head
 from .tokens import VIRTUAL_MASS
 
 LN2 = math.log(2.0)
@@ -80,38 +89,6 @@ def plan_windows(length: int, score_from: int, window: int, stride: int) -> List
     return out
 
 
-class Head:
-    """The output layer in float32 chunks: hidden states -> log2-probabilities of chosen tokens."""
-
-    def __init__(self, lm, head_chunk: int = 1 << 24):
-        emb = lm.get_output_embeddings()
-        self.weight = emb.weight.detach().float()  # (V, H); no copy when already float32
-        bias = getattr(emb, "bias", None)
-        self.bias = None if bias is None else bias.detach().float()
-        self.softcap = getattr(lm.config, "final_logit_softcapping", None)
-        self.vocab = self.weight.shape[0]
-        self.rows = max(1, head_chunk // self.vocab)
-
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        z = F.linear(h.float(), self.weight, self.bias)  # (n, V) float32
-        if self.softcap:
-            z = torch.tanh(z / self.softcap) * self.softcap
-        return z
-
-    def bits(self, h: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-        """-log2 p(target) for each row of ``h`` (n, H), as float64 (n,)."""
-        out = np.empty(h.shape[0], dtype=np.float64)
-        for i in range(0, h.shape[0], self.rows):
-            lp = torch.log_softmax(self.logits(h[i:i + self.rows]), dim=-1)  # (c, V)
-            picked = lp.gather(1, targets[i:i + self.rows, None])[:, 0]  # (c,)
-            out[i:i + self.rows] = (-picked.double() / LN2).cpu().numpy()
-        return out
-
-    def probs(self, h: torch.Tensor) -> np.ndarray:
-        """Next-token distributions for each row of ``h`` (n, H), as float64 numpy (n, V)."""
-        return torch.softmax(self.logits(h), dim=-1).double().cpu().numpy()
-
-
 def base_forward(lm, ids: torch.Tensor, *, mask: Optional[torch.Tensor] = None, past=None, use_cache: bool = False):
     """The transformer body without its head: returns (last hidden states (B, T, H), KV cache or None)."""
     body = lm.base_model
@@ -133,25 +110,44 @@ def _cache_arg(cls) -> str:
     return _CACHE_ARG[cls]
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+_is_oom = is_oom
+
+_MAX_PAD = 20  # a batch's padding stays below 1/_MAX_PAD (5%) of the positions it processes
 
 
-_MIN_FILL = 0.75  # a window shorter than this fraction of its batch's longest starts a new batch
+def _batches(items: Sequence, length: Callable, budget: int, fill: Optional[Callable] = None) -> List[list]:
+    """Greedy packing of items sorted longest first, into batches with
 
-
-def _batches(items: Sequence, length: Callable, budget: int) -> List[list]:
-    """Greedy packing of items sorted longest first: batch size x longest <= budget (>= 1 item)."""
+    * batch size x longest ``length`` <= ``budget`` (or a single item), and
+    * padding < 5% of the batch's positions: an item of ``fill`` length ``l`` (default ``length``:
+      the part that is padded) joins a batch of ``n`` items whose first (widest) has ``W`` only if
+      ``20 (pad + W - l) < (n + 1) W``, where ``pad`` is the batch's padding so far: an exact
+      integer test, so every batch, and hence any set of batches, wastes < 5% of what it processes.
+    """
+    fill = fill or length
     out: List[list] = []
     cur: list = []
+    pad = 0
     for it in items:
-        if cur and ((len(cur) + 1) * length(cur[0]) > budget or length(it) < _MIN_FILL * length(cur[0])):
-            out.append(cur)
-            cur = []
+        if cur:
+            width = fill(cur[0])
+            if ((len(cur) + 1) * length(cur[0]) > budget
+                    or _MAX_PAD * (pad + width - fill(it)) >= (len(cur) + 1) * width):
+                out.append(cur)
+                cur, pad = [], 0
+            else:
+                pad += width - fill(it)
         cur.append(it)
     if cur:
         out.append(cur)
     return out
+
+
+def padding_fraction(batches: Sequence[list], fill: Callable) -> float:
+    """Padded positions / positions processed (batch size x widest) over planned ``batches``."""
+    total = sum(len(b) * max(fill(it) for it in b) for b in batches)
+    real = sum(fill(it) for b in batches for it in b)
+    return 0.0 if total == 0 else 1.0 - real / total
 
 
 def _empty_cache(device) -> None:
@@ -160,9 +156,15 @@ def _empty_cache(device) -> None:
 
 
 class Scorer:
-    """Scores token sequences with one loaded model (see the module docstring)."""
+    """Scores token sequences with one loaded model (see the module docstring).
 
-    def __init__(self, loaded, *, window: int, stride: int, batch_tokens: int, progress=None):
+    ``head``: ``"auto"`` or a kind of :func:`kolmo.lm.head.make_head` (recorded in ``head_kind``).
+    ``compile``: run the body through ``torch.compile`` on the plain scoring path (default off:
+    compiling costs tens of seconds per model and shape family, more than most jobs take).
+    """
+
+    def __init__(self, loaded, *, window: int, stride: int, batch_tokens: int, progress=None,
+                 head: str = "auto", compile: bool = False):
         check_window(window, stride)
         if window > loaded.max_positions:
             raise ValueError(f"window {window} exceeds the model's {loaded.max_positions} positions")
@@ -174,24 +176,45 @@ class Scorer:
         self.start = loaded.start_id
         self.window, self.stride = window, stride
         self.batch_tokens = int(batch_tokens)
-        self.head = Head(self.lm)
+        self.compile = bool(compile)
+        self.head = _shared_head(loaded, head, self.compile)
+        self.head_kind: str = self.head.kind  # what LMCompressor.config records
         self.progress = progress
-        self.forward = base_forward  # replaceable, e.g. by tests that simulate running out of memory
+        self._body: Optional[CompiledOrEager] = None
+        if self.compile:
+            lm = self.lm
+            self._body = CompiledOrEager(lambda ids: base_forward(lm, ids)[0], "transformer body", dynamic=True)
+        # replaceable, e.g. by tests that simulate running out of memory
+        self.forward = self._forward if self.compile else base_forward
+
+    def _forward(self, model, ids: torch.Tensor, *, mask: Optional[torch.Tensor] = None, past=None,
+                 use_cache: bool = False):
+        """:func:`base_forward`, through the compiled body on the plain path when ``compile`` is on."""
+        if self._body is not None and model is self.lm and mask is None and past is None and not use_cache:
+            return self._body(ids), None
+        return base_forward(model, ids, mask=mask, past=past, use_cache=use_cache)
 
     def tensor(self, ids: np.ndarray) -> torch.Tensor:
         """Token ids as the model reads them (virtual byte tokens replaced), on the device."""
         return torch.from_numpy(np.ascontiguousarray(self.tokenizer.model_input(ids))).to(self.device)
 
+    def _model_bits(self, h: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
+        """The head's bits of ``targets`` (virtual ones read as token 0): float64 on the device."""
+        if self.n_virtual:
+            targets = np.where(targets >= self.vocab, 0, targets)
+        return self.head.bits_tensor(h, torch.from_numpy(targets).to(self.device))
+
+    def _finish_bits(self, bits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Apply the virtual byte tokens' mass to the head's bits (in place; see the module docstring)."""
+        if self.n_virtual:
+            bits -= np.log2(1.0 - VIRTUAL_MASS)
+            bits[targets >= self.vocab] = -np.log2(VIRTUAL_MASS / self.n_virtual)
+        return bits
+
     def target_bits(self, h: torch.Tensor, targets: np.ndarray) -> np.ndarray:
         """Code lengths in bits of ``targets`` (n,) given the hidden states ``h`` (n, H) before them."""
         targets = np.asarray(targets, dtype=np.int64)
-        if not self.n_virtual:
-            return self.head.bits(h, torch.from_numpy(targets).to(self.device))
-        virtual = targets >= self.vocab
-        bits = self.head.bits(h, torch.from_numpy(np.where(virtual, 0, targets)).to(self.device))
-        bits -= np.log2(1.0 - VIRTUAL_MASS)
-        bits[virtual] = -np.log2(VIRTUAL_MASS / self.n_virtual)
-        return bits
+        return self._finish_bits(self._model_bits(h, targets).cpu().numpy(), targets)
 
     def probs(self, h: torch.Tensor) -> np.ndarray:
         """Next-token distributions over the coding alphabet for each row of ``h``: float64 (n, A)."""
@@ -205,11 +228,13 @@ class Scorer:
         from .. import progress
         return progress.bar(total, desc, "tok", self.progress, min_total=4096)
 
-    def _drain(self, items: Sequence, span: Callable, run: Callable, done: Callable = lambda batch: None) -> None:
+    def _drain(self, items: Sequence, span: Callable, run: Callable, done: Callable = lambda batch: None,
+               fill: Optional[Callable] = None) -> None:
         """Run ``items`` (sorted longest first) in batches under the token budget; on out-of-memory,
-        halve the budget and retry the same items in smaller batches. ``span(item)`` is its tokens."""
+        halve the budget and retry the same items in smaller batches. ``span(item)`` is its tokens,
+        ``fill(item)`` its padded part (default ``span``: see :func:`_batches`)."""
         budget = self.batch_tokens
-        queue = deque(_batches(items, span, budget))
+        queue = deque(_batches(items, span, budget, fill))
         while queue:
             batch = queue.popleft()
             try:
@@ -222,25 +247,37 @@ class Scorer:
                     raise KolmoError(f"one window of {span(batch[0])} tokens does not fit in memory; "
                                      "use a smaller window (window=...)") from exc
                 budget = max(1, min(budget, len(batch) * span(batch[0])) // 2)
-                queue.extendleft(reversed(_batches(batch, span, budget)))
+                queue.extendleft(reversed(_batches(batch, span, budget, fill)))
                 continue
             done(batch)
+
+    def plan(self, seqs: Sequence[np.ndarray], score_from: Sequence[int]) -> List[list]:
+        """The batches :meth:`score` runs (before any out-of-memory backoff): lists of windows
+        ``(doc, begin, split, end)``, longest first."""
+        return _batches(self._windows(seqs, score_from), _span, self.batch_tokens)
+
+    def _windows(self, seqs, score_from) -> list:
+        items = [(d, *w) for d, (s, f) in enumerate(zip(seqs, score_from)) if len(s) > f
+                 for w in plan_windows(len(s), f, self.window, self.stride)]
+        items.sort(key=lambda it: (-(it[3] - it[1]), it[0], it[1]))
+        return items
 
     # -- general path -------------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, seqs: Sequence[np.ndarray], score_from: Sequence[int]) -> List[np.ndarray]:
         """Bits of positions ``score_from[d] .. len(seqs[d])-1`` of every sequence, float64 arrays."""
         out = [np.zeros(len(s) - f, dtype=np.float64) for s, f in zip(seqs, score_from)]
-        items = [(d, *w) for d, (s, f) in enumerate(zip(seqs, score_from)) if len(s) > f
-                 for w in plan_windows(len(s), f, self.window, self.stride)]
-        items.sort(key=lambda it: (-(it[3] - it[1]), it[0], it[1]))
-        span = lambda it: it[3] - it[1]  # noqa: E731
+        items = self._windows(seqs, score_from)
+        flight = _InFlight(self.device)
         with self._bar(sum(it[3] - it[2] for it in items), "kolmo lm: scoring") as bar:
-            self._drain(items, span, lambda batch: self._score_batch(seqs, score_from, batch, out),
+            self._drain(items, _span, lambda batch: flight.put(self._score_batch(seqs, score_from, batch, out)),
                         lambda batch: bar.update(sum(it[3] - it[2] for it in batch)))
+            flight.flush()
         return out
 
-    def _score_batch(self, seqs, score_from, batch, out) -> None:
+    def _score_batch(self, seqs, score_from, batch, out) -> Callable[[], None]:
+        """Queue one batch on the device; returns the function that writes its bits into ``out``
+        once they are on the host (see :class:`_InFlight`)."""
         width = max(e - b for _, b, _, e in batch)
         ids = np.full((len(batch), width), self.start, dtype=np.int64)  # right padding
         rows, cols, tgts = [], [], []
@@ -253,12 +290,17 @@ class Scorer:
         hidden, _ = self.forward(self.lm, self.tensor(ids))  # (B, T, H); causal: padding unseen
         r = torch.from_numpy(np.concatenate(rows)).to(dev)
         c = torch.from_numpy(np.concatenate(cols)).to(dev)
-        bits = self.target_bits(hidden[r, c], np.concatenate(tgts))
-        k = 0
-        for d, b, s, e in batch:
-            f = score_from[d]
-            out[d][s - f: e - f] = bits[k: k + e - s]
-            k += e - s
+        targets = np.concatenate(tgts).astype(np.int64)
+        pending = _to_host(self._model_bits(hidden[r, c], targets))
+
+        def write() -> None:
+            bits = self._finish_bits(pending(), targets)
+            k = 0
+            for d, b, s, e in batch:
+                f = score_from[d]
+                out[d][s - f: e - f] = bits[k: k + e - s]
+                k += e - s
+        return write
 
     # -- shared context -----------------------------------------------------------------------
     @torch.inference_mode()
@@ -280,20 +322,89 @@ class Scorer:
             hidden, cache = self.forward(self.lm, self.tensor(prefix[None]), use_cache=True)
             h_last = hidden[0, -1]  # (H,)
             fit.sort(key=lambda i: -len(docs[i]))
+            flight = _InFlight(self.device)
+            # budget on context + doc (each row holds the context's cache), padding on the doc alone
             self._drain(fit, lambda i: len(prefix) + len(docs[i]),
-                        lambda batch: self._context_batch(cache, h_last, docs, batch, out))
+                        lambda batch: flight.put(self._context_batch(cache, h_last, docs, batch, out)),
+                        fill=lambda i: len(docs[i]))
+            flight.flush()
         return [o if o is not None else np.zeros(0) for o in out]
 
-    def _context_batch(self, cache, h_last, docs, batch, out) -> None:
+    def _context_batch(self, cache, h_last, docs, batch, out) -> Callable[[], None]:
         width = max(len(docs[i]) for i in batch)
         ids = np.full((len(batch), width), self.start, dtype=np.int64)
+        rows, cols = [], []
         for j, i in enumerate(batch):
             ids[j, : len(docs[i])] = docs[i]
+            rows.append(np.full(len(docs[i]), j))
+            cols.append(np.arange(len(docs[i])))
         past = copy.deepcopy(cache)
         if len(batch) > 1:
             past.batch_repeat_interleave(len(batch))
         hidden, _ = self.forward(self.lm, self.tensor(ids), past=past, use_cache=True)  # (B, T, H)
-        for j, i in enumerate(batch):
-            n = len(docs[i])
-            h = torch.cat([h_last[None], hidden[j, : n - 1]])  # (n, H): state before each token
-            out[i] = self.target_bits(h, docs[i])
+        # the state before token k of row j: h_last for k = 0, else hidden[j, k - 1]
+        before = torch.cat([h_last.expand(len(batch), 1, -1), hidden[:, :-1]], dim=1)  # (B, T, H)
+        dev = self.device
+        r = torch.from_numpy(np.concatenate(rows)).to(dev)
+        c = torch.from_numpy(np.concatenate(cols)).to(dev)
+        targets = np.concatenate([np.asarray(docs[i], dtype=np.int64) for i in batch])
+        pending = _to_host(self._model_bits(before[r, c], targets))
+
+        def write() -> None:
+            bits = self._finish_bits(pending(), targets)
+            k = 0
+            for i in batch:
+                out[i] = bits[k: k + len(docs[i])]
+                k += len(docs[i])
+        return write
+
+
+def _span(it) -> int:
+    return it[3] - it[1]
+
+
+def _to_host(t: torch.Tensor) -> Callable[[], np.ndarray]:
+    """Start copying ``t`` to the host; the returned function waits for the copy and gives numpy.
+
+    On CUDA the copy goes to pinned memory, queued right after the tensor's kernels, and an event
+    marks its end: waiting on it does not wait for work queued later (the next batch)."""
+    if t.device.type != "cuda":
+        return lambda: t.numpy()
+    host = t.to("cpu", non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+
+    def get() -> np.ndarray:
+        done.synchronize()
+        return host.numpy()
+    return get
+
+
+class _InFlight:
+    """Keeps one batch in flight: a batch's results are written to the host after the next batch
+    has been queued, so the device never waits for the host's bookkeeping."""
+
+    def __init__(self, device):
+        self.depth = 1 if torch.device(device).type == "cuda" else 0
+        self.queue: deque = deque()
+
+    def put(self, write: Callable[[], None]) -> None:
+        self.queue.append(write)
+        while len(self.queue) > self.depth:
+            self.queue.popleft()()
+
+    def flush(self) -> None:
+        while self.queue:
+            self.queue.popleft()()
+
+
+def _shared_head(loaded, kind: str, compile: bool) -> Head:
+    """One head per (model, kind, compile), kept on the loaded model and shared by its scorers."""
+    shared = getattr(loaded, "_head", None)
+    key = (kind, compile)
+    if isinstance(shared, dict) and key in shared:
+        return shared[key]
+    head = make_head(loaded.model, loaded.device, getattr(loaded, "dtype", None), kind, compile=compile)
+    if isinstance(shared, dict):
+        shared[key] = shared[(head.kind, compile)] = head
+    return head
