@@ -4,14 +4,19 @@ Layout, format 2 (integers little-endian; varints are unsigned LEB128)::
 
     size    field
     2       magic b"KL"
-    1       format version (2)
+    1       format version (2), plus 0x80 when the stream ends with a CRC-32 of itself
     1       compressor tag: the first byte of SHA-256 over the compressor's name
     3       config hash: the first 3 bytes of SHA-256 over the canonical JSON of (name, config)
     varint  length of the original data in bytes
     4       CRC-32 of the original data
-    ...     payload (the codec's own stream), to the end
+    ...     payload (the codec's own stream)
+    (4)     CRC-32 of everything before it, when flagged
 
-The container costs 11 bytes plus the length's varint (1 byte up to 127 bytes, 3 up to 2 MiB). It is
+The container costs 11 bytes plus the length's varint (1 byte up to 127 bytes, 3 up to 2 MiB),
+plus the 4-byte stream CRC that the classical codecs always write: their decoders are native code
+that must never see a damaged or truncated payload (pyppmd aborts the process on one), so the
+stream is checked before decoding. The LM compressor's decoder is kolmo's own code, which checks
+every chunk, the coder's end state and the data CRC, so its streams go without. The container is
 *not* counted in :meth:`Compressor.bits`, which measures the codec's stream alone (see
 :mod:`kolmo.compressors.base`). A stream from another compressor is recognised by the tag (the
 error names it when a registered compressor has that tag); one from the same compressor with other
@@ -81,12 +86,21 @@ class Frame:
     payload: bytes
 
 
-def pack(name: str, config: Mapping[str, Any], original: bytes, payload: bytes) -> bytes:
-    """Wrap a codec ``payload`` that encodes ``original`` into a kolmo stream (format 2)."""
+_CHECKED = 0x80  # flag in the version byte: a CRC-32 of the stream follows the payload
+
+
+def pack(name: str, config: Mapping[str, Any], original: bytes, payload: bytes, *, checked: bool = True) -> bytes:
+    """Wrap a codec ``payload`` that encodes ``original`` into a kolmo stream (format 2).
+
+    ``checked``: append a CRC-32 of the whole stream, verified before the payload is decoded
+    (see the module docstring for who may go without).
+    """
     if not name.isascii() or not 0 < len(name) <= 255:
         raise ValueError(f"compressor name must be 1 to 255 ASCII characters, got {name!r}")
-    return b"".join([MAGIC, bytes([VERSION, name_tag(name)]), config_hash(name, config),
-                     varint(len(original)), struct.pack("<I", crc32(original)), payload])
+    body = b"".join([MAGIC, bytes([VERSION | (_CHECKED if checked else 0), name_tag(name)]),
+                     config_hash(name, config), varint(len(original)), struct.pack("<I", crc32(original)),
+                     payload])
+    return body + _TAIL.pack(crc32(body)) if checked else body
 
 
 def _writer_hint(tag: int) -> str:
@@ -108,8 +122,13 @@ def unpack(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
                                  "(was it written by `kolmo compress` / Compressor.compress?)")
     if len(blob) < 12:
         raise CorruptStreamError(f"kolmo stream truncated: {len(blob)} bytes, the header alone needs at least 12")
-    if blob[2] != VERSION:
-        raise CorruptStreamError(f"kolmo stream format version {blob[2]} is not supported (this kolmo reads 1 and {VERSION})")
+    if blob[2] & ~_CHECKED != VERSION:
+        raise CorruptStreamError(f"kolmo stream format version {blob[2] & ~_CHECKED} is not supported "
+                                 f"(this kolmo reads 1 and {VERSION})")
+    if blob[2] & _CHECKED:
+        if len(blob) < 16 or crc32(blob[:-4]) != _TAIL.unpack_from(blob, len(blob) - 4)[0]:
+            raise CorruptStreamError("kolmo stream checksum mismatch: the stream is truncated or corrupted")
+        blob = blob[:-4]
     if blob[3] != name_tag(name):
         raise StreamMismatchError(
             f"this stream was written by {_writer_hint(blob[3])}, not {name!r}: decompress it with the "

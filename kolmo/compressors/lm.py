@@ -240,7 +240,9 @@ class LMCompressor(Compressor):
                     [j for j, m in enumerate(code.modes) if m != LM], code.mismatches)]
         table = [framing.LMChunk(len(c), m, framing.crc32(b) & 0xFFFF) for c, m, b in zip(chunks, modes, spelled)]
         safe = [safe_code(b) for b, m in zip(spelled, modes) if m != LM]
-        return framing.pack(self.name, self.stream_config, raw, framing.pack_lm_payload(table, words, safe))
+        # no stream CRC: the decoder checks the chunk table, every chunk, the coder's end and the data
+        return framing.pack(self.name, self.stream_config, raw, framing.pack_lm_payload(table, words, safe),
+                            checked=False)
 
     def decompress(self, blob: bytes) -> bytes:
         from .. import progress
