@@ -26,6 +26,7 @@ _FACTORIES: Dict[str, Factory] = {
     "bz2": "kolmo.compressors.bz2:Bz2Compressor",
     "ppmd": "kolmo.compressors.ppmd:PpmdCompressor",
     "lm": "kolmo.compressors.lm:LMCompressor",
+    "lm-online": "kolmo.compressors.lm_online:OnlineLMCompressor",
 }
 
 

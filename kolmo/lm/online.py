@@ -1,0 +1,336 @@
+"""The prequential (online) engine: code a block, learn from it, code the next.
+
+A sequence is ``[start] + tokens``; its tokens are split into blocks of ``B = block_tokens``
+(block ``k`` is positions ``s_k = 1 + kB .. e_k = min(1 + (k+1)B, L)``). With weights
+``theta_0`` (the pretrained or seeded model) the code length is
+
+    C(x) = sum_k  sum_{p = s_k}^{e_k - 1}  -log2 p(x_p | x_{<p}; theta_k)        (bits)
+
+    theta_{k+1} = theta_k after ``steps`` optimizer steps on the loss
+                  (1 / |block k|) sum_{p in block k} -ln p(x_p | x_{<p}; theta)
+
+(Rissanen's predictive MDL; the prequential code of Blier and Ollivier 2018). With
+``train_on="window"`` the loss averages over every token of the block's windows instead (the
+context before the block is replayed; the forward pass is the same). Every token is
+coded *before* the model learns from it, so a decoder that replays the same updates decodes it:
+C(x) is a real code length and already pays for the parameters, with no separate model cost.
+No training follows the last block (it would change nothing that is coded).
+
+Context: block k is scored, and trained on, in the windows of
+:func:`kolmo.lm.loglik.plan_windows` ``(e_k, s_k, window, stride)``: with ``B <= stride`` that is one
+window of ``window`` tokens ending at ``e_k``, so each token sees at least ``window - B`` tokens.
+
+Three modes of :meth:`Prequential.run`, all with the same training:
+
+``ideal``   block bits from one full forward pass per window (the forward pass of the first
+            optimizer step, so scoring is free when ``steps >= 1``): ``Compressor.bits``.
+``encode`` / ``decode``  the decoder's schedule: per window one prefill forward pass over its
+            known context, then one single-token step with a KV cache per token, each step's
+            float32 logits -> softmax -> float64 -> range coder. The encoder runs exactly the
+            decoder's computation, so their floats match bit for bit; then both train on the same
+            tensors in the same order. ``on_block`` (the decoder's CRC check) runs before training.
+
+Learners (:class:`HFLearner` here, :class:`kolmo.lm.scratch.ScratchLearner`) provide ``start``
+(the id read at position 0), ``alphabet`` (coding symbols), ``device``, ``max_positions``,
+``module`` (the torch model being trained), ``named_trainable()`` and ``initial`` (theta_0 by
+name), ``encode``/``decode`` (bytes <-> ids), ``tensor(ids)`` (model input), ``hidden(ids, past,
+use_cache)`` (hidden states and KV cache), ``target_logp(h, targets)`` (ln p, differentiable) and
+``probs(h)`` (float64 distributions for the coder); optionally ``sparse_names`` (parameters with
+sparse gradients, updated lazily).
+
+Determinism: no dropout, no sampling, initialisation from a seeded generator. torch's CPU kernels
+give the same floats for the same shapes and the same thread count; another thread count,
+device, library version or a CUDA kernel with atomics may not, which the stream's per-block
+CRC-32 detects (decoding raises instead of returning wrong bytes).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import struct
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import CorruptStreamError
+from .loglik import base_forward, plan_windows
+from .tokens import VIRTUAL_MASS
+
+LN2 = math.log(2.0)
+OPTIMIZERS = ("adam", "adamw", "sgd")
+TRAIN_ON = ("block", "window")
+
+
+class HFLearner:
+    """A Hugging Face causal LM as a learner: a private copy of the loaded model, fully trained
+    (``adapter=None``) or through low-rank adapters (``adapter="lora"``, peft, rank ``lora_rank``,
+    alpha = 2 rank, on every linear layer but the head). The shared loaded model is never changed."""
+
+    def __init__(self, loaded, *, adapter: Optional[str], lora_rank: int, seed: int):
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.start, self.alphabet = loaded.start_id, loaded.tokenizer.alphabet
+        self.vocab, self.n_virtual = loaded.vocab_size, loaded.tokenizer.n_virtual
+        self.device, self.max_positions = loaded.device, loaded.max_positions
+        self.module = copy.deepcopy(loaded.model)
+        if adapter == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+            cfg = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear")
+            with torch.random.fork_rng(devices=[]):  # seeded adapter initialisation, global RNG untouched
+                torch.manual_seed(seed)
+                self.module = inject_adapter_in_model(cfg, self.module)
+            self.module.requires_grad_(False)
+            for n, p in self.module.named_parameters():
+                p.requires_grad_("lora_" in n)
+            self.initial = {n: p.detach().clone() for n, p in self.named_trainable()}
+        else:
+            self.module.requires_grad_(True)
+            self.initial = dict(loaded.model.named_parameters())  # the untouched originals
+        self.module.eval()  # no dropout: training must be deterministic
+        self.softcap = getattr(self.module.config, "final_logit_softcapping", None)
+
+    def named_trainable(self) -> List[Tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
+
+    def encode(self, data: bytes) -> np.ndarray:
+        return self.tokenizer.encode(data)
+
+    def decode(self, ids) -> bytes:
+        return self.tokenizer.decode(ids)
+
+    def tensor(self, ids: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.tokenizer.model_input(ids))).to(self.device)
+
+    def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
+        return base_forward(self.module, ids, past=past, use_cache=use_cache)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        head = self.module.get_output_embeddings()
+        bias = getattr(head, "bias", None)
+        z = torch.nn.functional.linear(h.float(), head.weight.float(), None if bias is None else bias.float())
+        return torch.tanh(z / self.softcap) * self.softcap if self.softcap else z
+
+    def target_logp(self, h: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
+        """ln p(target) over the coding alphabet for each row of ``h``: float32 (n,), differentiable."""
+        virtual = targets >= self.vocab
+        t = torch.from_numpy(np.where(virtual, 0, targets)).to(self.device)
+        lp = torch.log_softmax(self._logits(h), dim=-1).gather(1, t[:, None])[:, 0]
+        if not self.n_virtual:
+            return lp
+        lp = lp + math.log1p(-VIRTUAL_MASS)
+        const = torch.full_like(lp, math.log(VIRTUAL_MASS / self.n_virtual))
+        return torch.where(torch.from_numpy(virtual).to(self.device), const, lp)
+
+    def probs(self, h: torch.Tensor) -> np.ndarray:
+        p = torch.softmax(self._logits(h), dim=-1).double().cpu().numpy()
+        if not self.n_virtual:
+            return p
+        extra = np.full((p.shape[0], self.n_virtual), VIRTUAL_MASS / self.n_virtual)
+        return np.concatenate([p * (1.0 - VIRTUAL_MASS), extra], axis=1)
+
+
+def make_optimizers(name: str, dense, sparse, *, lr: float, weight_decay: float) -> list:
+    """The optimizer ``name`` on the dense parameters, and on parameters with sparse gradients
+    (hashed embedding tables) its lazy form: SparseAdam for adam/adamw (no weight decay), SGD."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
+    out = [cls(dense, lr=lr, weight_decay=weight_decay)] if dense else []
+    if sparse:
+        out.append(torch.optim.SGD(sparse, lr=lr) if name == "sgd" else torch.optim.SparseAdam(sparse, lr=lr * float(__import__("os").environ.get("KOLMO_SPARSE_LR_X", "1"))))
+    return out
+
+
+def clip_grad_norm(params, max_norm: float) -> None:
+    """Scale all gradients by min(1, max_norm / (||g|| + 1e-6)), ||g|| the global L2 norm (sparse too)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norms = [(g.coalesce().values() if g.is_sparse else g).norm() for g in grads]
+    scale = max_norm / (float(torch.stack(norms).norm()) + 1e-6)
+    if scale < 1.0:
+        for g in grads:
+            g.mul_(scale)
+
+
+class Prequential:
+    """Runs the block schedule of the module docstring on one learner."""
+
+    def __init__(self, learner, *, block_tokens: int, window: int, stride: int, steps: int, lr: float,
+                 optimizer: str, grad_clip: Optional[float], weight_decay: float, train_on: str = "block"):
+        self.learner = learner
+        self.block_tokens, self.window, self.stride, self.steps = block_tokens, window, stride, steps
+        self.lr, self.optimizer_name = lr, optimizer
+        self.grad_clip, self.weight_decay = grad_clip, weight_decay
+        if train_on not in TRAIN_ON:
+            raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
+        self.train_on = train_on
+        named = learner.named_trainable()
+        sparse = getattr(learner, "sparse_names", ())
+        self.params = [p for _, p in named]
+        self.dense = [p for n, p in named if n not in sparse]
+        self.sparse = [p for n, p in named if n in sparse]
+        self.opts: list = []
+
+    # -- state ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def reset(self) -> None:
+        """theta_0 and a fresh optimizer."""
+        for n, p in self.learner.named_trainable():
+            p.copy_(self.learner.initial[n])
+        self.opts = make_optimizers(self.optimizer_name, self.dense, self.sparse, lr=self.lr,
+                                    weight_decay=self.weight_decay)
+
+    def snapshot(self) -> Dict:
+        return {"params": [p.detach().clone() for p in self.params],
+                "opts": [copy.deepcopy(o.state_dict()) for o in self.opts]}
+
+    @torch.no_grad()
+    def restore(self, snap: Dict) -> None:
+        for p, saved in zip(self.params, snap["params"]):
+            p.copy_(saved)
+        for o, saved in zip(self.opts, snap["opts"]):
+            o.load_state_dict(copy.deepcopy(saved))
+
+    def blocks(self, n_tokens: int) -> List[Tuple[int, int]]:
+        """(s_k, e_k) sequence positions of each block of an ``n_tokens``-token input."""
+        B = self.block_tokens
+        return [(1 + i, 1 + min(i + B, n_tokens)) for i in range(0, n_tokens, B)]
+
+    # -- the schedule -----------------------------------------------------------------------------
+    def run(self, seq: np.ndarray, *, first_block: int = 0, stop_block: Optional[int] = None, mode: str = "ideal",
+            coder=None, on_block: Optional[Callable[[int, int, int], None]] = None, bar=None) -> List[float]:
+        """Bits of blocks ``first_block .. stop_block - 1`` (default: to the end) of ``seq``
+        ([start] + tokens), learning after each but the input's last; with ``stop_block`` given the
+        run is to be continued, so it learns after every block.
+
+        ``mode`` is ``ideal``, ``encode`` or ``decode`` (module docstring). In ``decode`` mode
+        ``seq[1:]`` is filled in place; ``on_block(k, s, e)`` runs after block k is coded, before
+        training on it. The engine continues from its current state (call :meth:`reset` first).
+        """
+        blocks = self.blocks(len(seq) - 1)
+        out: List[float] = []
+        for k in range(first_block, len(blocks) if stop_block is None else stop_block):
+            s, e = blocks[k]
+            learn = self.steps > 0 and (stop_block is not None or k + 1 < len(blocks))
+            if mode == "ideal":
+                bits = self._train(seq, s, e, score=True) if learn else self._score(seq, s, e)
+            else:
+                bits = self._code(seq, s, e, coder, decode=(mode == "decode"))
+                if on_block is not None:
+                    on_block(k, s, e)
+                if learn:
+                    self._train(seq, s, e, score=False)
+            out.append(bits)
+            if bar is not None:
+                bar.update(e - s)
+        return out
+
+    def _zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def _windows(self, s: int, e: int):
+        return plan_windows(e, s, self.window, self.stride)
+
+    @torch.inference_mode()
+    def _score(self, seq: np.ndarray, s: int, e: int) -> float:
+        net = self.learner
+        total = 0.0
+        for b, split, end in self._windows(s, e):
+            h, _ = net.hidden(net.tensor(seq[b:end])[None])
+            total -= float(net.target_logp(h[0, split - b - 1:end - b - 1], seq[split:end]).double().sum())
+        return total / LN2
+
+    def _train(self, seq: np.ndarray, s: int, e: int, *, score: bool) -> Optional[float]:
+        """``steps`` optimizer steps on block [s, e); with ``score``, the block's bits under the
+        weights before the first step (from that step's forward pass)."""
+        net = self.learner
+        windows = self._windows(s, e)
+        n_train = sum(end - (split if self.train_on == "block" else b + 1) for b, split, end in windows)
+        bits = 0.0
+        for step in range(self.steps):
+            self._zero_grad()
+            for b, split, end in windows:
+                h, _ = net.hidden(net.tensor(seq[b:end])[None])
+                first = split if self.train_on == "block" else b + 1  # the targets trained on
+                logp = net.target_logp(h[0, first - b - 1:end - b - 1], seq[first:end])
+                if step == 0 and score:
+                    bits -= float(logp[split - first:].detach().double().sum()) / LN2
+                (-logp.sum() / n_train).backward()
+            if self.grad_clip:
+                clip_grad_norm(self.params, self.grad_clip)
+            for o in self.opts:
+                o.step()
+        self._zero_grad()
+        return bits if score else None
+
+    @torch.inference_mode()
+    def _code(self, seq: np.ndarray, s: int, e: int, coder, *, decode: bool) -> float:
+        """Range-code (or decode into ``seq``) block [s, e) on the decoder's step-wise schedule."""
+        import constriction
+        family = constriction.stream.model.Categorical(perfect=False)
+        net = self.learner
+        bits = 0.0
+        for b, split, end in self._windows(s, e):
+            h, cache = net.hidden(net.tensor(seq[b:split])[None], use_cache=True)
+            h = h[:, -1]
+            for p in range(split, end):
+                probs = net.probs(h)  # (1, A) float64
+                if decode:
+                    seq[p] = int(np.asarray(coder.decode(family, probs))[0])
+                else:
+                    coder.encode(np.array([seq[p]], dtype=np.int32), family, probs)
+                bits -= math.log2(max(probs[0, seq[p]], 1e-300))
+                if p + 1 < end:
+                    h, cache = net.hidden(net.tensor(seq[p:p + 1])[None], past=cache, use_cache=True)
+                    h = h[:, -1]
+        return bits
+
+
+def common_blocks(a: Sequence[int], b: Sequence[int], block_tokens: int) -> int:
+    """Number of whole leading blocks that token sequences ``a`` and ``b`` share exactly."""
+    n = min(len(a), len(b))
+    diff = np.nonzero(np.asarray(a[:n]) != np.asarray(b[:n]))[0]
+    same = int(diff[0]) if len(diff) else n
+    return same // block_tokens
+
+
+# -- stream payload -------------------------------------------------------------------------------
+def pack_payload(n_tokens: int, crcs: Sequence[int], words: np.ndarray) -> bytes:
+    """The lm-online payload (inside kolmo's container; varints are unsigned LEB128)::
+
+        varint  number of tokens N (the blocks follow from N and ``block_tokens``)
+        K x     u32 CRC-32 of each block's bytes, K = ceil(N / block_tokens)
+        ...     one range-coder stream (constriction, 32-bit words, 24-bit probabilities), u32 LE
+    """
+    head = bytearray()
+    n = n_tokens
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        head.append(byte | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes(head) + struct.pack(f"<{len(crcs)}I", *crcs) + np.asarray(words, dtype="<u4").tobytes()
+
+
+def unpack_payload(payload: bytes, length: int, n_blocks: Callable[[int], int]):
+    """Inverse of :func:`pack_payload`: (N, block CRCs, uint32 words). ``length`` is the data's
+    size in bytes (each token spells at least one byte); ``n_blocks(N)`` the number of blocks."""
+    n = shift = pos = 0
+    while True:
+        if pos >= len(payload) or shift > 63:
+            raise CorruptStreamError("lm-online stream: its token count is truncated or malformed")
+        byte = payload[pos]
+        n |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            break
+    k = n_blocks(n) if n <= length else -1
+    if k < 0 or len(payload) < pos + 4 * k or (len(payload) - pos) % 4:
+        raise CorruptStreamError("lm-online stream: its token count, block table and coded words do not fit "
+                                 "together (truncated or corrupted)")
+    crcs = struct.unpack_from(f"<{k}I", payload, pos)
+    return n, crcs, np.frombuffer(payload, dtype="<u4", offset=pos + 4 * k).astype(np.uint32)

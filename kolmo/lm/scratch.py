@@ -1,0 +1,169 @@
+"""A small byte-level transformer in plain torch: the ``model="scratch"`` learner of ``lm-online``.
+
+It starts from knowing nothing (a seeded random initialisation) and learns only from the bytes it
+codes, so it works for any data, text or binary, with no tokenizer and no download.
+
+Alphabet
+    The coding alphabet is the 256 byte values; the model reads one more input id, ``START = 256``,
+    at position 0 (the sequence is ``[START] + bytes``). A byte ``t`` at a position costs
+    ``-log2 softmax(head(h))[t]`` bits, ``h`` the hidden state of the position before it.
+
+Architecture (GPT-2 style, pre-LayerNorm)
+    ``x_0 = E[id] + P[position] + sum_{n=2}^{ngram} H[hash_n(last n ids)]`` (learned token and
+    position embeddings, ``context`` positions; with ``ngram >= 2``, hashed n-gram embeddings as
+    in the Byte Latent Transformer: one table H of ``buckets`` rows, indexed by a hash of the n
+    ids ending at the position, n-grams cut at the window's start, where START pads them),
+    then ``layers`` blocks of ``x + Attn(LN(x))`` and ``x + MLP(LN(x))`` (causal multi-head
+    attention with ``heads`` heads of ``width / heads`` dimensions; MLP ``width -> 4 width -> width``
+    with GELU), a final LayerNorm and an untied linear head to 256 logits. Weights are drawn from
+    N(0, 0.02^2) by a private ``torch.Generator`` seeded with ``seed`` (residual output projections
+    scaled by 1 / sqrt(2 layers)), so the global random state is never touched and two models with
+    the same settings are identical.
+
+Hashed n-grams give the model an n-gram model's memory: a row of H is a learned summary of what
+followed that context, updated the first time the context is seen, where attention layers need
+many optimizer steps to learn the same. H gets sparse gradients (only the rows used), so its
+optimizer updates only those rows (:func:`kolmo.lm.online.make_optimizers`).
+
+KV cache
+    ``forward(ids, past=..., use_cache=True)`` continues a sequence: ``past`` is (a list of one
+    (keys, values) pair per layer, the last ``ngram - 1`` ids), positions continue from the
+    cached length. The coder of
+    :mod:`kolmo.lm.online` uses it to compute each byte's distribution step by step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+START = 256  #: the input id read at position 0; never coded
+VOCAB = 256  #: coding alphabet: the byte values
+
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.fc, self.out = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor, past: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        mask, causal = None, True
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            P = k.shape[2] - T
+            causal = False  # query i sees keys 0 .. P + i
+            if T > 1:
+                mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and T > 1)
+        x = x + self.proj(a.transpose(1, 2).reshape(B, T, C))
+        x = x + self.out(F.gelu(self.fc(self.ln2(x))))
+        return x, (k, v)
+
+
+class ByteTransformer(nn.Module):
+    """Causal byte-level transformer; see the module docstring."""
+
+    def __init__(self, *, layers: int = 4, width: int = 256, heads: int = 8, context: int = 512, ngram: int = 0,
+                 buckets: int = 1 << 16, seed: int = 0):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
+        self.context, self.ngram, self.buckets = context, ngram, buckets
+        self.tok = nn.Embedding(VOCAB + 1, width)
+        self.hashed = nn.Embedding(buckets, width, sparse=True) if ngram > 1 else None
+        self.pos = nn.Embedding(context, width)
+        self.blocks = nn.ModuleList([_Block(width, heads) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(width)
+        self.head = nn.Linear(width, VOCAB)
+        g = torch.Generator().manual_seed(int(seed))
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if p.dim() == 1:  # biases 0, LayerNorm gains 1
+                    p.fill_(1.0 if name.endswith("weight") else 0.0)
+                else:
+                    std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "out.weight")) else 0.02
+                    p.copy_(torch.randn(p.shape, generator=g) * std)
+
+    def _ngrams(self, ids: torch.Tensor, recent: Optional[torch.Tensor]):
+        """Sum of the hashed embeddings of the n-grams (n = 2 .. ngram) ending at each position,
+        and the last ngram - 1 ids (the n-gram state the KV cache carries)."""
+        B, T = ids.shape
+        if recent is None:
+            recent = ids.new_full((B, self.ngram - 1), START)
+        full = torch.cat([recent, ids], dim=1)  # (B, ngram - 1 + T)
+        h = torch.zeros_like(ids)
+        x = 0
+        for j in range(self.ngram):  # j bytes back; wrapping int64 arithmetic is exact and portable
+            h = h * 0x5BD1E995 + full[:, self.ngram - 1 - j: self.ngram - 1 - j + T] + 1
+            if j:
+                x = x + self.hashed(torch.remainder((h ^ (j * 0x2545F491)) >> 3, self.buckets))
+        return x, full[:, T:]
+
+    def forward(self, ids: torch.Tensor, past=None, use_cache: bool = False):
+        """Hidden states (B, T, width) after the final LayerNorm, and the KV cache (or None)."""
+        kvs, recent = past if past else (None, None)
+        offset = kvs[0][0].shape[2] if kvs else 0
+        T = ids.shape[1]
+        if offset + T > self.context:
+            raise ValueError(f"{offset + T} positions exceed the scratch model's context of {self.context}")
+        x = self.tok(ids) + self.pos(torch.arange(offset, offset + T, device=ids.device))
+        if self.hashed is not None:
+            grams, recent = self._ngrams(ids, recent)
+            x = x + grams
+        cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, kvs[i] if kvs else None)
+            cache.append(kv)
+        return self.ln_f(x), ((cache, recent) if use_cache else None)
+
+
+class ScratchLearner:
+    """The :class:`kolmo.lm.online.Learner` of a :class:`ByteTransformer`: bytes are the tokens."""
+
+    start = START
+    alphabet = VOCAB
+
+    def __init__(self, *, layers: int, width: int, heads: int, context: int, ngram: int = 0, buckets: int = 1 << 16,
+                 seed: int, device, dtype):
+        self.device, self.dtype = device, dtype
+        self.max_positions = context
+        self.module = ByteTransformer(layers=layers, width=width, heads=heads, context=context, ngram=ngram,
+                                      buckets=buckets, seed=seed)
+        self.module.to(device=device, dtype=dtype)
+        self.initial = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        self.sparse_names = {"hashed.weight"}  # the hashed n-gram table: lazy (sparse) updates
+
+    def named_trainable(self) -> List[Tuple[str, nn.Parameter]]:
+        return list(self.module.named_parameters())
+
+    def encode(self, data: bytes) -> np.ndarray:
+        return np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+
+    def decode(self, ids) -> bytes:
+        return np.asarray(ids, dtype=np.uint8).tobytes()
+
+    def tensor(self, ids: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device)
+
+    def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
+        return self.module(ids, past=past, use_cache=use_cache)
+
+    def target_logp(self, h: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
+        """ln p(target) for each row of ``h`` (n, width): float32 (n,), differentiable."""
+        lp = torch.log_softmax(self.module.head(h).float(), dim=-1)
+        return lp.gather(1, self.tensor(targets)[:, None])[:, 0]
+
+    def probs(self, h: torch.Tensor) -> np.ndarray:
+        """Next-byte distributions (n, 256) as float64, for the range coder."""
+        return torch.softmax(self.module.head(h).float(), dim=-1).double().cpu().numpy()

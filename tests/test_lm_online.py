@@ -1,0 +1,235 @@
+"""The learning compressor lm-online: prequential code lengths, learning, conditioning and streams.
+
+Tiny models only (the scratch byte transformer with 2 layers of width 32, and tests/tiny_lm.py's
+random Llama), one torch thread (faster for tiny tensors on a shared machine; restored after).
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import kolmo  # noqa: E402
+from kolmo import framing  # noqa: E402
+from kolmo.cache import config_hash  # noqa: E402
+from kolmo.errors import CorruptStreamError, StreamMismatchError  # noqa: E402
+
+TEXT = (b"In the beginning God created the heaven and the earth. And the earth was without form, and void; "
+        b"and darkness was upon the face of the deep. ")
+SCRATCH = dict(model="scratch", layers=2, width=32, heads=4, context=64, ngram=0, block_tokens=32, lr=3e-3,
+               train_on="block", progress=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def scratch(**kw):
+    return kolmo.get_compressor("lm-online", **{**SCRATCH, **kw})
+
+
+@pytest.fixture
+def tiny(tiny_model_dir):
+    def make(**kw):
+        opts = dict(model=str(tiny_model_dir), window=48, block_tokens=16, lr=1e-2, progress=False)
+        return kolmo.get_compressor("lm-online", **{**opts, **kw})
+    return make
+
+
+def reference_block_bits(comp, data):
+    """Block k scored separately under theta_k: the weights are saved before each block, then each
+    block is scored again from its saved weights with full float64 log-softmax (slow, obvious)."""
+    eng = comp.engine
+    lr = eng.learner
+    seq = comp._seq(comp.tokens(data))
+    blocks = eng.blocks(len(seq) - 1)
+    eng.reset()
+    thetas = []
+    for k in range(len(blocks)):
+        thetas.append([p.detach().clone() for p in eng.params])
+        eng.run(seq, first_block=k, stop_block=k + 1)
+    out = []
+    with torch.no_grad():
+        for (s, e), theta in zip(blocks, thetas):
+            for p, t in zip(eng.params, theta):
+                p.copy_(t)
+            b = max(0, e - eng.window)  # one window per block: block_tokens <= stride
+            h, _ = lr.hidden(lr.tensor(seq[b:e])[None])
+            head = lr.module.get_output_embeddings() if hasattr(lr.module, "get_output_embeddings") else lr.module.head
+            logp = torch.log_softmax(head(h[0]).double(), dim=-1)[s - b - 1:e - b - 1]
+            out.append(float(-logp.gather(1, torch.from_numpy(seq[s:e])[:, None]).sum()) / np.log(2))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("which", ["scratch", "tiny"])
+def test_prequential_sum_is_block_by_block_coding(which, tiny):
+    comp = scratch() if which == "scratch" else tiny()
+    data = TEXT * 2
+    got = comp.block_bits(data)
+    ref = reference_block_bits(comp, data)
+    assert len(got) >= 4
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-2)
+    assert comp.bits(data) == pytest.approx(ref.sum(), rel=1e-5)
+    assert comp.bits(data) == float(got.sum())
+
+
+def test_deterministic_two_instances():
+    a, b = scratch(), scratch()
+    assert a.bits(TEXT) == b.bits(TEXT)
+    assert a.compress(TEXT) == b.compress(TEXT)
+    assert scratch(seed=1).bits(TEXT) != a.bits(TEXT)  # the seed sets the initialisation
+
+
+@pytest.mark.parametrize("data", [b"", b"x", TEXT[:40], bytes(range(256)), TEXT * 3])
+def test_round_trip_scratch(data):
+    comp = scratch(steps=2)
+    blob = comp.compress(data)  # verify=True: compress already decoded it once
+    assert comp.decompress(blob) == data
+    assert comp.bits(b"") == 0.0
+
+
+def test_scratch_kv_cache_matches_full_forward():
+    from kolmo.lm.scratch import START, ByteTransformer
+    model = ByteTransformer(layers=2, width=32, heads=4, context=64, ngram=4, buckets=257, seed=3)
+    ids = torch.tensor([[START] + list(TEXT[:40])])
+    with torch.no_grad():
+        full, _ = model(ids)
+        h, past = model(ids[:, :7], use_cache=True)
+        steps = [h]
+        for t in range(7, 41):
+            h, past = model(ids[:, t:t + 1], past=past, use_cache=True)
+            steps.append(h)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_round_trip_scratch_ngram_and_size():
+    comp = scratch(ngram=4, buckets=1024, train_on="window")
+    data = TEXT * 3
+    blob = comp.compress(data)
+    assert comp.decompress(blob) == data
+    payload = len(framing.unpack(blob, name="lm-online", config=comp.stream_config).payload)
+    assert abs(payload - comp.bits(data) / 8) <= 0.01 * comp.bits(data) / 8 + 8 + 4 * len(comp.block_bits(data))
+    assert comp.bits(data) < scratch().bits(data)  # the n-gram table learns fast
+
+
+def test_round_trip_tiny_hf_and_size(tiny, rng_bytes):
+    comp = tiny()
+    for data in (b"", TEXT * 2, rng_bytes(150, seed=3) + b"\x04\xff text"):
+        blob = comp.compress(data)
+        assert comp.decompress(blob) == data
+    data = TEXT * 2
+    payload = len(framing.unpack(comp.compress(data), name="lm-online", config=comp.stream_config).payload)
+    assert abs(payload - comp.bits(data) / 8) <= 0.01 * comp.bits(data) / 8 + 8 + 4 * len(comp.block_bits(data))
+
+
+def test_lora_adapters(tiny):
+    pytest.importorskip("peft")
+    comp = tiny(adapter="lora", lora_rank=4, lr=3e-2, steps=2)
+    data = TEXT * 2
+    assert comp.decompress(comp.compress(data)) == data
+    cfg = comp.config
+    assert cfg["adapter"] == "lora" and cfg["lora_rank"] == 4 and "peft_version" in cfg
+    frozen = tiny(steps=0).bits(data)
+    assert comp.bits(data) < frozen  # the adapters learn
+    assert tiny(adapter="lora", lora_rank=4, lr=3e-2, steps=2).bits(data) == comp.bits(data)
+
+
+def test_conditional_is_joint_minus_single(tiny):
+    x, y, z = TEXT, b"and the Spirit of God moved upon the face of the waters. " * 2, b""
+    comp = tiny()
+    fresh = tiny()
+    c_x, c_xy = fresh.bits(x), fresh.bits(x + y)
+    assert comp.conditional_bits(y, x) == c_xy - c_x
+    assert comp.conditional_bits_many([y, z, x], x) == [c_xy - c_x, 0.0, tiny().bits(x + x) - c_x]
+    assert tiny().joint_bits([(x, y), (x, z), (y, x)]) == [c_xy, c_x, tiny().bits(y + x)]
+    r = kolmo.joint_gap(x, y, compressor=comp)
+    assert r.conditional_method == "learning" and r.bits_kind == "ideal" and not r.warnings
+    assert r.c_y_given_x == r.c_xy - r.c_x and r.c_x_given_y == r.c_yx - r.c_y
+    assert kolmo.ncd(x, y, compressor=comp) == r.ncd
+
+
+def test_matrix_entries_equal_joint_gap(tmp_path):
+    items = {"a": TEXT[:60], "b": TEXT[40:120], "c": bytes(range(50))}
+    comp = scratch()
+    cache = tmp_path / "r.sqlite"
+    m = kolmo.matrix(items, compressor=comp, measure="conditional", cache=cache, progress=False)
+    g = kolmo.matrix(items, compressor=comp, measure="gap", cache=cache, progress=False)
+    for i in items:
+        for j in items:
+            r = kolmo.joint_gap(items[j], items[i], compressor=scratch())  # X = column, Y = row
+            assert m[i, j] == r.c_y_given_x  # C(row | column)
+            assert g[j, i] == r.gap
+    warm = kolmo.matrix(items, compressor=scratch(), measure="conditional", cache=cache, progress=False)
+    np.testing.assert_array_equal(np.asarray(warm), np.asarray(m))
+
+
+def test_config_is_the_cache_key():
+    a, b = scratch(lr=1e-3), scratch(lr=2e-3)
+    assert a.config["lr"] == 1e-3 and a.config["model"] == "scratch" and a.config["block_tokens"] == 32
+    assert config_hash(a.config) != config_hash(b.config)
+    assert config_hash(a.config) == config_hash(scratch(lr=1e-3).config)
+    for key in ("optimizer", "steps", "seed", "window", "stride", "grad_clip", "dtype", "device_type", "layers"):
+        assert key in a.config
+    with pytest.raises(StreamMismatchError):
+        b.decompress(a.compress(TEXT[:30]))
+
+
+@pytest.mark.parametrize("opts,match", [
+    (dict(lr=0), "lr must be a positive"), (dict(lr=-1e-3), "lr must be a positive"),
+    (dict(lr=float("nan")), "lr must be"), (dict(block_tokens=0), "block_tokens must be a positive"),
+    (dict(optimizer="rmsprop"), "optimizer must be one of adam, adamw, sgd"),
+    (dict(steps=-1), "steps must be a non-negative"), (dict(adapter="lora"), "applies to pretrained"),
+    (dict(width=30, heads=4), "multiple of heads"), (dict(dtype="int8"), "dtype must be"),
+    (dict(grad_clip=0), "grad_clip"), (dict(weight_decay=-1), "weight_decay")])
+def test_bad_options_raise(opts, match):
+    with pytest.raises(ValueError, match=match):
+        scratch(**opts)
+
+
+def test_bad_options_for_pretrained(tiny):
+    with pytest.raises(ValueError, match="size of model='scratch'"):
+        tiny(layers=2)
+    with pytest.raises(ValueError, match="adapter must be"):
+        tiny(adapter="ia3")
+    with pytest.raises(ValueError, match="window"):
+        tiny(window=4096).bits(b"x")
+
+
+def test_corrupt_stream_raises(rng_bytes):
+    comp = scratch()
+    data = TEXT * 2
+    blob = comp.compress(data)
+    payload = bytearray(framing.unpack(blob, name="lm-online", config=comp.stream_config).payload)
+    for pos in (len(payload) - 5, len(payload) // 2 + 3):
+        bad = bytearray(payload)
+        bad[pos] ^= 0x10
+        with pytest.raises(CorruptStreamError):
+            comp.decompress(framing.pack("lm-online", comp.stream_config, data, bytes(bad)))
+    for cut in (bytes(payload[:-4]), bytes(payload[:3]), b"", bytes(payload[:-1])):
+        with pytest.raises(CorruptStreamError):
+            comp.decompress(framing.pack("lm-online", comp.stream_config, data, cut))
+
+
+def test_learning_helps_on_repetitive_input():
+    data = TEXT * 5  # 32-byte blocks: ~20 blocks, the text repeats every ~4
+    learned = scratch(steps=2).block_bits(data)
+    frozen = scratch(steps=0).block_bits(data)
+    assert learned[0] == pytest.approx(frozen[0], rel=1e-6)  # block 0 is coded before any learning
+    assert learned[-5:-1].mean() < 0.6 * frozen[-5:-1].mean()
+    assert learned[-5:-1].mean() < 0.6 * learned[0]
+
+
+def test_registered_pickles_and_quiet(capsys):
+    import pickle
+    assert "lm-online" in kolmo.list_compressors()
+    comp = scratch()
+    clone = pickle.loads(pickle.dumps(comp))
+    assert clone.bits(TEXT) == comp.bits(TEXT)
+    comp.compress(TEXT)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert "lm-online" in repr(comp)
