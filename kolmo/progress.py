@@ -77,6 +77,16 @@ def library_bars(show: bool) -> Iterator[None]:
     except ImportError:  # pragma: no cover
         pass
     try:
+        # transformers' GGUF reader runs a tqdm bar of its own that no switch reaches
+        import functools
+
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        bar_cls = gguf_utils.tqdm
+        gguf_utils.tqdm = functools.partial(bar_cls, disable=True)
+        restore.append(lambda: setattr(gguf_utils, "tqdm", bar_cls))
+    except (ImportError, AttributeError):  # pragma: no cover - another transformers layout
+        pass
+    try:
         yield
     finally:
         for undo in restore:
