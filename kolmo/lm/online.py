@@ -139,7 +139,7 @@ def make_optimizers(name: str, dense, sparse, *, lr: float, weight_decay: float)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
     out = [cls(dense, lr=lr, weight_decay=weight_decay)] if dense else []
     if sparse:
-        out.append(torch.optim.SGD(sparse, lr=lr) if name == "sgd" else torch.optim.SparseAdam(sparse, lr=lr * float(__import__("os").environ.get("KOLMO_SPARSE_LR_X", "1"))))
+        out.append(torch.optim.SGD(sparse, lr=lr) if name == "sgd" else torch.optim.SparseAdam(sparse, lr=lr))
     return out
 
 
