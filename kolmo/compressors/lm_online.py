@@ -140,7 +140,7 @@ class OnlineLMCompressor(Compressor):
             if size["width"] % size["heads"]:
                 raise ValueError(f"width ({size['width']}) must be a multiple of heads ({size['heads']})")
         elif any(v is not None for v in size.values()):
-            raise ValueError("layers, width, heads and context set the size of model='scratch'; "
+            raise ValueError("layers, width, heads, context, ngram and buckets set the size of model='scratch'; "
                              f"a pretrained model ({model or 'the default'}) has its own")
         self.model_name, self.adapter, self.lora_rank = model, adapter, lora_rank
         self.lr = float(lr) if lr is not None else (2e-3 if scratch else 1e-3 if adapter else 1e-4)
