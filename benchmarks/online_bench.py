@@ -8,6 +8,7 @@
    and ~190k bytes. C(Y | X) in bits for "lm" (in-context: X reaches Y only through the window)
    and "lm-online" (C(XY) - C(X), learning through X). Goal: lm-online's C(Y | X at ~190 kB)
    <= 0.9 x its C(Y | X at 8 kB), while lm's flattens once X passes its window.
+   ``--learner scratch`` runs part 1 with the byte transformer that starts from nothing.
 2. Compression: alice29.txt bits/byte (ideal), "lm" (window 2048, stride 1024) against
    "lm-online" with the default model. Goal: lm-online <= 1.00.
 3. From scratch: ``model="scratch"`` on the four English Canterbury texts (1.19 MB) against PPMd
@@ -49,7 +50,7 @@ def part_conditioning(a, root: Path) -> dict:
     sizes = [int(s) for s in a.sizes.split(",")] if a.sizes else ([0, 2048, 8192, 32768] if a.quick else
                                                                   [0, 2048, 8192, 32768, len(x_all)])
     lm = kolmo.get_compressor("lm", device=a.device, progress=False)
-    online = kolmo.get_compressor("lm-online", device=a.device, progress=a.progress, **_lm_opts(a))
+    online = _part1_learner(a)
     rows = []
     print(f"\n1. C(Y|X), Y = WEB Genesis first {len(y)} bytes, X = KJV Genesis ch. 3 on ({len(x_all)} bytes)")
     print(f"   {'|X| bytes':>10} {'lm':>10} {'lm-online':>10}   (bits; seconds)")
@@ -64,6 +65,15 @@ def part_conditioning(a, root: Path) -> dict:
         ratio = by[max(by)] / by[8192]
         print(f"   lm-online C(Y|X={max(by)}) / C(Y|X=8192) = {ratio:.3f} (goal <= 0.9 at ~190 kB)")
     return {"y_bytes": len(y), "rows": rows, "online_config": online.config}
+
+
+def _part1_learner(a):
+    """Part 1's learner: the default model with the command line's options, or ``--learner scratch``."""
+    import kolmo
+    if a.learner == "scratch":
+        return kolmo.get_compressor("lm-online", model="scratch", device=a.device, progress=a.progress,
+                                    **json.loads(a.scratch_opts))
+    return kolmo.get_compressor("lm-online", device=a.device, progress=a.progress, **_lm_opts(a))
 
 
 def _lm_opts(a) -> dict:
@@ -149,8 +159,10 @@ def main(argv=None):
     p.add_argument("--sizes", help="part 1: comma-separated sizes of X in bytes")
     p.add_argument("--alice-bytes", type=int, help="part 2: bytes of alice29.txt (default all; --quick 8000)")
     p.add_argument("--scratch-bytes", type=int, help="part 3: bytes of English (default 1.19 MB; --quick 65536)")
-    p.add_argument("--scratch-opts", default="{}", help="part 3, 4: JSON options of the scratch model "
-                   "(default: lm-online's scratch defaults)")
+    p.add_argument("--scratch-opts", default="{}", help="parts 1 (with --learner scratch), 3, 4: JSON options of "
+                   "the scratch model (default: lm-online's scratch defaults)")
+    p.add_argument("--learner", choices=["default", "scratch"], default="default",
+                   help="part 1: lm-online with the default model (its options below) or model='scratch'")
     p.add_argument("--block-tokens", type=int, help="lm-online with the default model: tokens per block")
     p.add_argument("--window", type=int)
     p.add_argument("--lr", type=float)
