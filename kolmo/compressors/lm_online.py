@@ -24,7 +24,7 @@ Results are remembered per input for the life of the instance. Many independent 
 Options (all in ``config``, the results cache's key). Pretrained models (``model=None``, the
 default SmolLM2-135M-Instruct, or any Hugging Face causal LM name or path):
 
-``adapter``     None (full fine-tuning, default lr 3e-5) or "lora" (peft adapters of rank
+``adapter``     None (full fine-tuning, default lr 1e-4) or "lora" (peft adapters of rank
                 ``lora_rank`` = 8 on every linear layer but the head, default lr 1e-3)
 ``window``, ``stride``   tokens the model sees, as in "lm" (min(model's positions, 2048), window // 2)
 ``block_tokens``  tokens per block (window // 2: each token sees at least window / 2 tokens)
@@ -143,7 +143,7 @@ class OnlineLMCompressor(Compressor):
             raise ValueError("layers, width, heads, context, ngram and buckets set the size of model='scratch'; "
                              f"a pretrained model ({model or 'the default'}) has its own")
         self.model_name, self.adapter, self.lora_rank = model, adapter, lora_rank
-        self.lr = float(lr) if lr is not None else (5e-4 if scratch else 1e-3 if adapter else 3e-5)
+        self.lr = float(lr) if lr is not None else (5e-4 if scratch else 1e-3 if adapter else 1e-4)
         self.optimizer, self.steps, self.seed, self.train_on = optimizer, steps, seed, train_on
         self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.weight_decay = float(weight_decay)
