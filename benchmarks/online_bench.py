@@ -100,7 +100,8 @@ def part_alice(a, root: Path) -> dict:
 
 def _describe(comp) -> str:
     e = comp.engine
-    return (f"(block {e.block_tokens}, window {e.window}, lr {comp.lr:g}, steps {comp.steps}, "
+    ngram = f", ngram_lr {comp.ngram_lr:g}" if getattr(comp, "ngram_lr", None) else ""
+    return (f"(block {e.block_tokens}, window {e.window}, lr {comp.lr:g}{ngram}, steps {comp.steps}, "
             f"adapter {comp.adapter}, train_on {comp.train_on})")
 
 

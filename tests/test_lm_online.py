@@ -178,13 +178,31 @@ def test_config_is_the_cache_key():
         b.decompress(a.compress(TEXT[:30]))
 
 
+def test_ngram_table_starts_at_zero_and_learns_at_its_own_rate():
+    from kolmo.compressors.lm_online import NGRAM_LR_SCALE
+    comp = scratch(ngram=3, buckets=1 << 10)
+    assert comp.config["ngram_lr"] == NGRAM_LR_SCALE * 3e-3
+    assert scratch(ngram=3, buckets=1 << 10, ngram_lr=0.5).config["ngram_lr"] == 0.5
+    assert "ngram_lr" not in scratch().config  # ngram=0: no table
+    assert config_hash(comp.config) != config_hash(scratch(ngram=3, buckets=1 << 10, ngram_lr=0.5).config)
+    table = comp.engine.learner.module.hashed.weight
+    assert not table.detach().any()
+    slow, fast = scratch(ngram=3, buckets=1 << 10, ngram_lr=1e-6), scratch(ngram=3, buckets=1 << 10, ngram_lr=3e-2)
+    for c in (slow, fast):
+        c.bits(TEXT * 2)
+    moved = [float(c.engine.learner.module.hashed.weight.detach().abs().max()) for c in (slow, fast)]
+    assert 0 < moved[0] < 1e-4 < 1e-2 < moved[1]
+    assert fast.bits(TEXT * 2) < slow.bits(TEXT * 2)  # a repeated text: the fast memory pays
+
+
 @pytest.mark.parametrize("opts,match", [
     (dict(lr=0), "lr must be a positive"), (dict(lr=-1e-3), "lr must be a positive"),
     (dict(lr=float("nan")), "lr must be"), (dict(block_tokens=0), "block_tokens must be a positive"),
     (dict(optimizer="rmsprop"), "optimizer must be one of adam, adamw, sgd"),
     (dict(steps=-1), "steps must be a non-negative"), (dict(adapter="lora"), "applies to pretrained"),
     (dict(width=30, heads=4), "multiple of heads"), (dict(dtype="int8"), "dtype must be"),
-    (dict(grad_clip=0), "grad_clip"), (dict(weight_decay=-1), "weight_decay")])
+    (dict(grad_clip=0), "grad_clip"), (dict(weight_decay=-1), "weight_decay"),
+    (dict(ngram_lr=-1e-2), "ngram_lr must be a positive")])
 def test_bad_options_raise(opts, match):
     with pytest.raises(ValueError, match=match):
         scratch(**opts)
@@ -195,6 +213,8 @@ def test_bad_options_for_pretrained(tiny):
         tiny(layers=2)
     with pytest.raises(ValueError, match="adapter must be"):
         tiny(adapter="ia3")
+    with pytest.raises(ValueError, match="no such table"):
+        tiny(ngram_lr=1e-2)
     with pytest.raises(ValueError, match="window"):
         tiny(window=4096).bits(b"x")
 

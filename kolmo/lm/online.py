@@ -131,15 +131,18 @@ class HFLearner:
         return np.concatenate([p * (1.0 - VIRTUAL_MASS), extra], axis=1)
 
 
-def make_optimizers(name: str, dense, sparse, *, lr: float, weight_decay: float) -> list:
+def make_optimizers(name: str, dense, sparse, *, lr: float, weight_decay: float,
+                    sparse_lr: Optional[float] = None) -> list:
     """The optimizer ``name`` on the dense parameters, and on parameters with sparse gradients
-    (hashed embedding tables) its lazy form: SparseAdam for adam/adamw (no weight decay), SGD."""
+    (hashed embedding tables) its lazy form: SparseAdam for adam/adamw (no weight decay), SGD,
+    with learning rate ``sparse_lr`` (default ``lr``)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
     out = [cls(dense, lr=lr, weight_decay=weight_decay)] if dense else []
     if sparse:
-        out.append(torch.optim.SGD(sparse, lr=lr) if name == "sgd" else torch.optim.SparseAdam(sparse, lr=lr))
+        slr = lr if sparse_lr is None else sparse_lr
+        out.append(torch.optim.SGD(sparse, lr=slr) if name == "sgd" else torch.optim.SparseAdam(sparse, lr=slr))
     return out
 
 
@@ -159,8 +162,10 @@ class Prequential:
     """Runs the block schedule of the module docstring on one learner."""
 
     def __init__(self, learner, *, block_tokens: int, window: int, stride: int, steps: int, lr: float,
-                 optimizer: str, grad_clip: Optional[float], weight_decay: float, train_on: str = "block"):
+                 optimizer: str, grad_clip: Optional[float], weight_decay: float, train_on: str = "block",
+                 sparse_lr: Optional[float] = None):
         self.learner = learner
+        self.sparse_lr = sparse_lr
         self.block_tokens, self.window, self.stride, self.steps = block_tokens, window, stride, steps
         self.lr, self.optimizer_name = lr, optimizer
         self.grad_clip, self.weight_decay = grad_clip, weight_decay
@@ -181,7 +186,7 @@ class Prequential:
         for n, p in self.learner.named_trainable():
             p.copy_(self.learner.initial[n])
         self.opts = make_optimizers(self.optimizer_name, self.dense, self.sparse, lr=self.lr,
-                                    weight_decay=self.weight_decay)
+                                    weight_decay=self.weight_decay, sparse_lr=self.sparse_lr)
 
     def snapshot(self) -> Dict:
         return {"params": [p.detach().clone() for p in self.params],

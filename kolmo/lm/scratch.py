@@ -18,7 +18,8 @@ Architecture (GPT-2 style, pre-LayerNorm)
     with GELU), a final LayerNorm and an untied linear head to 256 logits. Weights are drawn from
     N(0, 0.02^2) by a private ``torch.Generator`` seeded with ``seed`` (residual output projections
     scaled by 1 / sqrt(2 layers)), so the global random state is never touched and two models with
-    the same settings are identical.
+    the same settings are identical. The hashed table H starts at zero: a row holds only what was
+    learned from its n-grams (and gets its own, larger learning rate: ``ngram_lr`` of lm-online).
 
 Hashed n-grams give the model an n-gram model's memory: a row of H is a learned summary of what
 followed that context, updated the first time the context is seen, where attention layers need
@@ -94,6 +95,8 @@ class ByteTransformer(nn.Module):
                 else:
                     std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "out.weight")) else 0.02
                     p.copy_(torch.randn(p.shape, generator=g) * std)
+            if self.hashed is not None:
+                self.hashed.weight.zero_()
 
     def _ngrams(self, ids: torch.Tensor, recent: Optional[torch.Tensor]):
         """Sum of the hashed embeddings of the n-grams (n = 2 .. ngram) ending at each position,
@@ -133,6 +136,7 @@ class ScratchLearner:
 
     start = START
     alphabet = VOCAB
+    init_scheme = "gpt2-normal-0.02, hashed-zero"  #: in lm-online's stream fingerprint
 
     def __init__(self, *, layers: int, width: int, heads: int, context: int, ngram: int = 0, buckets: int = 1 << 16,
                  seed: int, device, dtype):
