@@ -178,6 +178,18 @@ def test_config_is_the_cache_key():
         b.decompress(a.compress(TEXT[:30]))
 
 
+def test_a_stream_decodes_under_another_thread_count():
+    """CPU floats depend on torch's thread count: the stream records the encoder's, the decoder uses it."""
+    comp = scratch(ngram=3, buckets=1 << 10, verify=False)
+    torch.set_num_threads(2)
+    try:
+        blob = comp.compress(TEXT * 3)
+    finally:
+        torch.set_num_threads(1)
+    assert comp.decompress(blob) == TEXT * 3
+    assert torch.get_num_threads() == 1  # the caller's count is restored
+
+
 def test_ngram_table_starts_at_zero_and_learns_at_its_own_rate():
     from kolmo.compressors.lm_online import NGRAM_LR_SCALE
     comp = scratch(ngram=3, buckets=1 << 10)

@@ -64,13 +64,16 @@ one range-coder stream (layout: :func:`kolmo.lm.online.pack_payload`). The decod
 k token by token under theta_k, checks its CRC-32
 (raising :class:`~kolmo.errors.CorruptStreamError` at the first block that differs), then takes
 the same optimizer steps. Decoding needs the same floats as encoding: the same device type,
-dtype and library versions (pinned by the stream's fingerprint) *and the same torch thread count*
-(``torch.get_num_threads()``; not pinned, since it rarely matters, but CPU reductions may split
-differently): a mismatch fails a block CRC, never returns wrong bytes.
+dtype and library versions (pinned by the stream's fingerprint) and, on the CPU, the same torch
+thread count (CPU kernels split their work, and so their float sums, by thread: a stream written
+with 2 threads failed to decode with 1). The stream records the encoder's thread count and the
+decoder runs with it (restoring the caller's afterwards). A machine whose floats still differ (other
+CPU kernels or library builds) fails a block CRC, never returns wrong bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections import OrderedDict
@@ -101,6 +104,20 @@ def _positive_float(name: str, value: Any, *, zero: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not zero):
         raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} finite number, got {value!r}")
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run with torch's CPU thread count set to ``n`` (0: leave it), restored afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    if n and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 class OnlineLMCompressor(Compressor):
@@ -334,7 +351,7 @@ class OnlineLMCompressor(Compressor):
             eng.run(seq, mode="encode", coder=encoder, bar=bar)
         crcs = [framing.crc32(eng.learner.decode(seq[s:e])) for s, e in eng.blocks(len(seq) - 1)]
         words = np.asarray(encoder.get_compressed(), dtype=np.uint32) if crcs else np.zeros(0, dtype=np.uint32)
-        payload = pack_payload(len(seq) - 1, crcs, words)
+        payload = pack_payload(len(seq) - 1, crcs, words, threads=self._cpu_threads())
         blob = framing.pack(self.name, self.stream_config, raw, payload)
         if self.verify:
             try:
@@ -348,12 +365,21 @@ class OnlineLMCompressor(Compressor):
         return blob
 
     def decompress(self, blob: bytes) -> bytes:
-        import constriction
-
         from ..lm.online import unpack_payload
         eng = self.engine
         frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
-        n, crcs, words = unpack_payload(frame.payload, frame.length, lambda n: len(eng.blocks(n)))
+        n, crcs, words, threads = unpack_payload(frame.payload, frame.length, lambda n: len(eng.blocks(n)))
+        with _torch_threads(threads if self._cpu_threads() else 0):
+            return self._decode(frame, n, crcs, words)
+
+    def _cpu_threads(self) -> int:
+        """torch's thread count when the model runs on the CPU (recorded in streams), else 0."""
+        import torch
+        return min(torch.get_num_threads(), 255) if self.engine.learner.device.type == "cpu" else 0
+
+    def _decode(self, frame, n: int, crcs, words) -> bytes:
+        import constriction
+        eng = self.engine
         seq = np.zeros(n + 1, dtype=np.int64)
         seq[0] = eng.learner.start
         if n == 0:
@@ -363,8 +389,8 @@ class OnlineLMCompressor(Compressor):
             if framing.crc32(eng.learner.decode(seq[s:e])) != crcs[k]:
                 raise CorruptStreamError(
                     f"lm-online stream: block {k} fails its CRC-32 check. Either the stream is corrupted, or "
-                    "this machine computes the model's floats differently from the encoder (another device, "
-                    "dtype, torch thread count or library version): decode where it was encoded")
+                    "this machine computes the model's floats differently from the encoder (another device type, "
+                    "CPU or library build): decode where it was encoded")
 
         eng.reset()
         try:

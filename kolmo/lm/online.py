@@ -304,14 +304,18 @@ def common_blocks(a: Sequence[int], b: Sequence[int], block_tokens: int) -> int:
 
 
 # -- stream payload -------------------------------------------------------------------------------
-def pack_payload(n_tokens: int, crcs: Sequence[int], words: np.ndarray) -> bytes:
+def pack_payload(n_tokens: int, crcs: Sequence[int], words: np.ndarray, threads: int = 0) -> bytes:
     """The lm-online payload (inside kolmo's container; varints are unsigned LEB128)::
 
+        u8      torch's CPU thread count while encoding (1..255; 0: not on the CPU), which CPU
+                reductions, hence the floats, can depend on: the decoder uses the same
         varint  number of tokens N (the blocks follow from N and ``block_tokens``)
         K x     u32 CRC-32 of each block's bytes, K = ceil(N / block_tokens)
         ...     one range-coder stream (constriction, 32-bit words, 24-bit probabilities), u32 LE
     """
-    head = bytearray()
+    if not 0 <= threads <= 255:
+        raise ValueError(f"threads must be 0..255, got {threads}")
+    head = bytearray([threads])
     n = n_tokens
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -322,9 +326,13 @@ def pack_payload(n_tokens: int, crcs: Sequence[int], words: np.ndarray) -> bytes
 
 
 def unpack_payload(payload: bytes, length: int, n_blocks: Callable[[int], int]):
-    """Inverse of :func:`pack_payload`: (N, block CRCs, uint32 words). ``length`` is the data's
-    size in bytes (each token spells at least one byte); ``n_blocks(N)`` the number of blocks."""
-    n = shift = pos = 0
+    """Inverse of :func:`pack_payload`: (N, block CRCs, uint32 words, threads). ``length`` is the
+    data's size in bytes (each token spells at least one byte); ``n_blocks(N)`` the number of blocks."""
+    if not payload:
+        raise CorruptStreamError("lm-online stream: its payload is empty (truncated)")
+    threads = payload[0]
+    n = shift = 0
+    pos = 1
     while True:
         if pos >= len(payload) or shift > 63:
             raise CorruptStreamError("lm-online stream: its token count is truncated or malformed")
@@ -338,4 +346,4 @@ def unpack_payload(payload: bytes, length: int, n_blocks: Callable[[int], int]):
         raise CorruptStreamError("lm-online stream: its token count, block table and coded words do not fit "
                                  "together (truncated or corrupted)")
     crcs = struct.unpack_from(f"<{k}I", payload, pos)
-    return n, crcs, np.frombuffer(payload, dtype="<u4", offset=pos + 4 * k).astype(np.uint32)
+    return n, crcs, np.frombuffer(payload, dtype="<u4", offset=pos + 4 * k).astype(np.uint32), threads
