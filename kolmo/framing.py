@@ -28,6 +28,7 @@ still read.
 
 The language-model compressor's payload (:func:`pack_lm_payload`)::
 
+    u8      torch's CPU thread count while encoding (0: not on the CPU; kolmo.lm.threads)
     varint  number of chunks C
     C x     varint 2 * tokens + mode (0: LM-coded, 1: safe mode, see kolmo.lm.coding),
             then, when C > 1, u16: the low 16 bits of the CRC-32 of the chunk's bytes
@@ -36,8 +37,8 @@ The language-model compressor's payload (:func:`pack_lm_payload`)::
     S x     varint length, then the deflated bytes of each safe-mode chunk, in chunk order
     ...     the groups' words, u32 little-endian, in group order, to the end
 
-A one-chunk LM stream thus has 11 + 1 + 2 bytes of fixed overhead plus the two varints of the
-data's bytes and tokens (16 bytes in all for 1-16 kB of text), and the coder's final state.
+A one-chunk LM stream thus has 11 + 1 + 1 + 2 bytes of fixed overhead plus the two varints of the
+data's bytes and tokens (17 bytes in all for 1-16 kB of text), and the coder's final state.
 """
 
 from __future__ import annotations
@@ -210,10 +211,14 @@ class LMChunk:
     crc16: Any = None
 
 
-def pack_lm_payload(chunks: Sequence[LMChunk], group_words: Sequence[Any], safe: Sequence[bytes]) -> bytes:
+def pack_lm_payload(chunks: Sequence[LMChunk], group_words: Sequence[Any], safe: Sequence[bytes],
+                    threads: int = 0) -> bytes:
     """``chunks``: the chunk table; ``group_words``: uint32 arrays per coder group; ``safe``: the
-    safe-mode chunks' deflated bytes, in chunk order."""
-    parts = [varint(len(chunks))]
+    safe-mode chunks' deflated bytes, in chunk order; ``threads``: torch's CPU thread count while
+    encoding, 0 off the CPU (:mod:`kolmo.lm.threads`), the payload's first byte."""
+    if not 0 <= threads <= 255:
+        raise ValueError(f"threads must be 0..255, got {threads}")
+    parts = [bytes([threads]), varint(len(chunks))]
     for c in chunks:
         parts.append(varint(2 * c.tokens + c.mode))
         if len(chunks) > 1:
@@ -228,10 +233,12 @@ def pack_lm_payload(chunks: Sequence[LMChunk], group_words: Sequence[Any], safe:
 def unpack_lm_payload(payload: bytes, n_groups: Callable[[List[int]], int]):
     """Inverse of :func:`pack_lm_payload`: ([LMChunk], [uint32 words per group], [safe bytes]).
 
-    ``n_groups(lengths)`` says how many coder groups those chunk lengths make.
+    ``n_groups(lengths)`` says how many coder groups those chunk lengths make. The encoder's thread
+    count (the first byte) is :func:`lm_payload_threads`.
     """
     import numpy as np
-    n, pos = read_varint(payload, 0)
+    lm_payload_threads(payload)
+    n, pos = read_varint(payload, 1)
     if n > len(payload):
         raise CorruptStreamError(f"lm stream announces {n} chunks in {len(payload)} bytes")
     chunks = []
@@ -268,6 +275,13 @@ def unpack_lm_payload(payload: bytes, n_groups: Callable[[List[int]], int]):
         words.append(np.frombuffer(payload, dtype="<u4", count=w, offset=pos).astype(np.uint32))
         pos += 4 * w
     return chunks, words, safe
+
+
+def lm_payload_threads(payload: bytes) -> int:
+    """torch's CPU thread count that encoded an LM payload (0: not on the CPU)."""
+    if not payload:
+        raise CorruptStreamError("lm stream: its payload is empty (truncated)")
+    return payload[0]
 
 
 def check_output(frame: Frame, out: bytes) -> bytes:

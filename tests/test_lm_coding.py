@@ -129,6 +129,21 @@ def test_diagnose_finds_the_first_diverging_step(tiny_lm):
     assert "chunk 0, token 5" in str(report)
 
 
+def test_a_stream_decodes_under_another_thread_count(tiny_lm):
+    """CPU floats depend on torch's thread count: the stream records the encoder's, the decoder uses it."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        blob = tiny_lm.compress(TEXT * 4)
+        assert framing.lm_payload_threads(framing.unpack(blob, name="lm", config=tiny_lm.stream_config).payload) == 2
+        torch.set_num_threads(1)
+        assert tiny_lm.decompress(blob) == TEXT * 4
+        assert torch.get_num_threads() == 1  # the caller's count is restored
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_one_chunk_stream_overhead_is_small(tiny_lm):
     data = TEXT
     blob = tiny_lm.compress(data)
@@ -136,7 +151,7 @@ def test_one_chunk_stream_overhead_is_small(tiny_lm):
     table, words, safe = framing.unpack_lm_payload(frame.payload, lambda lengths: 1)
     assert len(table) == 1 and table[0].crc16 is None and not safe
     fixed = len(blob) - 4 * len(words[0])
-    assert fixed <= 16  # container, chunk table and token count
+    assert fixed <= 17  # container, thread count, chunk table and token count
     # the coder's words: the ideal code length plus at most 64 bits of final state (and rounding)
     assert 4 * len(words[0]) <= tiny_lm.bits(data) / 8 + 8 + 0.01 * tiny_lm.bits(data) / 8
 

@@ -7,7 +7,7 @@
 the batched core (:mod:`kolmo.lm.loglik`) on the input in one piece (or in ``chunk_tokens`` chunks
 when that is set): ``bits_kind == "ideal"``. ``compress`` writes a real rANS-coded stream
 (:mod:`kolmo.lm.coding`), verified to decode before it is returned (``verify``). Its size is
-``bits() / 8`` plus: 16 bytes of container and chunk table for a one-chunk stream of 1-16 kB, 8 bytes
+``bits() / 8`` plus: 17 bytes of container and chunk table for a one-chunk stream of 1-16 kB, 8 bytes
 of coder state and about 3 bytes of table per chunk, 24-bit quantisation (a few thousandths of a
 bit per token), and the context each further chunk loses.
 
@@ -36,9 +36,10 @@ Conditioning (``conditional_method == "kv-cache"``): ``conditional_bits(y, x)`` 
 first and scores y's tokens after them; many y against one x reuse x's KV cache. X and Y are
 tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so the seam is coded once.
 
-Stream payload (inside kolmo's container, layout in :mod:`kolmo.framing`): the chunk table (token
-count, mode and, with several chunks, a 16-bit CRC of each chunk's bytes), the safe-mode chunks,
-then one rANS word stream per coder group. A stream decoded with another model, dtype, device type
+Stream payload (inside kolmo's container, layout in :mod:`kolmo.framing`): the encoder's torch
+CPU thread count (CPU floats depend on it; the decoder uses the same, :mod:`kolmo.lm.threads`),
+the chunk table (token count, mode and, with several chunks, a 16-bit CRC of each chunk's bytes),
+the safe-mode chunks, then one rANS word stream per coder group. A stream decoded with another model, dtype, device type
 or coding setting is rejected by the container's config hash; one whose floats differ anyway
 (another library version, say) fails a chunk CRC, the coder's end check or the data CRC: all raise.
 """
@@ -221,6 +222,7 @@ class LMCompressor(Compressor):
         """A real range-coded (rANS) stream of ``data``; verified to decode when ``verify`` (the default)."""
         from .. import progress
         from ..lm.coding import LM, encode_group, groups, safe_code
+        from ..lm.threads import cpu_threads
         raw = as_bytes(data)
         chunks = self._coding_chunks(raw)
         tok = self.loaded.tokenizer
@@ -241,13 +243,19 @@ class LMCompressor(Compressor):
         table = [framing.LMChunk(len(c), m, framing.crc32(b) & 0xFFFF) for c, m, b in zip(chunks, modes, spelled)]
         safe = [safe_code(b) for b, m in zip(spelled, modes) if m != LM]
         # no stream CRC: the decoder checks the chunk table, every chunk, the coder's end and the data
-        return framing.pack(self.name, self.stream_config, raw, framing.pack_lm_payload(table, words, safe),
-                            checked=False)
+        payload = framing.pack_lm_payload(table, words, safe, threads=cpu_threads(self.loaded.device))
+        return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
 
     def decompress(self, blob: bytes) -> bytes:
+        from ..lm.threads import cpu_threads, using_threads
+        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
+        threads = framing.lm_payload_threads(frame.payload)
+        with using_threads(threads if cpu_threads(self.loaded.device) else 0):
+            return self._decode(frame)
+
+    def _decode(self, frame) -> bytes:
         from .. import progress
         from ..lm.coding import LM, decode_group, groups, safe_decode
-        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
         table, words, safe = framing.unpack_lm_payload(
             frame.payload, lambda lengths: len(groups(lengths, self.coder_batch)))
         if sum(c.tokens for c in table) > frame.length:  # every token spells at least one byte

@@ -73,7 +73,6 @@ CPU kernels or library builds) fails a block CRC, never returns wrong bytes.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 from collections import OrderedDict
@@ -104,20 +103,6 @@ def _positive_float(name: str, value: Any, *, zero: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not zero):
         raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} finite number, got {value!r}")
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Run with torch's CPU thread count set to ``n`` (0: leave it), restored afterwards."""
-    import torch
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 class OnlineLMCompressor(Compressor):
@@ -342,6 +327,7 @@ class OnlineLMCompressor(Compressor):
         import constriction
 
         from ..lm.online import pack_payload
+        from ..lm.threads import cpu_threads
         raw = as_bytes(data)
         eng = self.engine
         seq = self._seq(eng.learner.encode(raw))
@@ -351,7 +337,7 @@ class OnlineLMCompressor(Compressor):
             eng.run(seq, mode="encode", coder=encoder, bar=bar)
         crcs = [framing.crc32(eng.learner.decode(seq[s:e])) for s, e in eng.blocks(len(seq) - 1)]
         words = np.asarray(encoder.get_compressed(), dtype=np.uint32) if crcs else np.zeros(0, dtype=np.uint32)
-        payload = pack_payload(len(seq) - 1, crcs, words, threads=self._cpu_threads())
+        payload = pack_payload(len(seq) - 1, crcs, words, threads=cpu_threads(eng.learner.device))
         blob = framing.pack(self.name, self.stream_config, raw, payload)
         if self.verify:
             try:
@@ -366,16 +352,12 @@ class OnlineLMCompressor(Compressor):
 
     def decompress(self, blob: bytes) -> bytes:
         from ..lm.online import unpack_payload
+        from ..lm.threads import cpu_threads, using_threads
         eng = self.engine
         frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
         n, crcs, words, threads = unpack_payload(frame.payload, frame.length, lambda n: len(eng.blocks(n)))
-        with _torch_threads(threads if self._cpu_threads() else 0):
+        with using_threads(threads if cpu_threads(eng.learner.device) else 0):
             return self._decode(frame, n, crcs, words)
-
-    def _cpu_threads(self) -> int:
-        """torch's thread count when the model runs on the CPU (recorded in streams), else 0."""
-        import torch
-        return min(torch.get_num_threads(), 255) if self.engine.learner.device.type == "cpu" else 0
 
     def _decode(self, frame, n: int, crcs, words) -> bytes:
         import constriction
