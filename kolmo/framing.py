@@ -237,7 +237,6 @@ def unpack_lm_payload(payload: bytes, n_groups: Callable[[List[int]], int]):
     count (the first byte) is :func:`lm_payload_threads`.
     """
     import numpy as np
-    lm_payload_threads(payload)
     n, pos = read_varint(payload, 1)
     if n > len(payload):
         raise CorruptStreamError(f"lm stream announces {n} chunks in {len(payload)} bytes")

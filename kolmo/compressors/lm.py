@@ -39,9 +39,10 @@ tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so th
 Stream payload (inside kolmo's container, layout in :mod:`kolmo.framing`): the encoder's torch
 CPU thread count (CPU floats depend on it; the decoder uses the same, :mod:`kolmo.lm.threads`),
 the chunk table (token count, mode and, with several chunks, a 16-bit CRC of each chunk's bytes),
-the safe-mode chunks, then one rANS word stream per coder group. A stream decoded with another model, dtype, device type
-or coding setting is rejected by the container's config hash; one whose floats differ anyway
-(another library version, say) fails a chunk CRC, the coder's end check or the data CRC: all raise.
+the safe-mode chunks, then one rANS word stream per coder group. A stream decoded with another
+model, dtype, device type or coding setting is rejected by the container's config hash; one whose
+floats differ anyway (another library version, say) fails a chunk CRC, the coder's end check or
+the data CRC: all raise.
 """
 
 from __future__ import annotations
@@ -247,10 +248,10 @@ class LMCompressor(Compressor):
         return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
 
     def decompress(self, blob: bytes) -> bytes:
-        from ..lm.threads import cpu_threads, using_threads
+        from ..lm.threads import using_threads
         frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
         threads = framing.lm_payload_threads(frame.payload)
-        with using_threads(threads if cpu_threads(self.loaded.device) else 0):
+        with using_threads(threads, self.loaded.device):
             return self._decode(frame)
 
     def _decode(self, frame) -> bytes:

@@ -199,8 +199,8 @@ class OnlineLMCompressor(Compressor):
                 dev = resolve_device(self._device)
                 dt = resolve_dtype(self._dtype, dev)
                 learner = ScratchLearner(**self.size, seed=self.seed, device=dev, dtype=dt)
-                self._fingerprint = {"model": "scratch", **self.size, "init": ScratchLearner.init_scheme, "dtype": str(dt).replace("torch.", ""),
-                                     "device_type": dev.type}
+                self._fingerprint = {"model": "scratch", **self.size, "init": ScratchLearner.init_scheme,
+                                     "dtype": str(dt).replace("torch.", ""), "device_type": dev.type}
             else:
                 loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=self.progress)
                 learner = HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed)
@@ -352,11 +352,11 @@ class OnlineLMCompressor(Compressor):
 
     def decompress(self, blob: bytes) -> bytes:
         from ..lm.online import unpack_payload
-        from ..lm.threads import cpu_threads, using_threads
+        from ..lm.threads import using_threads
         eng = self.engine
         frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
         n, crcs, words, threads = unpack_payload(frame.payload, frame.length, lambda n: len(eng.blocks(n)))
-        with using_threads(threads if cpu_threads(eng.learner.device) else 0):
+        with using_threads(threads, eng.learner.device):
             return self._decode(frame, n, crcs, words)
 
     def _decode(self, frame, n: int, crcs, words) -> bytes:

@@ -55,7 +55,9 @@ import numpy as np
 import torch
 
 from ..errors import CorruptStreamError
+from ..framing import read_varint, varint
 from .loglik import base_forward, plan_windows
+from .quantize import with_virtual
 from .tokens import VIRTUAL_MASS
 
 LN2 = math.log(2.0)
@@ -124,11 +126,7 @@ class HFLearner:
         return torch.where(torch.from_numpy(virtual).to(self.device), const, lp)
 
     def probs(self, h: torch.Tensor) -> np.ndarray:
-        p = torch.softmax(self._logits(h), dim=-1).double().cpu().numpy()
-        if not self.n_virtual:
-            return p
-        extra = np.full((p.shape[0], self.n_virtual), VIRTUAL_MASS / self.n_virtual)
-        return np.concatenate([p * (1.0 - VIRTUAL_MASS), extra], axis=1)
+        return with_virtual(torch.softmax(self._logits(h), dim=-1), self.n_virtual).cpu().numpy()
 
 
 def make_optimizers(name: str, dense, sparse, *, lr: float, weight_decay: float,
@@ -315,14 +313,7 @@ def pack_payload(n_tokens: int, crcs: Sequence[int], words: np.ndarray, threads:
     """
     if not 0 <= threads <= 255:
         raise ValueError(f"threads must be 0..255, got {threads}")
-    head = bytearray([threads])
-    n = n_tokens
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        head.append(byte | (0x80 if n else 0))
-        if not n:
-            break
-    return bytes(head) + struct.pack(f"<{len(crcs)}I", *crcs) + np.asarray(words, dtype="<u4").tobytes()
+    return bytes([threads]) + varint(n_tokens) + struct.pack(f"<{len(crcs)}I", *crcs) + np.asarray(words, dtype="<u4").tobytes()
 
 
 def unpack_payload(payload: bytes, length: int, n_blocks: Callable[[int], int]):
@@ -331,16 +322,7 @@ def unpack_payload(payload: bytes, length: int, n_blocks: Callable[[int], int]):
     if not payload:
         raise CorruptStreamError("lm-online stream: its payload is empty (truncated)")
     threads = payload[0]
-    n = shift = 0
-    pos = 1
-    while True:
-        if pos >= len(payload) or shift > 63:
-            raise CorruptStreamError("lm-online stream: its token count is truncated or malformed")
-        byte = payload[pos]
-        n |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            break
+    n, pos = read_varint(payload, 1, "lm-online stream: its token count")
     k = n_blocks(n) if n <= length else -1
     if k < 0 or len(payload) < pos + 4 * k or (len(payload) - pos) % 4:
         raise CorruptStreamError("lm-online stream: its token count, block table and coded words do not fit "

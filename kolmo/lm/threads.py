@@ -18,11 +18,12 @@ def cpu_threads(device) -> int:
 
 
 @contextlib.contextmanager
-def using_threads(n: int):
-    """Run with torch's CPU thread count set to ``n`` (0: leave it as it is), restored afterwards."""
+def using_threads(n: int, device):
+    """Run with torch's CPU thread count set to ``n`` (a stream's record; 0: leave it as it is) when
+    the model runs on ``device`` = the CPU, restoring the caller's count afterwards."""
     import torch
     before = torch.get_num_threads()
-    if n and n != before:
+    if n and n != before and cpu_threads(device):
         torch.set_num_threads(n)
     try:
         yield
