@@ -9,8 +9,8 @@ from typing import Any, Dict
 
 
 def environment(device: str = "cpu") -> Dict[str, Any]:
-    import kolmo
-    env: Dict[str, Any] = {"kolmo": kolmo.__version__, "python": sys.version.split()[0],
+    from kolmo._version import __version__
+    env: Dict[str, Any] = {"kolmo": __version__, "python": sys.version.split()[0],
                            "platform": platform.platform(), "cpu_count": os.cpu_count(), "device": device}
     for mod in ("numpy", "zstandard", "torch", "transformers", "constriction"):
         try:

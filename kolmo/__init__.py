@@ -12,9 +12,10 @@ complexity K(Y|X). All quantities are in bits.
 Importing kolmo is light: torch and transformers load only when the ``lm`` compressor is used.
 """
 
+from ._version import __version__
 from .analysis import Clustering, NCDClassifier, cluster
 from .cache import ResultsCache
-from .compressors.base import CodecCompressor, Compressor
+from .compressors.base import CodecCompressor, CodeParts, Compressor
 from .errors import (CorruptStreamError, KolmoError, KolmoWarning, ModelUnavailableError,
                      StreamMismatchError, WindowWarning)
 from .explain import Explanation, explain
@@ -24,13 +25,10 @@ from .measures import JointGapResult, conditional_bits, joint_gap, ncd
 from .registry import get_compressor, list_compressors, register
 from .significance import GapTestResult, PairingTestResult, gap_test, pairing_test
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "Clustering", "CodecCompressor", "Compressor", "CorruptStreamError", "DistanceMatrix", "Explanation",
-    "GapTestResult", "JointGapResult", "KolmoError", "KolmoWarning", "ModelUnavailableError", "NCDClassifier",
-    "PairingTestResult", "ResultsCache", "StreamMismatchError", "WindowWarning", "__version__", "as_bytes",
-    "cluster", "conditional_bits", "explain", "gap_test", "get_compressor", "joint_gap", "list_compressors",
-    "load_matrix", "matrix", "pairing_test",
-    "ncd", "register",
+    "Clustering", "CodecCompressor", "CodeParts", "Compressor", "CorruptStreamError", "DistanceMatrix",
+    "Explanation", "GapTestResult", "JointGapResult", "KolmoError", "KolmoWarning", "ModelUnavailableError",
+    "NCDClassifier", "PairingTestResult", "ResultsCache", "StreamMismatchError", "WindowWarning",
+    "__version__", "as_bytes", "cluster", "conditional_bits", "explain", "gap_test", "get_compressor",
+    "joint_gap", "list_compressors", "load_matrix", "matrix", "pairing_test", "ncd", "register",
 ]

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Sequence, Union
 
 import numpy as np
 
+from .inputs import as_collection
 from .matrices import DistanceMatrix, Engine
 from .measures import ncd_array
 from .registry import resolve
@@ -103,18 +104,16 @@ class NCDClassifier:
             raise ValueError(f"k must be a positive int, got {self.k!r}")
         if len(X) == 0:
             raise ValueError("fit needs at least one training item")
-        from .inputs import as_bytes
-        self.train_ = [as_bytes(x, name="X item") for x in X]
+        self.train_ = as_collection(list(X), name="X")[1]
         self.y_ = np.asarray(y)
         self.classes_ = np.unique(self.y_)
         return self
 
     def distances(self, X: Sequence[Any]) -> np.ndarray:
         """NCD from each item of X (rows) to each training item (columns)."""
-        from .inputs import as_bytes
         if not hasattr(self, "train_"):
             raise RuntimeError("call fit(X, y) before predict or distances")
-        test = [as_bytes(x, name="X item") for x in X]
+        test = as_collection(list(X), name="X")[1]
         data = self.train_ + test
         nt, n = len(self.train_), len(data)
         eng = Engine(resolve(self.compressor), data, cache=self.cache, workers=self.workers,

@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+from ._version import __version__
 from .errors import CorruptStreamError, KolmoError
 from .registry import get_compressor, list_compressors
 
@@ -125,7 +126,6 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from . import __version__
     names = list_compressors()
     print(json.dumps({"kolmo_version": __version__, "compressors": names}) if args.json else "\n".join(names))
     return 0
@@ -172,7 +172,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
     p = argparse.ArgumentParser(prog="kolmo", description="Compression-based information measures, in bits.")
     p.add_argument("--version", action="version", version=f"kolmo {__version__}")
     sub = p.add_subparsers(dest="command", required=True)

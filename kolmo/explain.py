@@ -4,14 +4,18 @@
     e.saved            # bits X saves on each part of Y
     e.to_html()        # Y's text coloured by the bits X saves per byte (notebooks show it inline)
 
-``explain`` splits the code length of Y into parts, each measured alone and given X:
+``explain`` splits the code length of Y into parts, each measured alone and given X, through the
+compressor's own interface: ``bits_alone`` is ``compressor.code_parts(y).bits`` and ``bits_given``
+``compressor.code_parts(y, given=x).bits`` (:class:`~kolmo.compressors.base.CodeParts`; both must
+split Y into the same spans). What a part is depends on the compressor:
 
-Language model (``"lm"``): per token
-    ``bits_alone[k]`` is token k's -log2 p with only Y's own earlier tokens as context
-    (``LMCompressor.token_bits``); ``bits_given[k]`` the same after X's tokens (the KV-cache
-    conditioning of ``conditional_bits``). Each token spells a fixed byte span of Y. Exact: the
-    parts are the terms whose sums are ``bits(y)`` and ``conditional_bits(y, x)``.
-Codecs (zstd, zlib, lzma, bz2, ppmd, your own): per block of ``block`` bytes, by incremental sizes
+Token models (the language model ``"lm"``; any compressor whose ``code_parts`` gives ``unit="token"``)
+    Per token: ``bits_alone[k]`` is token k's -log2 p with only Y's own earlier tokens as context;
+    ``bits_given[k]`` the same after X (for ``"lm"``, X's tokens in the KV cache, the conditioning
+    of ``conditional_bits``). Each token spells a fixed byte span of Y. Exact: the parts are the
+    terms whose sums are ``bits(y)`` and ``conditional_bits(y, x)``; ``block`` does not apply.
+Codecs (zstd, zlib, lzma, bz2, ppmd, your own): the default ``Compressor.code_parts``
+    Per block of ``block`` bytes, by incremental sizes
     ``bits_alone[k] = C(Y[:end_k]) - C(Y[:end_{k-1}])`` and
     ``bits_given[k] = C(Y[:end_k] | X) - C(Y[:end_{k-1}] | X)`` (``conditional_bits`` of prefixes).
     An approximation: compressed sizes are not additive per block (a codec's block splits,
@@ -20,6 +24,8 @@ Codecs (zstd, zlib, lzma, bz2, ppmd, your own): per block of ``block`` bytes, by
     equal ``bits(y)`` and ``conditional_bits(y, x)`` exactly. Cost: two compressions of a prefix
     per block, about ``len(y)**2 / block`` bytes compressed in all: keep Y to some tens of kB, or
     raise ``block``. The default block is ``max(16, ceil(len(y) / 256))`` bytes: at most 256 parts.
+
+``c_y`` and ``c_y_given_x`` are the sums of the parts (``CodeParts.total``).
 
 ``saved[k] = bits_alone[k] - bits_given[k]``: what X saves on part k. :meth:`Explanation.to_html`
 spreads each part's saving evenly over its bytes (bits/byte) and colours Y's text with it: green
@@ -33,15 +39,14 @@ import html
 import json
 import math
 import unicodedata
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .compressors.base import Compressor
-from .errors import WindowWarning
+from .compressors.base import CodeParts, Compressor
 from .inputs import Data, as_bytes
+from .measures import warn_window
 from .registry import resolve
 
 
@@ -206,60 +211,34 @@ def _glyphs(data: bytes) -> Dict[int, str]:
     return out
 
 
-def _is_token_model(comp: Compressor) -> bool:
-    return callable(getattr(comp, "token_bits", None)) and callable(getattr(comp, "tokens", None)) \
-        and hasattr(comp, "scorer")
-
-
 def explain(y: Data, given: Data, compressor: Union[str, Compressor] = "zstd", *, block: Optional[int] = None,
             **options: Any) -> Explanation:
     """Code length of each part of Y alone and given X (``given``); see :mod:`kolmo.explain`.
 
-    ``block`` (bytes per part) applies to the codecs; the language model explains per token.
+    ``block`` (bytes per part) applies to the codecs; token models (the language model) explain per token.
     """
     by, bx = as_bytes(y, name="y"), as_bytes(given, name="given")
     comp = resolve(compressor, **options)
-    found = tuple(comp.window_warnings(len(bx) + len(by)))
-    for w in found:
-        warnings.warn(w, WindowWarning, stacklevel=2)
-    common = dict(y=by, n_x=len(bx), compressor=comp.name, config=dict(comp.config), bits_kind=comp.bits_kind,
-                  conditional_method=comp.conditional_method, warnings=found)
-    if _is_token_model(comp):
-        if block is not None:
-            raise ValueError(f"block applies to the codecs; the {comp.name} compressor explains Y per token")
-        return _explain_tokens(comp, by, bx, common)
-    if block is None:
-        block = max(16, -(-len(by) // 256))
-    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-        raise ValueError(f"block must be a positive int (bytes per part), got {block!r}")
-    ends = list(range(block, len(by), block)) + [len(by)] if by else []
-    prefixes = [by[:e] for e in ends]
-    alone = comp.bits_many(prefixes)
-    cond = comp.conditional_bits_many(prefixes, bx)
-    c_y = alone[-1] if by else 0.0
-    c_given = cond[-1] if by else 0.0
-    spans = tuple(zip([0] + ends[:-1], ends))
-    diff = lambda c: tuple(float(b - a) for a, b in zip([0.0] + list(c[:-1]), c))  # noqa: E731
-    return Explanation(spans=spans, bits_alone=diff(alone), bits_given=diff(cond), unit="block", block=block,
-                       c_y=float(c_y), c_y_given_x=float(c_given), **common)
+    found = warn_window(comp, len(bx) + len(by), stacklevel=3)  # warn_window, explain, caller
+    alone = comp.code_parts(by, block=block)
+    cond = comp.code_parts(by, given=bx, block=block)
+    _check_parts(comp, by, alone, cond)
+    return Explanation(y=by, spans=alone.spans, bits_alone=alone.bits, bits_given=cond.bits, unit=alone.unit,
+                       block=alone.block, c_y=alone.total, c_y_given_x=cond.total, n_x=len(bx), compressor=comp.name,
+                       config=dict(comp.config), bits_kind=comp.bits_kind,
+                       conditional_method=comp.conditional_method, warnings=found)
 
 
-def _explain_tokens(comp: Any, by: bytes, bx: bytes, common: Dict[str, Any]) -> Explanation:
-    ids = comp.tokens(by)
-    tok = comp.loaded.tokenizer
-    lengths = [len(tok.decode([t])) for t in ids]
-    ends = np.cumsum(lengths).tolist() if lengths else []
-    if (ends[-1] if ends else 0) != len(by):
-        raise AssertionError("the tokens do not spell Y exactly")  # the tokenizer guarantees this
-    alone = np.asarray(comp.token_bits(by), dtype=np.float64)
-    if len(ids):
-        given = np.asarray(comp.scorer.score_with_context(comp.tokens(bx), [ids])[0], dtype=np.float64)
-    else:
-        given = np.zeros(0)
-    if len(alone) != len(ids) or len(given) != len(ids):
-        raise AssertionError("per-token code lengths do not match the tokens")
-    spans = tuple(zip([0] + ends[:-1], ends))
-    # the compressor's bits(y) and conditional_bits(y, x) are these same sums (bits(y) adds its
-    # chunks' sums, so with chunk_tokens set they agree to rounding): no second pass of the model
-    return Explanation(spans=spans, bits_alone=tuple(alone.tolist()), bits_given=tuple(given.tolist()),
-                       unit="token", block=None, c_y=float(alone.sum()), c_y_given_x=float(given.sum()), **common)
+def _check_parts(comp: Compressor, y: bytes, alone: CodeParts, cond: CodeParts) -> None:
+    """Both splits are CodeParts over the same spans of all of Y (a compressor's own override may err)."""
+    for parts in (alone, cond):
+        if not isinstance(parts, CodeParts):
+            raise TypeError(f"the {comp.name} compressor's code_parts returned {type(parts).__name__}, "
+                            "not a CodeParts")
+    end = alone.spans[-1][1] if alone.spans else 0
+    if end != len(y):
+        raise ValueError(f"the {comp.name} compressor's parts cover {end} bytes of Y, not its {len(y)}")
+    if (alone.spans, alone.unit, alone.block) != (cond.spans, cond.unit, cond.block):
+        raise ValueError(f"the {comp.name} compressor splits Y into other parts given X than alone "
+                         f"({len(alone.spans)} {alone.unit}s alone, {len(cond.spans)} {cond.unit}s given X): "
+                         "explain compares the two part by part")

@@ -26,19 +26,10 @@ CRC mismatch of the decoded data, or (LM streams) an inconsistent chunk table or
 all :class:`CorruptStreamError`. Format 1 streams (``b"KLMO"``, 38 + name bytes; kolmo 0.1) are
 still read.
 
-The language-model compressor's payload (:func:`pack_lm_payload`)::
-
-    u8      torch's CPU thread count while encoding (0: not on the CPU; kolmo.lm.threads)
-    varint  number of chunks C
-    C x     varint 2 * tokens + mode (0: LM-coded, 1: safe mode, see kolmo.lm.coding),
-            then, when C > 1, u16: the low 16 bits of the CRC-32 of the chunk's bytes
-    G-1 x   varint number of 32-bit words of each coder group's stream but the last (groups follow
-            from the chunk lengths and the ``coder_batch``; see kolmo.lm.coding.groups)
-    S x     varint length, then the deflated bytes of each safe-mode chunk, in chunk order
-    ...     the groups' words, u32 little-endian, in group order, to the end
-
-A one-chunk LM stream thus has 11 + 1 + 1 + 2 bytes of fixed overhead plus the two varints of the
-data's bytes and tokens (17 bytes in all for 1-16 kB of text), and the coder's final state.
+The language models' payload (``lm`` and ``lm-online``, :func:`pack_lm_payload`) starts with a
+version byte and what the encoder's floats depended on, then a segment table, safe segments and
+the rANS coder's words. A one-segment ``lm`` stream of 128-16383 tokens has 11 + 2 + 6 = 19 bytes
+of fixed overhead for 1-16 kB of text, plus the coder's final state (8 bytes).
 """
 
 from __future__ import annotations
@@ -48,7 +39,7 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .errors import CorruptStreamError, StreamMismatchError
 
@@ -104,17 +95,28 @@ def pack(name: str, config: Mapping[str, Any], original: bytes, payload: bytes, 
     return body + _TAIL.pack(crc32(body)) if checked else body
 
 
+_WRITERS: Dict[int, set] = {}  # compressor tag -> names known to write it (kolmo.registry fills it)
+
+
+def know_writer(name: str) -> None:
+    """Remember ``name``'s tag, so that a stream from it is named in errors (the registry calls this)."""
+    _WRITERS.setdefault(name_tag(name), set()).add(name)
+
+
 def _writer_hint(tag: int) -> str:
-    from .registry import list_compressors  # late: the registry imports the compressors, which import us
-    names = [n for n in list_compressors() if name_tag(n) == tag]
+    names = sorted(_WRITERS.get(tag, ()))
     return f"compressor {names[0]!r}" if len(names) == 1 else "another compressor"
 
 
-def unpack(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
+def unpack(blob: bytes, *, name: str, config: Mapping[str, Any],
+           retired: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Frame:
     """Parse and check a kolmo stream written by compressor ``name`` with ``config``.
 
     Raises :class:`CorruptStreamError` for a damaged or truncated stream and
     :class:`StreamMismatchError` for a stream from another compressor or configuration.
+    ``retired`` maps a description of a payload format this kolmo no longer reads to the
+    configuration that such streams were written with: a stream with that configuration's hash is
+    refused with an error naming the format.
     """
     if blob[:4] == MAGIC_V1:
         return _unpack_v1(blob, name=name, config=config)
@@ -135,6 +137,10 @@ def unpack(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
             f"this stream was written by {_writer_hint(blob[3])}, not {name!r}: decompress it with the "
             "compressor and options that wrote it")
     got = bytes(blob[4:7])
+    for what, old in (retired or {}).items():
+        if got == config_hash(name, old) != config_hash(name, config):
+            raise StreamMismatchError(f"this {name!r} stream has {what}, which this kolmo no longer reads: "
+                                      "decompress it with the kolmo version that wrote it")
     if got != config_hash(name, config):
         raise StreamMismatchError(
             f"this {name!r} stream was written with a different configuration (config hash {got.hex()}, "
@@ -202,85 +208,119 @@ def read_varint(buf: bytes, pos: int, what: str = "lm stream chunk table") -> Tu
             return value, pos
 
 
+PAYLOAD_VERSION = 1  # the language models' payload format (format 0: kolmo 0.3, no version byte)
+
+
 @dataclass(frozen=True)
-class LMChunk:
-    """One row of the LM chunk table: tokens, mode (0 LM-coded, 1 safe) and CRC-16 (None: one chunk)."""
+class LMPayload:
+    """A language-model payload (:func:`pack_lm_payload`), for ``lm`` and ``lm-online`` alike.
 
-    tokens: int
-    mode: int
-    crc16: Any = None
+    The tokens are cut into segments of ``segment`` tokens (0: one segment), the last one shorter:
+    ``lm``'s chunks, coded in lock-step and each restarting its context, or ``lm-online``'s
+    blocks, coded one after another with learning between them. A *safe* segment is stored as its
+    deflated bytes instead of being coded (see :mod:`kolmo.lm.engine`).
+    """
+
+    machine: bytes  # the 3-byte float record (kolmo.lm.machine.FloatRecord.to_bytes)
+    n_tokens: int
+    segment: int
+    safe: Tuple[int, ...]  # indices of the safe segments, increasing
+    safe_data: Tuple[bytes, ...]  # their deflated bytes, in the same order
+    crc16: Optional[Tuple[int, ...]]  # low 16 bits of each segment's bytes' CRC-32, or None
+    words: Tuple[Any, ...]  # uint32 arrays, one per coder group
+
+    @property
+    def lengths(self) -> List[int]:
+        """Tokens of each segment."""
+        n, s = self.n_tokens, self.segment or self.n_tokens
+        return [min(s, n - i) for i in range(0, n, s)] if n else []
 
 
-def pack_lm_payload(chunks: Sequence[LMChunk], group_words: Sequence[Any], safe: Sequence[bytes],
-                    threads: int = 0) -> bytes:
-    """``chunks``: the chunk table; ``group_words``: uint32 arrays per coder group; ``safe``: the
-    safe-mode chunks' deflated bytes, in chunk order; ``threads``: torch's CPU thread count while
-    encoding, 0 off the CPU (:mod:`kolmo.lm.threads`), the payload's first byte."""
-    if not 0 <= threads <= 255:
-        raise ValueError(f"threads must be 0..255, got {threads}")
-    parts = [bytes([threads]), varint(len(chunks))]
-    for c in chunks:
-        parts.append(varint(2 * c.tokens + c.mode))
-        if len(chunks) > 1:
-            parts.append(struct.pack("<H", c.crc16))
-    parts += [varint(len(w)) for w in group_words[:-1]]
-    for b in safe:
+def pack_lm_payload(p: LMPayload) -> bytes:
+    """The language models' payload, format 1 (varints unsigned LEB128)::
+
+        3       the float record (kolmo.lm.machine): payload version (3 high bits) and CPU kernel
+                level, torch's CPU thread count, BLAS / CPU vendor / instruction set
+        varint  N, the number of tokens
+        varint  4 S + 2 [safe segments follow] + [segment CRCs follow]; S tokens per segment, 0: one
+        (varint K, then K varints: the first safe segment's index, then the gaps to the next, minus 1)
+        (u16 x C: the low 16 bits of the CRC-32 of each segment's bytes, C = ceil(N / S))
+        K x     varint length, then the deflated bytes of each safe segment
+        G-1 x   varint number of 32-bit words of each coder group's stream but the last
+        ...     the groups' words, u32 little-endian, in group order, to the end
+
+    A one-segment stream has 3 + 2 + 1 bytes here for 128-16383 tokens.
+    """
+    if len(p.machine) != 3 or p.machine[0] >> 5 != PAYLOAD_VERSION:
+        raise ValueError("machine must be the 3-byte float record of payload version "
+                         f"{PAYLOAD_VERSION}, got {bytes(p.machine)!r}")
+    parts = [bytes(p.machine), varint(p.n_tokens), varint(4 * p.segment + 2 * bool(p.safe) + (p.crc16 is not None))]
+    if p.safe:
+        parts.append(varint(len(p.safe)))
+        parts += [varint(i - prev - 1) for prev, i in zip((-1,) + tuple(p.safe[:-1]), p.safe)]
+    if p.crc16 is not None:
+        parts.append(struct.pack(f"<{len(p.crc16)}H", *p.crc16))
+    for b in p.safe_data:
         parts += [varint(len(b)), b]
-    parts += [bytes(memoryview(w.astype("<u4")).cast("B")) for w in group_words]
+    parts += [varint(len(w)) for w in p.words[:-1]]
+    parts += [bytes(memoryview(w.astype("<u4")).cast("B")) for w in p.words]
     return b"".join(parts)
 
 
-def unpack_lm_payload(payload: bytes, n_groups: Callable[[List[int]], int]):
-    """Inverse of :func:`pack_lm_payload`: ([LMChunk], [uint32 words per group], [safe bytes]).
-
-    ``n_groups(lengths)`` says how many coder groups those chunk lengths make. The encoder's thread
-    count (the first byte) is :func:`lm_payload_threads`.
-    """
+def unpack_lm_payload(payload: bytes, length: int, n_groups: Callable[[List[int]], int], what: str = "lm stream"
+                      ) -> LMPayload:
+    """Inverse of :func:`pack_lm_payload`. ``length``: the data's bytes (each token spells at least
+    one); ``n_groups(lengths)``: how many coder groups those segment lengths make."""
     import numpy as np
-    n, pos = read_varint(payload, 1)
-    if n > len(payload):
-        raise CorruptStreamError(f"lm stream announces {n} chunks in {len(payload)} bytes")
-    chunks = []
-    for _ in range(n):
-        v, pos = read_varint(payload, pos)
-        crc = None
-        if n > 1:
-            if pos + 2 > len(payload):
-                raise CorruptStreamError("lm stream: the chunk table is truncated")
-            (crc,), pos = struct.unpack_from("<H", payload, pos), pos + 2
-        chunks.append(LMChunk(v >> 1, v & 1, crc))
-    g = n_groups([c.tokens for c in chunks])
+    if len(payload) < 3:
+        raise CorruptStreamError(f"{what}: its payload is truncated ({len(payload)} bytes)")
+    if payload[0] >> 5 != PAYLOAD_VERSION:
+        raise CorruptStreamError(f"{what}: payload format {payload[0] >> 5} is not one this kolmo reads "
+                                 f"({PAYLOAD_VERSION}): the stream is corrupted or from another kolmo version")
+    n, pos = read_varint(payload, 3, what)
+    flags, pos = read_varint(payload, pos, what)
+    segment, has_safe, has_crc = flags >> 2, flags & 2, flags & 1
+    if n > length or (segment and segment >= n):
+        raise CorruptStreamError(f"{what} announces {n} tokens in segments of {segment} for {length} bytes of data")
+    count = -(-n // (segment or n)) if n else 0
+    safe: List[int] = []
+    if has_safe:
+        k, pos = read_varint(payload, pos, what)
+        for _ in range(min(k, count + 1)):
+            gap, pos = read_varint(payload, pos, what)
+            safe.append((safe[-1] if safe else -1) + gap + 1)
+        if not 0 < k == len(safe) or safe[-1] >= count:
+            raise CorruptStreamError(f"{what}: its table of safe segments is corrupted")
+    crc16 = None
+    if has_crc:
+        if pos + 2 * count > len(payload):
+            raise CorruptStreamError(f"{what}: its segment CRCs are truncated")
+        crc16, pos = struct.unpack_from(f"<{count}H", payload, pos), pos + 2 * count
+    safe_data = []
+    for _ in safe:
+        m, pos = read_varint(payload, pos, what)
+        if pos + m > len(payload):
+            raise CorruptStreamError(f"{what}: a safe segment is truncated")
+        safe_data.append(payload[pos:pos + m])
+        pos += m
+    lengths = LMPayload(b"", n, segment, (), (), None, ()).lengths
+    g = n_groups(lengths)
     counts = []
     for _ in range(max(0, g - 1)):
-        w, pos = read_varint(payload, pos)
+        w, pos = read_varint(payload, pos, what)
         counts.append(w)
-    safe = []
-    for c in chunks:
-        if c.mode:
-            m, pos = read_varint(payload, pos)
-            if pos + m > len(payload):
-                raise CorruptStreamError("lm stream: a safe-mode chunk is truncated")
-            safe.append(payload[pos:pos + m])
-            pos += m
     rest = len(payload) - pos
     if g:
         if rest % 4 or 4 * sum(counts) > rest:
-            raise CorruptStreamError("lm stream: the coded words do not match the chunk table (truncated or corrupted)")
+            raise CorruptStreamError(f"{what}: the coded words do not match the segment table (truncated or corrupted)")
         counts.append(rest // 4 - sum(counts))
     elif rest:
-        raise CorruptStreamError("lm stream: bytes after the chunk table of an empty stream")
+        raise CorruptStreamError(f"{what}: bytes after the table of an empty stream")
     words = []
     for w in counts:
         words.append(np.frombuffer(payload, dtype="<u4", count=w, offset=pos).astype(np.uint32))
         pos += 4 * w
-    return chunks, words, safe
-
-
-def lm_payload_threads(payload: bytes) -> int:
-    """torch's CPU thread count that encoded an LM payload (0: not on the CPU)."""
-    if not payload:
-        raise CorruptStreamError("lm stream: its payload is empty (truncated)")
-    return payload[0]
+    return LMPayload(bytes(payload[:3]), n, segment, tuple(safe), tuple(safe_data), crc16, tuple(words))
 
 
 def check_output(frame: Frame, out: bytes) -> bytes:

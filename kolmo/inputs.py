@@ -16,6 +16,18 @@ Every public function turns its data arguments into ``bytes`` with :func:`as_byt
 
 Anything else raises ``TypeError``. Empty input is valid. numpy is never imported here: an object
 can only be a numpy array once numpy has been imported.
+
+Functions over many items (``kolmo.matrix``, the significance tests, the classifier) take a
+collection of inputs, turned into labels and bytes by :func:`as_collection`:
+
+* a dict label -> input: its labels (as ``str``) and inputs, in the dict's order;
+* a list or tuple of inputs: paths labelled by their file names, other items by their positions
+  ``"0"``, ``"1"``, ...; all by their positions if two labels would be the same;
+* a folder (a ``pathlib.Path`` or a ``str`` naming a directory): one item per file directly in
+  it, hidden files left out, sorted by name and labelled by it.
+
+A single input (bytes, a ``str`` that names no folder, a file's path, a numpy array) is refused
+with ``TypeError``, as is anything else.
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, List, Mapping, Optional, Tuple, Union
 
 Data = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", "numpy.ndarray"]
 
@@ -80,6 +92,27 @@ def as_bytes(data: Data, *, name: str = "data") -> bytes:
     if isinstance(data, (list, tuple)):
         hint = " (to compare many items, use kolmo.matrix)"
     raise TypeError(f"{name}: expected {_EXPECTED}, got {type(data).__name__}{hint}")
+
+
+def as_collection(items: Any, *, name: str = "items") -> Tuple[List[str], List[bytes]]:
+    """Labels and bytes of a collection of inputs (see the module docstring); ``name`` is used in errors."""
+    if isinstance(items, (str, os.PathLike)) and os.path.isdir(items):
+        files = sorted(p for p in Path(items).iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ValueError(f"{name}: folder {str(items)!r} holds no files to compare")
+        return [p.name for p in files], [p.read_bytes() for p in files]
+    if isinstance(items, Mapping):
+        return [str(k) for k in items], [as_bytes(v, name=f"{name}[{k!r}]") for k, v in items.items()]
+    if isinstance(items, (list, tuple)):
+        labels = [Path(v).name if isinstance(v, os.PathLike) else str(i) for i, v in enumerate(items)]
+        if len(set(labels)) < len(labels):
+            labels = [str(i) for i in range(len(items))]
+        return labels, [as_bytes(v, name=f"{name}[{i}]") for i, v in enumerate(items)]
+    if isinstance(items, (bytes, bytearray, memoryview, str, os.PathLike)) or _ndarray(items) is not None:
+        where = f" ({str(items)!r} is not a folder)" if isinstance(items, os.PathLike) else ""
+        raise TypeError(f"{name} must be a sequence of items (a list, a dict label -> item, or a folder), "
+                        f"not a single {type(items).__name__}{where}")
+    raise TypeError(f"{name} must be a list of items, a dict label -> item, or a folder; got {type(items).__name__}")
 
 
 def shape_of(data: Any) -> Optional[Tuple[int, ...]]:

@@ -24,22 +24,19 @@ pool); the LM compressor runs in this process, batched on its device.
 from __future__ import annotations
 
 import json
-import os
 import time
-import warnings
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import progress as _progress
 from .cache import ResultsCache, config_hash, content_hash, open_cache, result_key
 from .compressors.base import Compressor
-from .errors import WindowWarning
-from .inputs import as_bytes
-from .measures import ncd_array
+from .inputs import as_collection
+from .measures import ncd_array, warn_window
 from .registry import resolve
 
 MEASURES = ("ncd", "gap", "conditional", "c_xy")
@@ -113,24 +110,6 @@ def load_matrix(path: Union[str, Path]) -> DistanceMatrix:
                           measure=d["measure"], compressor=d["compressor"], config=d["config"],
                           singles=np.array(d["singles_bits"], dtype=np.float64), bits_kind=d["bits_kind"],
                           warnings=tuple(d["warnings"]))
-
-
-def collect_items(items: Any) -> Tuple[List[str], List[bytes]]:
-    """Labels and bytes from a dict label -> input, a list of inputs, or a folder (one item per file)."""
-    if isinstance(items, (str, os.PathLike)) and Path(items).is_dir():
-        files = sorted(p for p in Path(items).iterdir() if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise ValueError(f"folder {str(items)!r} holds no files to compare")
-        return [p.name for p in files], [p.read_bytes() for p in files]
-    if isinstance(items, Mapping):
-        return [str(k) for k in items], [as_bytes(v, name=f"items[{k!r}]") for k, v in items.items()]
-    if isinstance(items, (list, tuple)):
-        labels = [Path(v).name if isinstance(v, os.PathLike) else str(i) for i, v in enumerate(items)]
-        if len(set(labels)) < len(labels):
-            labels = [str(i) for i in range(len(items))]
-        return labels, [as_bytes(v, name=f"items[{i}]") for i, v in enumerate(items)]
-    raise TypeError("items must be a dict label -> input, a list of inputs, or a folder path; "
-                    f"got {type(items).__name__}")
 
 
 # -- tasks (module-level so that process pools and Dask can pickle them) ------------------------
@@ -293,20 +272,14 @@ class Engine:
             bar.close()
 
 
-def _warn(comp: Compressor, data: Sequence[bytes]) -> Tuple[str, ...]:
-    if len(data) < 2:
-        return ()
-    top = sorted(len(d) for d in data)[-2:]
-    found = tuple(comp.window_warnings(sum(top)))
-    for w in found:
-        warnings.warn(w, WindowWarning, stacklevel=4)  # _warn, _matrix, matrix, caller
-    return found
-
-
 def matrix(items: Any, compressor: Union[str, Compressor] = "zstd", measure: str = "ncd", *,
            cache: Union[bool, str, Path, ResultsCache, None] = True, workers: int = 1,
            executor: Optional[Executor] = None, progress: bool = True, **options: Any) -> DistanceMatrix:
-    """An n x n matrix of ``measure`` over ``items`` (see the module docstring)."""
+    """An n x n matrix of ``measure`` over ``items`` (see the module docstring).
+
+    ``items``: a dict label -> input, a list of inputs, or a folder (one item per file), labelled as
+    :func:`kolmo.inputs.as_collection` says.
+    """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
     with _progress.silenced(progress is False):  # False silences everything underneath too
@@ -314,10 +287,12 @@ def matrix(items: Any, compressor: Union[str, Compressor] = "zstd", measure: str
 
 
 def _matrix(items, compressor, measure, cache, workers, executor, show, options) -> DistanceMatrix:
-    labels, data = collect_items(items)
+    labels, data = as_collection(items, name="items")
     comp = resolve(compressor, **options)
-    found = _warn(comp, data)
     n = len(data)
+    found: Tuple[str, ...] = ()
+    if n >= 2:  # the two longest items; stacklevel: warn_window, _matrix, matrix, caller
+        found = warn_window(comp, sum(sorted(map(len, data))[-2:]), stacklevel=4)
     eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=show)
     pairs = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), axis=-1).reshape(-1, 2)
     if measure == "conditional":

@@ -19,6 +19,9 @@ Definitions (X first, then Y, in ``XY``):
 
 ``bits_kind`` says whether the numbers are sizes of real decodable streams (``compressed``) or
 ideal code lengths sum(-log2 p) (``ideal``, the language-model compressor).
+
+Every measure (these, ``kolmo.matrix``, the significance tests, ``kolmo.explain``) issues the
+compressor's window warnings through :func:`warn_window` and records them in its result.
 """
 
 from __future__ import annotations
@@ -130,8 +133,15 @@ class JointGapResult:
         return "\n".join(lines)
 
 
-def _warn(comp: Compressor, total: int, stacklevel: int = 3) -> Tuple[str, ...]:
-    found = tuple(comp.window_warnings(total))
+def warn_window(comp: Compressor, n_bytes: int, *, stacklevel: int) -> Tuple[str, ...]:
+    """Issue ``comp.window_warnings(n_bytes)`` as :class:`~kolmo.errors.WindowWarning`; return them.
+
+    Every measure calls this once, before it compresses, and records what it returns in its
+    result's ``warnings``. ``stacklevel`` is counted as :func:`warnings.warn` counts it from here:
+    2 is the caller of this function; pass the frames up to the user's call (3 when a public
+    function calls this directly).
+    """
+    found = tuple(comp.window_warnings(n_bytes))
     for w in found:
         warnings.warn(w, WindowWarning, stacklevel=stacklevel)
     return found
@@ -152,7 +162,7 @@ def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", *, progress
 def _joint_gap(x: Data, y: Data, compressor: CompressorLike, options: Dict[str, Any]) -> JointGapResult:
     comp = resolve(compressor, **options)
     bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
-    found = _warn(comp, len(bx) + len(by), stacklevel=4)  # _warn, _joint_gap, joint_gap, caller
+    found = warn_window(comp, len(bx) + len(by), stacklevel=4)  # warn_window, _joint_gap, joint_gap, caller
     c_x, c_y = comp.bits_many([bx, by])
     c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
     if comp.conditional_method in ("concatenation", "dictionary"):
@@ -175,7 +185,7 @@ def ncd(x: Data, y: Data, compressor: CompressorLike = "zstd", *, progress: Opti
     with _progress.silenced(progress is False):
         comp = resolve(compressor, **options)
         bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
-        _warn(comp, len(bx) + len(by))
+        warn_window(comp, len(bx) + len(by), stacklevel=3)
         c_x, c_y = comp.bits_many([bx, by])
         c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
         return ncd_from(c_x, c_y, c_xy, c_yx)
@@ -187,5 +197,5 @@ def conditional_bits(y: Data, given: Data, compressor: CompressorLike = "zstd", 
     with _progress.silenced(progress is False):
         comp = resolve(compressor, **options)
         by, bx = as_bytes(y, name="y"), as_bytes(given, name="given")
-        _warn(comp, len(bx) + len(by))
+        warn_window(comp, len(bx) + len(by), stacklevel=3)
         return comp.conditional_bits(by, bx)

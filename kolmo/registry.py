@@ -15,6 +15,7 @@ import importlib
 import inspect
 from typing import Any, Callable, Dict, List, Optional, Union
 
+from . import framing
 from .compressors.base import Compressor
 
 Factory = Union[str, Callable[..., Compressor]]
@@ -28,6 +29,8 @@ _FACTORIES: Dict[str, Factory] = {
     "lm": "kolmo.compressors.lm:LMCompressor",
     "lm-online": "kolmo.compressors.lm_online:OnlineLMCompressor",
 }
+for _name in _FACTORIES:
+    framing.know_writer(_name)
 
 
 def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
@@ -39,6 +42,7 @@ def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
     if name in _FACTORIES and not overwrite:
         raise ValueError(f"a compressor named {name!r} is already registered; pass overwrite=True to replace it")
     _FACTORIES[name] = factory
+    framing.know_writer(name)
 
 
 def list_compressors() -> List[str]:

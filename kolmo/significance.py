@@ -42,9 +42,9 @@ Confidence intervals are percentile bootstraps (``n_boot`` resamples, ``confiden
 Effect sizes: ``effect`` = observed - null mean (bits), ``effect_sd`` = effect / null standard
 deviation (the null's sample standard deviation, ddof=1).
 
-Calibration (:func:`calibrate`, zstd level 3, items of 300-399 bytes of random words drawn from a
-shared 500-word vocabulary, 1000 trials each; figures are the share of p < 0.05), measured with
-``python -c "import json, kolmo.significance as s; print(json.dumps(s.calibrate(trials=1000), indent=1))"``:
+Calibration (zstd level 3, items of 300-399 bytes of random words drawn from a shared 500-word
+vocabulary, 1000 trials each; figures are the share of p < 0.05), measured by the experiment in
+``benchmarks/calibration.py``, ``python -m benchmarks.calibration --trials 1000`` from a checkout:
 
 * ``gap_test``, pool of 99: false-positive rate 0.032 on independent pairs (nominal 0.04: p < 0.05
   means at most 3 of 99 null gaps reach the observed one); power 0.621 when Y holds a random
@@ -66,15 +66,16 @@ import warnings
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from .cache import ResultsCache
 from .compressors.base import Compressor
-from .errors import KolmoWarning, WindowWarning
-from .inputs import Data, as_bytes
-from .matrices import Engine, collect_items
+from .errors import KolmoWarning
+from .inputs import Data, as_bytes, as_collection
+from .matrices import Engine
+from .measures import warn_window
 from .registry import resolve
 
 CacheLike = Union[bool, str, Path, ResultsCache, None]
@@ -205,25 +206,6 @@ def _check_confidence(confidence: Any) -> float:
     return float(confidence)
 
 
-def _items(value: Any, name: str) -> List[bytes]:
-    if isinstance(value, (bytes, bytearray, memoryview)) or (isinstance(value, str) and not Path(value).is_dir()):
-        raise TypeError(f"{name} must be a sequence of items (a list, a dict label -> item, or a folder), "
-                        f"not a single {type(value).__name__}")
-    try:
-        _, data = collect_items(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a list of items, a dict label -> item, or a folder; "
-                        f"got {type(value).__name__}") from None
-    return data
-
-
-def _window_warnings(comp: Compressor, total: int) -> Tuple[str, ...]:
-    found = tuple(comp.window_warnings(total))
-    for w in found:
-        warnings.warn(w, WindowWarning, stacklevel=3)
-    return found
-
-
 def _percentiles(values: np.ndarray, confidence: float) -> Tuple[float, float]:
     a = (1.0 - confidence) / 2
     lo, hi = np.quantile(values, [a, 1.0 - a])
@@ -256,7 +238,7 @@ def gap_test(x: Data, y: Data, null: Any, compressor: Union[str, Compressor] = "
     n_boot = _check_count("n_boot", n_boot, 0)
     confidence = _check_confidence(confidence)
     bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
-    pool = _items(null, "null")
+    pool = as_collection(null, name="null")[1]
     if not pool:
         raise ValueError("null is empty: give at least one item comparable to y but unrelated to x "
                          "(19 or more for a p-value that can fall below 0.05)")
@@ -264,7 +246,7 @@ def gap_test(x: Data, y: Data, null: Any, compressor: Union[str, Compressor] = "
         warnings.warn("the null pool contains x itself: gap(x, x) is no draw from a null of unrelated items",
                       KolmoWarning, stacklevel=2)
     comp = resolve(compressor, **options)
-    found = _window_warnings(comp, len(bx) + max(len(by), *(len(z) for z in pool)))
+    found = warn_window(comp, len(bx) + max(len(by), *(len(z) for z in pool)), stacklevel=3)
     data = [bx, by, *pool]
     eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=progress)
     S, J, _ = eng.run(range(len(data)), [(0, k) for k in range(1, len(data))], [])
@@ -322,14 +304,14 @@ def pairing_test(xs: Any, ys: Any, compressor: Union[str, Compressor] = "zstd", 
     confidence = _check_confidence(confidence)
     if permutation not in PERMUTATIONS:
         raise ValueError(f"permutation must be one of {', '.join(PERMUTATIONS)}; got {permutation!r}")
-    bx, by = _items(xs, "xs"), _items(ys, "ys")
+    bx, by = as_collection(xs, name="xs")[1], as_collection(ys, name="ys")[1]
     if len(bx) != len(by):
         raise ValueError(f"xs and ys must pair up item for item: got {len(bx)} xs and {len(by)} ys")
     n = len(bx)
     if n < 2:
         raise ValueError(f"a pairing test needs at least 2 pairs to re-pair, got {n}")
     comp = resolve(compressor, **options)
-    found = _window_warnings(comp, max(map(len, bx)) + max(map(len, by)))
+    found = warn_window(comp, max(map(len, bx)) + max(map(len, by)), stacklevel=3)
     eng = Engine(comp, bx + by, cache=cache, workers=workers, executor=executor, progress=progress)
     pairs = [(i, n + j) for i in range(n) for j in range(n)]
     S, J, _ = eng.run(range(2 * n), pairs, [])
@@ -357,56 +339,3 @@ def pairing_test(xs: Any, ys: Any, compressor: Union[str, Compressor] = "zstd", 
         ci_of="mean gap over true pairs, bootstrap over pairs", pair_gaps=tuple(diag.tolist()), n_pairs=n,
         permutation=permutation, compressor=comp.name, config=dict(comp.config), bits_kind=comp.bits_kind,
         n_boot=n_boot, seed=seed, warnings=found, gaps=G)
-
-
-# -- calibration ---------------------------------------------------------------------------------------
-def _vocabulary(rng: np.random.Generator, size: int = 500) -> List[bytes]:
-    letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
-    return [letters[rng.integers(0, 26, rng.integers(2, 9))].tobytes() for _ in range(size)]
-
-
-def random_text(rng: np.random.Generator, vocab: Sequence[bytes], n_bytes: int) -> bytes:
-    """Words drawn i.i.d. (Zipf-like weights) from ``vocab``, joined by spaces, cut to ``n_bytes``."""
-    w = 1.0 / np.arange(1, len(vocab) + 1)
-    words = rng.choice(len(vocab), size=n_bytes, p=w / w.sum())
-    out = b" ".join(vocab[i] for i in words[: n_bytes // 2 + 1])
-    return out[:n_bytes]
-
-
-def related(rng: np.random.Generator, x: bytes, y: bytes, chunk: int) -> bytes:
-    """``y`` with a random ``chunk``-byte piece of ``x`` inserted at a random place."""
-    a = int(rng.integers(0, len(x) - chunk + 1))
-    b = int(rng.integers(0, len(y) + 1))
-    return y[:b] + x[a:a + chunk] + y[b:]
-
-
-def calibrate(trials: int = 200, pool: int = 99, pairs: int = 20, seed: int = 0, level: int = 3,
-               gap_chunks: Sequence[int] = (32, 80), pairing_chunks: Sequence[int] = (8, 16)) -> Dict[str, Any]:
-    """Share of p < 0.05 for both tests on synthetic data (zstd at ``level``, items of 300-399 bytes
-    of random words): on independent pairs (the false-positive rate) and on related pairs, where Y
-    holds a random chunk of X of each size in ``gap_chunks`` / ``pairing_chunks`` (the power)."""
-    rng = np.random.default_rng(seed)
-    vocab = _vocabulary(rng)
-    comp = resolve("zstd", level=level)
-    size = lambda: int(rng.integers(300, 400))  # noqa: E731
-    out: Dict[str, Any] = {"trials": trials, "pool": pool, "pairs": pairs, "zstd_level": level}
-    fp, pw = 0, dict.fromkeys(gap_chunks, 0)
-    for _ in range(trials):
-        x, y = random_text(rng, vocab, size()), random_text(rng, vocab, size())
-        null = [random_text(rng, vocab, size()) for _ in range(pool)]
-        fp += gap_test(x, y, null, comp, n_boot=0, cache=False).p_value < 0.05
-        for c in gap_chunks:
-            pw[c] += gap_test(x, related(rng, x, y, c), null, comp, n_boot=0, cache=False).p_value < 0.05
-    out["gap_test_false_positive_rate"] = fp / trials
-    out["gap_test_power"] = {f"chunk {c} bytes": v / trials for c, v in pw.items()}
-    fp, pw = 0, dict.fromkeys(pairing_chunks, 0)
-    for t in range(trials):
-        xs = [random_text(rng, vocab, size()) for _ in range(pairs)]
-        ys = [random_text(rng, vocab, size()) for _ in range(pairs)]
-        kw = dict(n_perm=999, n_boot=0, cache=False, progress=False, seed=t)
-        fp += pairing_test(xs, ys, comp, **kw).p_value < 0.05
-        for c in pairing_chunks:
-            pw[c] += pairing_test(xs, [related(rng, a, b, c) for a, b in zip(xs, ys)], comp, **kw).p_value < 0.05
-    out["pairing_test_false_positive_rate"] = fp / trials
-    out["pairing_test_power"] = {f"chunk {c} bytes": v / trials for c, v in pw.items()}
-    return out

@@ -28,20 +28,23 @@ def test_registry():
         kolmo.joint_gap(b"a", b"b", compressor=3)
 
 
+class Identity(CodecCompressor):
+    """A codec that stores its input as it is: 8 bits per byte."""
+
+    name = "identity-test"
+
+    @property
+    def config(self):
+        return {"codec": "identity"}
+
+    def _encode(self, data):
+        return data
+
+    def _decode(self, payload, length):
+        return payload
+
+
 def test_register_custom_compressor():
-    class Identity(CodecCompressor):
-        name = "identity-test"
-
-        @property
-        def config(self):
-            return {"codec": "identity"}
-
-        def _encode(self, data):
-            return data
-
-        def _decode(self, payload, length):
-            return payload
-
     kolmo.register("identity-test", Identity, overwrite=True)
     r = kolmo.joint_gap(b"abc", b"defg", compressor="identity-test")
     assert (r.c_x, r.c_y, r.c_xy, r.gap) == (24.0, 32.0, 56.0, 0.0)
@@ -95,3 +98,29 @@ def test_cli_round_trip_and_errors(tmp_path, capsys):
     assert main(["list"]) == 0 and "zstd" in capsys.readouterr().out
     assert main(["gap", str(src), str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_window_warnings_point_at_the_callers_line():
+    """Every measure issues the compressor's window_warnings as WindowWarning at the user's own line."""
+    class Narrow(Identity):
+        name = "narrow-test"
+        window_bytes = 10
+
+    comp, x, y = Narrow(), b"abcdefgh", b"abcdefgz"
+    calls = {
+        "joint_gap": lambda: kolmo.joint_gap(x, y, comp).warnings,
+        "ncd": lambda: kolmo.ncd(x, y, comp),
+        "conditional_bits": lambda: kolmo.conditional_bits(y, x, comp),
+        "matrix": lambda: kolmo.matrix([x, y], comp, cache=False, progress=False).warnings,
+        "gap_test": lambda: kolmo.gap_test(x, y, [b"zzzzzzzz"], comp, cache=False, n_boot=0).warnings,
+        "pairing_test": lambda: kolmo.pairing_test([x, y], [y, x], comp, n_perm=5, n_boot=0, cache=False,
+                                                   progress=False).warnings,
+        "explain": lambda: kolmo.explain(y, given=x, compressor=comp).warnings,
+    }
+    for name, call in calls.items():
+        with pytest.warns(kolmo.WindowWarning, match="16 bytes exceed its 10-byte window") as rec:
+            got = call()
+        where = (rec[0].filename, rec[0].lineno)
+        assert len(rec) == 1 and where == (__file__, call.__code__.co_firstlineno), (name, where)
+        if isinstance(got, tuple):
+            assert got == (str(rec[0].message),), name

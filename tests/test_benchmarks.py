@@ -1,9 +1,12 @@
-"""The benchmark runner's pure parts: analytic mutual information, sources, the regression gate."""
+"""The benchmark runner's pure parts: analytic mutual information, sources, the regression gate;
+the significance tests' calibration script."""
 
+import json
 import math
 
 import pytest
 
+from benchmarks.calibration import main as calibration_main
 from benchmarks.suite import compare, substitution_mi, synthetic_sources
 
 
@@ -37,3 +40,13 @@ def test_compare_flags_quality_regressions_only():
     assert len(compare(_res(2.0, 90.0), old, 0.02)) == 1        # gap down 10%
     other = _res(2.0, 10.0, {"lm_bytes": 2, "slice": 1, "calibration_bytes": 1})
     assert compare(other, old, 0.02) == []                      # other sizes: gaps not comparable
+
+
+def test_calibration_prints_json_with_versions(capsys):
+    res = calibration_main(["--trials", "2", "--pool", "9", "--pairs", "4"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == res and res["benchmark"] == "calibration" and res["env"]["kolmo"]
+    assert (res["trials"], res["pool"], res["pairs"], res["zstd_level"]) == (2, 9, 4, 3)
+    rates = [res["gap_test_false_positive_rate"], res["pairing_test_false_positive_rate"],
+             *res["gap_test_power"].values(), *res["pairing_test_power"].values()]
+    assert len(rates) == 6 and all(0 <= r <= 1 for r in rates)

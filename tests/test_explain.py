@@ -1,12 +1,14 @@
-"""kolmo.explain: parts that sum to C(Y) and C(Y|X), HTML, CLI."""
+"""kolmo.explain: parts that sum to C(Y) and C(Y|X), HTML, CLI; Compressor.code_parts and CodeParts."""
 
 import json
+import math
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
 import kolmo
+from kolmo.compressors.base import CodeParts, Compressor
 
 X = (b"In the beginning God created the heaven and the earth. And the earth was without form, "
      b"and void; and darkness was upon the face of the deep. " * 3)
@@ -45,6 +47,102 @@ def test_codec_default_block_and_errors():
             kolmo.explain(Y, given=X, block=bad)
     with pytest.raises(TypeError, match="expected bytes"):
         kolmo.explain([Y], given=X)
+
+
+def test_default_code_parts_cover_the_input_and_telescope(classical):
+    parts = classical.code_parts(Y, block=24)
+    assert parts.unit == "block" and parts.block == 24 and len(parts.bits) == len(parts.spans) == -(-len(Y) // 24)
+    assert parts.spans[0][0] == 0 and parts.spans[-1][1] == len(Y)
+    assert all(a[1] == b[0] for a, b in zip(parts.spans, parts.spans[1:]))
+    assert sum(parts.bits) == parts.total == classical.bits(Y)
+    given = classical.code_parts(Y, given=X, block=24)
+    assert given.spans == parts.spans and given.total == classical.conditional_bits(Y, X)
+    assert classical.code_parts(Y).block == max(16, -(-len(Y) // 256))
+    empty = classical.code_parts(b"", given=X)
+    assert empty.spans == () and empty.bits == () and empty.total == 0.0
+    with pytest.raises(ValueError, match="block must be a positive int"):
+        classical.code_parts(Y, block=0)
+
+
+def test_code_parts_checks_its_fields():
+    parts = CodeParts(spans=[(0, 2), [2, 5]], bits=np.array([1.5, 2.0]), unit="token")
+    assert parts.spans == ((0, 2), (2, 5)) and parts.bits == (1.5, 2.0) and parts.total == 3.5
+    for bad in (dict(spans=[(0, 2), (3, 5)]), dict(spans=[(1, 5)], bits=[1.0]), dict(bits=[1.0]),
+                dict(unit="byte"), dict(block=4)):
+        with pytest.raises(ValueError):
+            CodeParts(**{"spans": [(0, 2), (2, 5)], "bits": [1.0, 2.0], "unit": "token", **bad})
+    with pytest.raises(ValueError, match="block must be None"):
+        CodeParts(spans=(), bits=(), unit="block")
+
+
+class _ByteModel(Compressor):
+    """A toy token model: adaptive byte frequencies (add-one), one token per byte, exact parts."""
+
+    name = "byte-model-test"
+    bits_kind = "ideal"
+
+    @property
+    def config(self):
+        return {"codec": "byte-model"}
+
+    def _terms(self, data, context=b""):
+        counts = np.ones(256)
+        for b in context:
+            counts[b] += 1
+        out = []
+        for b in data:
+            out.append(-math.log2(counts[b] / counts.sum()))
+            counts[b] += 1
+        return out
+
+    def bits(self, data):
+        return math.fsum(self._terms(kolmo.as_bytes(data)))
+
+    def code_parts(self, data, *, given=None, block=None):
+        if block is not None:
+            raise ValueError(f"block applies to the codecs; the {self.name} compressor explains per token")
+        data = kolmo.as_bytes(data)
+        terms = self._terms(data, b"" if given is None else kolmo.as_bytes(given))
+        return CodeParts(spans=[(k, k + 1) for k in range(len(data))], bits=terms, unit="token")
+
+    def compress(self, data):
+        raise NotImplementedError("a toy model: code lengths only")
+
+    def decompress(self, blob):
+        raise NotImplementedError("a toy model: code lengths only")
+
+
+def test_explain_uses_the_compressors_code_parts():
+    """A compressor's own code_parts (here a toy per-byte model, not the LM) is what explain shows."""
+    comp = _ByteModel()
+    e = kolmo.explain(Y, given=X, compressor=comp)
+    _check_spans(e, Y)
+    assert e.unit == "token" and e.block is None and len(e) == len(Y)
+    assert e.bits_alone == tuple(comp._terms(Y)) and e.bits_given == tuple(comp._terms(Y, X))
+    assert e.c_y == comp.bits(Y) and e.c_y_given_x == pytest.approx(comp.conditional_bits(Y, X), rel=1e-12)
+    assert e.bits_kind == "ideal" and f"{len(Y)} tokens" in repr(e)
+    with pytest.raises(ValueError, match="per token"):
+        kolmo.explain(Y, given=X, compressor=comp, block=8)
+
+
+def test_explain_refuses_parts_that_do_not_line_up():
+    class Shifty(_ByteModel):
+        def code_parts(self, data, *, given=None, block=None):
+            parts = super().code_parts(data, given=given)
+            if given is None:
+                return parts
+            merged = ((0, 2),) + parts.spans[2:]
+            return CodeParts(spans=merged, bits=(parts.bits[0] + parts.bits[1],) + parts.bits[2:], unit="token")
+
+    with pytest.raises(ValueError, match="other parts given X than alone"):
+        kolmo.explain(Y, given=X, compressor=Shifty())
+
+    class Short(_ByteModel):
+        def code_parts(self, data, *, given=None, block=None):
+            return super().code_parts(kolmo.as_bytes(data)[:-1], given=given)
+
+    with pytest.raises(ValueError, match=f"cover {len(Y) - 1} bytes of Y, not its {len(Y)}"):
+        kolmo.explain(Y, given=X, compressor=Short())
 
 
 @pytest.mark.filterwarnings("ignore::kolmo.WindowWarning")  # the tiny model's 64-token window

@@ -1,4 +1,4 @@
-"""Input types: numpy arrays as their C-order bytes, their shapes kept in results."""
+"""Input types: numpy arrays as their C-order bytes, their shapes kept in results; collections of inputs."""
 
 import json
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kolmo
-from kolmo.inputs import as_bytes, shape_of
+from kolmo.inputs import as_bytes, as_collection, shape_of
 
 
 def _image():
@@ -108,3 +108,27 @@ def test_inputs_module_never_imports_numpy():
     out = subprocess.run([sys.executable, "-c", code, kolmo.inputs.__file__], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["b'a'", "False", "b'\\x00\\x01\\x02'"]
+
+
+def test_collections_of_inputs(tmp_path):
+    assert as_collection({"a": b"x", 2: "y"}) == (["a", "2"], [b"x", b"y"])
+    (tmp_path / "b.txt").write_bytes(b"bee")
+    (tmp_path / "a.txt").write_bytes(b"ay")
+    (tmp_path / ".hidden").write_bytes(b"no")
+    (tmp_path / "sub").mkdir()
+    assert as_collection(tmp_path) == as_collection(str(tmp_path)) == (["a.txt", "b.txt"], [b"ay", b"bee"])
+    assert as_collection([tmp_path / "b.txt", b"z"]) == (["b.txt", "1"], [b"bee", b"z"])
+    assert as_collection((tmp_path / "a.txt", tmp_path / "sub" / ".." / "a.txt"))[0] == ["0", "1"]  # same names
+    with pytest.raises(ValueError, match="null: folder .* holds no files"):
+        as_collection(tmp_path / "sub", name="null")
+    for single in (b"bytes", "text, not a folder", tmp_path / "a.txt", np.zeros(3, dtype=np.uint8)):
+        with pytest.raises(TypeError, match=f"xs must be a sequence of items .*not a single {type(single).__name__}"):
+            as_collection(single, name="xs")
+    with pytest.raises(TypeError, match="items must be a list of items, a dict label -> item, or a folder; got int"):
+        as_collection(42)
+    with pytest.raises(TypeError, match=r"null\[1\]: expected bytes"):
+        kolmo.gap_test(b"x", b"y", [b"z", 3])
+    with pytest.raises(TypeError, match=r"items\['b'\]: expected bytes"):
+        kolmo.matrix({"a": b"x", "b": None}, cache=False)
+    with pytest.raises(TypeError, match=r"X\[0\]: expected bytes"):
+        kolmo.NCDClassifier().fit([1.5], ["one"])

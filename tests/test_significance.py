@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kolmo
-from kolmo.significance import _vocabulary, random_text, related
+from benchmarks.calibration import random_text, related, vocabulary
 
 FAST = {"compressor": "zstd", "level": 3}
 
@@ -15,7 +15,7 @@ FAST = {"compressor": "zstd", "level": 3}
 @pytest.fixture
 def source():  # a fresh generator per test: results do not depend on which tests run
     rng = np.random.default_rng(2024)
-    vocab = _vocabulary(rng)
+    vocab = vocabulary(rng)
     return rng, vocab, lambda: random_text(rng, vocab, int(rng.integers(300, 400)))
 
 

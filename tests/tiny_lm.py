@@ -14,6 +14,20 @@ CORPUS = [
 MISSING_BYTES = (0x04, 0xFE, 0xFF)  # like SmolLM2, the vocabulary lacks a few single-byte tokens
 
 
+def portable_init(model, seed: int) -> None:
+    """Overwrite every weight with numpy's seeded normals (std 0.02; norms stay 1): the same bytes
+    on every CPU, so the model's SHA-256 (part of a stream's configuration) is the same everywhere.
+    torch's own ``normal_`` draws other floats under other CPU kernels (AVX2 against the default)."""
+    import numpy as np
+    import torch
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if "norm" in name:
+                continue
+            p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * 0.02))
+
+
 def build_tiny_model(path: Path, *, vocab_size: int = 400, hidden: int = 32, layers: int = 2,
                      max_positions: int = 128, seed: int = 0) -> Path:
     import torch
@@ -36,6 +50,7 @@ def build_tiny_model(path: Path, *, vocab_size: int = 400, hidden: int = 32, lay
                          max_position_embeddings=max_positions, bos_token_id=0, eos_token_id=0,
                          tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
+    portable_init(model, seed)
     with torch.no_grad():  # sharpen the random head so probabilities are far from uniform
         model.lm_head.weight.mul_(8.0)
     path.mkdir(parents=True, exist_ok=True)

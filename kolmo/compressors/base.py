@@ -23,6 +23,11 @@ Every compressor has a ``name``, a ``config`` dict that pins every setting that 
     ``joint="two-part"``, the two-part code ``C(XY) = C(X) + C(Y | X)`` (X's stream, then Y's
     stream primed with X: a real decodable code of XY that never recompresses X, so a matrix over
     n items costs n compressions plus n^2 primed ones); see :class:`CodecCompressor`.
+``code_parts(data, given=None, block=None)``
+    The code length of ``data`` (alone, or given ``given``) split into parts of ``data``: a
+    :class:`CodeParts`, which :func:`kolmo.explain` turns into an information map. The default
+    measures blocks of bytes by incremental compressed sizes of prefixes (an approximation whose
+    sum is exact); token models override it with their exact per-token code lengths.
 
 Overhead, in one place: for a codec ``E``, ``bits(x) = 8 * (len(E(x)) - len(E(b"")))``, clamped at 0.
 ``len(E(b""))`` is the codec's constant header/trailer cost (9 bytes for zstd, 14 for bzip2, ...):
@@ -38,6 +43,8 @@ through :meth:`Compressor.window_warnings`, which the measures turn into a
 from __future__ import annotations
 
 import abc
+import math
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import framing
@@ -46,6 +53,60 @@ from ..inputs import Data, as_bytes
 
 #: the joint codes a primed codec offers: C(X) + C(Y|X), or the compressed concatenation
 JOINT_MODES = ("two-part", "concat")
+#: the kinds of part a :class:`CodeParts` holds
+PART_UNITS = ("token", "block")
+
+
+@dataclass(frozen=True)
+class CodeParts:
+    """A code length split into consecutive parts of the input, in bits (:meth:`Compressor.code_parts`).
+
+    ``spans``
+        ``(start, end)`` byte offsets of each part in the input, in order and without gaps: the
+        first starts at 0, each starts where the one before ends, the last ends at ``len(input)``
+        (no parts for empty input). A part may be empty (a token that spells no whole byte).
+    ``bits``
+        Each part's code length, in bits.
+    ``unit``
+        ``"token"``: one part per token of a token model; exact: each part is a term of the code,
+        -log2 p of the token given everything before it (and the context, if any), so the parts add
+        up to ``bits(data)`` or ``conditional_bits(data, given)`` (to float rounding).
+        ``"block"``: blocks of ``block`` bytes (the last may be shorter) measured by incremental
+        compressed sizes, part k = C(input[:end_k]) - C(input[:end_{k-1}]); an approximation:
+        compressed sizes are not additive per block, so a part depends on where the cuts fall and
+        can be negative, but the sum telescopes to the code length of the whole input.
+    ``block``
+        Bytes per part for ``"block"``; None for ``"token"``.
+
+    Spans and bits are stored as tuples of ints and floats (lists and numpy arrays are converted).
+    """
+
+    spans: Tuple[Tuple[int, int], ...]
+    bits: Tuple[float, ...]
+    unit: str
+    block: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        spans = tuple((int(a), int(b)) for a, b in self.spans)
+        bits = tuple(float(b) for b in self.bits)
+        object.__setattr__(self, "spans", spans)
+        object.__setattr__(self, "bits", bits)
+        if self.unit not in PART_UNITS:
+            raise ValueError(f"unit must be one of {', '.join(PART_UNITS)}; got {self.unit!r}")
+        if (self.block is None) != (self.unit == "token"):
+            raise ValueError(f"block must be None for token parts and bytes per part for blocks; "
+                             f"got unit={self.unit!r}, block={self.block!r}")
+        if len(bits) != len(spans):
+            raise ValueError(f"{len(spans)} spans but {len(bits)} code lengths")
+        ends = [0] + [b for _, b in spans]
+        if any(a != e or b < a for (a, b), e in zip(spans, ends)):
+            raise ValueError("spans must cover the input in order, without gaps: each (start, end) starts "
+                             "where the one before ends, the first at 0")
+
+    @property
+    def total(self) -> float:
+        """The sum of the parts, in bits: the code length of the whole input."""
+        return math.fsum(self.bits)
 
 
 class Compressor(abc.ABC):
@@ -96,6 +157,35 @@ class Compressor(abc.ABC):
         ctx = as_bytes(context, name="context")
         base = self.bits(ctx)
         return [self.bits(ctx + as_bytes(d)) - base for d in datas]
+
+    def code_parts(self, data: Data, *, given: Optional[Data] = None, block: Optional[int] = None) -> CodeParts:
+        """The code length of ``data`` (given ``given``, if not None) split into parts: a :class:`CodeParts`.
+
+        This default splits ``data`` into blocks of ``block`` bytes (default
+        ``max(16, ceil(len(data) / 256))``: at most 256 parts) measured by incremental sizes of
+        prefixes, part k = C(data[:end_k]) - C(data[:end_{k-1}]) from :meth:`bits_many` of the
+        prefixes, or from :meth:`conditional_bits_many` of the prefixes given ``given``. The sums
+        telescope: they equal ``bits(data)`` and ``conditional_bits(data, given)`` (exactly for the
+        codecs, whose sizes are whole bytes). Cost: one compression of a prefix per block, about
+        ``len(data)**2 / (2 * block)`` bytes compressed in all (and ``given`` with each prefix,
+        where conditioning compresses it): keep ``data`` to some tens of kB, or raise ``block``.
+        Token models override this with exact per-token parts (``unit="token"``).
+        """
+        y = as_bytes(data, name="data")
+        if block is None:
+            block = max(16, -(-len(y) // 256))
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise ValueError(f"block must be a positive int (bytes per part), got {block!r}")
+        if not y:
+            return CodeParts(spans=(), bits=(), unit="block", block=block)
+        ends = list(range(block, len(y), block)) + [len(y)]
+        prefixes = [y[:e] for e in ends]
+        if given is None:
+            sizes = self.bits_many(prefixes)
+        else:
+            sizes = self.conditional_bits_many(prefixes, as_bytes(given, name="given"))
+        bits = [float(b - a) for a, b in zip([0.0] + list(sizes[:-1]), sizes)]
+        return CodeParts(spans=tuple(zip([0] + ends[:-1], ends)), bits=tuple(bits), unit="block", block=block)
 
     def window_warnings(self, n_bytes: int) -> List[str]:
         """Warnings for inputs of ``n_bytes`` in total that exceed what the codec can see at once."""

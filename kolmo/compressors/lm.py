@@ -6,7 +6,7 @@
 ``bits(data)`` is the *ideal* code length sum(-log2 p(token | previous tokens)) in bits, computed by
 the batched core (:mod:`kolmo.lm.loglik`) on the input in one piece (or in ``chunk_tokens`` chunks
 when that is set): ``bits_kind == "ideal"``. ``compress`` writes a real rANS-coded stream
-(:mod:`kolmo.lm.coding`), verified to decode before it is returned (``verify``). Its size is
+(:mod:`kolmo.lm.engine`), verified to decode before it is returned (``verify``). Its size is
 ``bits() / 8`` plus: 17 bytes of container and chunk table for a one-chunk stream of 1-16 kB, 8 bytes
 of coder state and about 3 bytes of table per chunk, 24-bit quantisation (a few thousandths of a
 bit per token), and the context each further chunk loses.
@@ -26,9 +26,9 @@ Settings (all in ``config``, which also pins the model file's SHA-256, dtype and
     Chunks coded together in lock-step: a coding step costs about the same for 1 or many chunks.
 ``verify`` (default True)
     Check every coded batch against a second run of the decoder's schedule; a chunk that would not
-    decode goes to the safe mode (:mod:`kolmo.lm.coding`). Doubles the time of ``compress``.
+    decode goes to the safe mode (:mod:`kolmo.lm.engine`). Doubles the time of ``compress``.
 ``kv_cache`` (default ``static`` on CUDA, ``dynamic`` on a CPU)
-    The coding schedule's KV cache (:func:`kolmo.lm.coding.new_cache`); part of the stream's config.
+    The coding schedule's KV cache (:meth:`kolmo.lm.loglik.Scorer.new_cache`); part of the stream's config.
 ``batch_tokens``
     Token budget per forward batch of the core (halved automatically on CUDA out-of-memory).
 
@@ -36,13 +36,13 @@ Conditioning (``conditional_method == "kv-cache"``): ``conditional_bits(y, x)`` 
 first and scores y's tokens after them; many y against one x reuse x's KV cache. X and Y are
 tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so the seam is coded once.
 
-Stream payload (inside kolmo's container, layout in :mod:`kolmo.framing`): the encoder's torch
-CPU thread count (CPU floats depend on it; the decoder uses the same, :mod:`kolmo.lm.threads`),
-the chunk table (token count, mode and, with several chunks, a 16-bit CRC of each chunk's bytes),
-the safe-mode chunks, then one rANS word stream per coder group. A stream decoded with another
-model, dtype, device type or coding setting is rejected by the container's config hash; one whose
-floats differ anyway (another library version, say) fails a chunk CRC, the coder's end check or
-the data CRC: all raise.
+Streams: kolmo's container around the language models' payload (:func:`kolmo.framing.pack_lm_payload`),
+coded by :class:`kolmo.lm.engine.Engine`: what the encoder's floats depended on (thread count, CPU
+kernel level, BLAS: :mod:`kolmo.lm.machine`), the chunk table, safe chunks and one rANS word
+stream per coder group. A stream from another model, dtype, device type or coding setting is
+rejected by the container's config hash, one whose floats would differ here by that record, before
+decoding (:class:`~kolmo.errors.StreamMismatchError`); one whose floats differ anyway fails a chunk
+CRC, the coder's end check or the data CRC: all raise.
 """
 
 from __future__ import annotations
@@ -52,14 +52,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .. import framing
-from ..errors import CorruptStreamError
+from .._version import __version__
 from ..inputs import Data, as_bytes
-from .base import Compressor
+from .base import CodeParts, Compressor
 
-
-_DIVERGED = ("Either the stream is corrupted, or this machine computes the model's probabilities with other "
-             "floats than the machine that encoded it (another GPU model, library version or thread count); "
-             "LMCompressor.diagnose(data) shows where two runs of the coding schedule diverge")
+RETIRED = "payload format 0 (kolmo 0.3: no version byte)"  # what streams without "payload" in their config have
 
 
 class LMCompressor(Compressor):
@@ -132,18 +129,17 @@ class LMCompressor(Compressor):
 
     @property
     def stream_config(self) -> Dict[str, Any]:
-        from ..lm.coding import PRECISION_BITS
+        from ..lm.schedule import PRECISION_BITS
         s = self.scorer
         return {"codec": "lm-rans", **self.loaded.fingerprint, "window": s.window, "stride": s.stride,
                 "chunk_tokens": self.chunk_tokens, "coder_batch": self.coder_batch,
-                "precision_bits": PRECISION_BITS, "start_id": s.start, "kv_cache": self.kv_cache}
+                "precision_bits": PRECISION_BITS, "start_id": s.start, "kv_cache": self.kv_cache,
+                "payload": framing.PAYLOAD_VERSION}
 
     @property
     def config(self) -> Dict[str, Any]:
         import torch
         import transformers
-
-        from .. import __version__
         return {**self.stream_config, "head": self.scorer.head_kind, "compile": self.scorer.compile,
                 "kolmo_version": __version__, "torch_version": torch.__version__,
                 "transformers_version": transformers.__version__}
@@ -214,87 +210,50 @@ class LMCompressor(Compressor):
         docs = [self.tokens(d) for d in datas]
         return [float(b.sum()) for b in self.scorer.score_with_context(ctx, docs)]
 
-    # -- real coding --------------------------------------------------------------------------------
-    def _coding_chunks(self, raw: bytes) -> List[np.ndarray]:
+    def code_parts(self, data: Data, *, given: Optional[Data] = None, block: Optional[int] = None) -> CodeParts:
+        """Per-token ideal code lengths of ``data`` (alone, or after ``given``'s tokens in the window),
+        each with the byte span its token spells: exact terms of ``bits`` / ``conditional_bits``."""
+        if block is not None:
+            raise ValueError(f"block applies to the codecs; the {self.name} compressor explains per token")
+        raw = as_bytes(data)
         ids = self.tokens(raw)
-        return self._chunks(ids, self.coding_chunk_tokens(len(ids)))
+        if given is None:
+            bits = self.token_bits(raw)
+        elif len(ids):
+            bits = self.scorer.score_with_context(self.tokens(as_bytes(given, name="given")), [ids])[0]
+        else:
+            bits = np.zeros(0)
+        from ..lm.tokens import token_spans
+        return CodeParts(spans=token_spans(self.loaded.tokenizer.decode, ids), bits=bits, unit="token")
+
+    # -- real coding --------------------------------------------------------------------------------
+    @property
+    def engine(self):
+        from ..lm.engine import Engine
+        return Engine(self.scorer, window=self.scorer.window, stride=self.scorer.stride, kv_cache=self.kv_cache,
+                      verify=self.verify, what="lm stream", label="kolmo lm", progress=self.progress)
 
     def compress(self, data: Data) -> bytes:
-        """A real range-coded (rANS) stream of ``data``; verified to decode when ``verify`` (the default)."""
-        from .. import progress
-        from ..lm.coding import LM, encode_group, groups, safe_code
-        from ..lm.threads import cpu_threads
+        """A real rANS-coded stream of ``data``; verified to decode when ``verify`` (the default)."""
         raw = as_bytes(data)
-        chunks = self._coding_chunks(raw)
-        tok = self.loaded.tokenizer
-        spelled = [tok.decode(c) for c in chunks]
-        total = sum(len(c) for c in chunks) * (2 if self.verify else 1)
-        modes = [LM] * len(chunks)
-        words = []
-        self.safe_chunks = []  # (chunk, first diverging token) of the last compress, for reports
-        with progress.bar(total, "kolmo lm: encoding", "tok", self.progress, min_total=256) as bar:
-            for group in groups([len(c) for c in chunks], self.coder_batch):
-                toks = np.stack([np.asarray(chunks[i], dtype=np.int64) for i in group])
-                code = encode_group(self.scorer, toks, self.verify, bar, self.kv_cache)
-                words.append(code.words)
-                for i, m in zip(group, code.modes):
-                    modes[i] = m
-                self.safe_chunks += [(group[j], k) for j, k in zip(
-                    [j for j, m in enumerate(code.modes) if m != LM], code.mismatches)]
-        table = [framing.LMChunk(len(c), m, framing.crc32(b) & 0xFFFF) for c, m, b in zip(chunks, modes, spelled)]
-        safe = [safe_code(b) for b, m in zip(spelled, modes) if m != LM]
+        ids = self.tokens(raw)
+        engine = self.engine
+        payload = engine.compress_chunks(ids, self.coding_chunk_tokens(len(ids)), self.coder_batch)
+        self.safe_chunks = engine.safe  # (chunk, first diverging token) of the last compress, for reports
         # no stream CRC: the decoder checks the chunk table, every chunk, the coder's end and the data
-        payload = framing.pack_lm_payload(table, words, safe, threads=cpu_threads(self.loaded.device))
         return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
 
     def decompress(self, blob: bytes) -> bytes:
-        from ..lm.threads import using_threads
-        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config)
-        threads = framing.lm_payload_threads(frame.payload)
-        with using_threads(threads, self.loaded.device):
-            return self._decode(frame)
-
-    def _decode(self, frame) -> bytes:
-        from .. import progress
-        from ..lm.coding import LM, decode_group, groups, safe_decode
-        table, words, safe = framing.unpack_lm_payload(
-            frame.payload, lambda lengths: len(groups(lengths, self.coder_batch)))
-        if sum(c.tokens for c in table) > frame.length:  # every token spells at least one byte
-            raise CorruptStreamError("lm stream: the chunk table announces more tokens than the data has bytes")
-        tok = self.loaded.tokenizer
-        known: Dict[int, np.ndarray] = {}
-        spelled: Dict[int, bytes] = {}
-        for i, b in zip([i for i, c in enumerate(table) if c.mode != LM], safe):
-            spelled[i] = safe_decode(b)
-            known[i] = tok.encode(spelled[i])
-            if len(known[i]) != table[i].tokens:
-                raise CorruptStreamError(f"lm stream: safe-mode chunk {i} does not match its token count")
-        with progress.bar(sum(c.tokens for c in table), "kolmo lm: decoding", "tok", self.progress,
-                          min_total=256) as bar:
-            for group, group_words in zip(groups([c.tokens for c in table], self.coder_batch), words):
-                n = table[group[0]].tokens
-                given = np.zeros((len(group), n), dtype=np.int64)
-                for j, i in enumerate(group):
-                    if i in known:
-                        given[j] = known[i]
-                try:
-                    toks = decode_group(self.scorer, n, [table[i].mode for i in group], group_words, given, bar,
-                                        self.kv_cache)
-                except CorruptStreamError as exc:
-                    raise CorruptStreamError(
-                        f"lm stream: the coder of chunks {group[0]}..{group[-1]} did not end where it began ({exc}). "
-                        f"{_DIVERGED}") from None
-                for j, i in enumerate(group):
-                    if i not in spelled:
-                        spelled[i] = tok.decode(toks[j])
-        out = [spelled[i] for i in range(len(table))]
-        if len(table) > 1:
-            for i, (b, c) in enumerate(zip(out, table)):
-                if framing.crc32(b) & 0xFFFF != c.crc16:
-                    raise CorruptStreamError(f"lm stream: chunk {i} fails its CRC check. {_DIVERGED}")
-        return framing.check_output(frame, b"".join(out))
+        old = {k: v for k, v in self.stream_config.items() if k != "payload"}
+        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config,
+                               retired={RETIRED: old})
+        return framing.check_output(frame, self.engine.decompress_chunks(frame.payload, frame.length,
+                                                                         self.coder_batch))
 
     def diagnose(self, data: Data):
         """Run the coding schedule of ``data`` twice and report where the probabilities first differ."""
-        from ..lm.coding import diagnose
-        return diagnose(self.scorer, self._coding_chunks(as_bytes(data)), self.coder_batch, self.kv_cache)
+        return self.engine.diagnose(self._coding_chunks(as_bytes(data)), self.coder_batch)
+
+    def _coding_chunks(self, raw: bytes) -> List[np.ndarray]:
+        ids = self.tokens(raw)
+        return self._chunks(ids, self.coding_chunk_tokens(len(ids)))

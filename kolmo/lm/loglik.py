@@ -56,6 +56,7 @@ import torch
 
 from ..errors import KolmoError
 from .head import CompiledOrEager, Head, is_oom, make_head
+from .quantize import with_virtual
 from .tokens import VIRTUAL_MASS
 
 LN2 = math.log(2.0)
@@ -197,6 +198,31 @@ class Scorer:
     def tensor(self, ids: np.ndarray) -> torch.Tensor:
         """Token ids as the model reads them (virtual byte tokens replaced), on the device."""
         return torch.from_numpy(np.ascontiguousarray(self.tokenizer.model_input(ids))).to(self.device)
+
+    # -- the step model of kolmo.lm.schedule (real coding) --------------------------------------------
+    def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
+        return self.forward(self.lm, ids, past=past, use_cache=use_cache)
+
+    def step_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """float32 softmax of the head's logits, virtual byte symbols appended: (B, A) on the device."""
+        return with_virtual(torch.softmax(self.head.logits(h), dim=-1), self.n_virtual)
+
+    def new_cache(self, kind: str, length: int):
+        """A KV cache for one window of ``length`` positions: ``static`` preallocates it (transformers'
+        StaticCache: no reallocation or copy per step, fixed shapes for every step of the window);
+        ``dynamic`` (None) lets the model grow one by concatenation."""
+        if kind == "dynamic":
+            return None
+        if kind != "static":
+            raise ValueError(f"kv_cache must be 'static' or 'dynamic', got {kind!r}")
+        from transformers import StaticCache
+        return StaticCache(config=self.lm.config, max_cache_len=length)
+
+    def encode(self, data: bytes) -> np.ndarray:
+        return self.tokenizer.encode(data)
+
+    def decode(self, ids) -> bytes:
+        return self.tokenizer.decode(ids)
 
     def _model_bits(self, h: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
         """The head's bits of ``targets`` (virtual ones read as token 0): float64 on the device."""

@@ -20,42 +20,37 @@ Context: block k is scored, and trained on, in the windows of
 :func:`kolmo.lm.loglik.plan_windows` ``(e_k, s_k, window, stride)``: with ``B <= stride`` that is one
 window of ``window`` tokens ending at ``e_k``, so each token sees at least ``window - B`` tokens.
 
-Three modes of :meth:`Prequential.run`, all with the same training:
+Two modes of :meth:`Prequential.run`, both with the same training:
 
 ``ideal``   block bits from one full forward pass per window (the forward pass of the first
             optimizer step, so scoring is free when ``steps >= 1``): ``Compressor.bits``.
-``encode`` / ``decode``  the decoder's schedule: per window one prefill forward pass over its
-            known context, then one single-token step with a KV cache per token, each step's
-            float32 logits -> softmax -> float64 -> range coder. The encoder runs exactly the
-            decoder's computation, so their floats match bit for bit; then both train on the same
-            tensors in the same order. ``on_block`` (the decoder's CRC check) runs before training.
+``code``    ``on_block(k, s, e)`` codes (or decodes into ``seq``) block k before the model learns
+            from it: :class:`kolmo.lm.engine.Engine` runs the decoder's step schedule there.
 
 Learners (:class:`HFLearner` here, :class:`kolmo.lm.scratch.ScratchLearner`) provide ``start``
 (the id read at position 0), ``alphabet`` (coding symbols), ``device``, ``max_positions``,
 ``module`` (the torch model being trained), ``named_trainable()`` and ``initial`` (theta_0 by
 name), ``encode``/``decode`` (bytes <-> ids), ``tensor(ids)`` (model input), ``hidden(ids, past,
 use_cache)`` (hidden states and KV cache), ``target_logp(h, targets)`` (ln p, differentiable) and
-``probs(h)`` (float64 distributions for the coder); optionally ``sparse_names`` (parameters with
-sparse gradients, updated lazily).
+``step_probs(h)`` (the coder's distributions, on the device) and ``new_cache(kind, length)`` (the
+step models of :mod:`kolmo.lm.schedule`); optionally ``sparse_names`` (parameters with sparse
+gradients, updated lazily).
 
 Determinism: no dropout, no sampling, initialisation from a seeded generator. torch's CPU kernels
 give the same floats for the same shapes and the same thread count; another thread count,
-device, library version or a CUDA kernel with atomics may not, which the stream's per-block
-CRC-32 detects (decoding raises instead of returning wrong bytes).
+device, kernel level, library version or a CUDA kernel with atomics may not: streams record what
+the floats depended on (:mod:`kolmo.lm.machine`), and decoding raises instead of returning wrong bytes.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import struct
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from ..errors import CorruptStreamError
-from ..framing import read_varint, varint
 from .loglik import base_forward, plan_windows
 from .quantize import with_virtual
 from .tokens import VIRTUAL_MASS
@@ -63,6 +58,13 @@ from .tokens import VIRTUAL_MASS
 LN2 = math.log(2.0)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 TRAIN_ON = ("block", "window")
+
+
+def new_dynamic_cache(kind: str):
+    """Learners grow their KV cache (None); a preallocated one is the frozen "lm"'s option."""
+    if kind != "dynamic":
+        raise ValueError(f"lm-online's learners code with a dynamic KV cache, got kv_cache={kind!r}")
+    return None
 
 
 class HFLearner:
@@ -125,8 +127,12 @@ class HFLearner:
         const = torch.full_like(lp, math.log(VIRTUAL_MASS / self.n_virtual))
         return torch.where(torch.from_numpy(virtual).to(self.device), const, lp)
 
-    def probs(self, h: torch.Tensor) -> np.ndarray:
-        return with_virtual(torch.softmax(self._logits(h), dim=-1), self.n_virtual).cpu().numpy()
+    def step_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """The coder's (B, A) distributions over the coding alphabet, on the device."""
+        return with_virtual(torch.softmax(self._logits(h), dim=-1), self.n_virtual)
+
+    def new_cache(self, kind: str, length: int):
+        return new_dynamic_cache(kind)
 
 
 def make_optimizers(name: str, dense, sparse, *, lr: float, weight_decay: float,
@@ -204,29 +210,30 @@ class Prequential:
 
     # -- the schedule -----------------------------------------------------------------------------
     def run(self, seq: np.ndarray, *, first_block: int = 0, stop_block: Optional[int] = None, mode: str = "ideal",
-            coder=None, on_block: Optional[Callable[[int, int, int], None]] = None, bar=None) -> List[float]:
+            on_block: Optional[Callable[[int, int, int], None]] = None, bar=None, per_token: bool = False) -> list:
         """Bits of blocks ``first_block .. stop_block - 1`` (default: to the end) of ``seq``
         ([start] + tokens), learning after each but the input's last; with ``stop_block`` given the
         run is to be continued, so it learns after every block.
 
-        ``mode`` is ``ideal``, ``encode`` or ``decode`` (module docstring). In ``decode`` mode
-        ``seq[1:]`` is filled in place; ``on_block(k, s, e)`` runs after block k is coded, before
-        training on it. The engine continues from its current state (call :meth:`reset` first).
+        ``mode`` is ``ideal`` or ``code`` (module docstring; in ``code`` mode ``on_block(k, s, e)``
+        codes block k and the bits returned are 0). ``per_token``: each block's bits as an array
+        of its tokens' bits. The engine continues from its current state (call :meth:`reset` first).
         """
+        if mode not in ("ideal", "code"):
+            raise ValueError(f"mode must be 'ideal' or 'code', got {mode!r}")
         blocks = self.blocks(len(seq) - 1)
-        out: List[float] = []
+        out: list = []
         for k in range(first_block, len(blocks) if stop_block is None else stop_block):
             s, e = blocks[k]
             learn = self.steps > 0 and (stop_block is not None or k + 1 < len(blocks))
             if mode == "ideal":
                 bits = self._train(seq, s, e, score=True) if learn else self._score(seq, s, e)
             else:
-                bits = self._code(seq, s, e, coder, decode=(mode == "decode"))
-                if on_block is not None:
-                    on_block(k, s, e)
+                on_block(k, s, e)
+                bits = np.zeros(e - s)
                 if learn:
                     self._train(seq, s, e, score=False)
-            out.append(bits)
+            out.append(bits if per_token else float(bits.sum()))
             if bar is not None:
                 bar.update(e - s)
         return out
@@ -235,25 +242,27 @@ class Prequential:
         for p in self.params:
             p.grad = None
 
-    def _windows(self, s: int, e: int):
+    def windows(self, s: int, e: int):
+        """The windows (begin, split, end) that score, code and train block [s, e)."""
         return plan_windows(e, s, self.window, self.stride)
 
     @torch.inference_mode()
-    def _score(self, seq: np.ndarray, s: int, e: int) -> float:
+    def _score(self, seq: np.ndarray, s: int, e: int) -> np.ndarray:
+        """Bits of each token of block [s, e) under the current weights (float64)."""
         net = self.learner
-        total = 0.0
-        for b, split, end in self._windows(s, e):
+        parts = []
+        for b, split, end in self.windows(s, e):
             h, _ = net.hidden(net.tensor(seq[b:end])[None])
-            total -= float(net.target_logp(h[0, split - b - 1:end - b - 1], seq[split:end]).double().sum())
-        return total / LN2
+            parts.append(-net.target_logp(h[0, split - b - 1:end - b - 1], seq[split:end]).double().cpu().numpy())
+        return np.concatenate(parts) / LN2
 
-    def _train(self, seq: np.ndarray, s: int, e: int, *, score: bool) -> Optional[float]:
-        """``steps`` optimizer steps on block [s, e); with ``score``, the block's bits under the
-        weights before the first step (from that step's forward pass)."""
+    def _train(self, seq: np.ndarray, s: int, e: int, *, score: bool) -> Optional[np.ndarray]:
+        """``steps`` optimizer steps on block [s, e); with ``score``, the bits of the block's tokens
+        under the weights before the first step (from that step's forward pass)."""
         net = self.learner
-        windows = self._windows(s, e)
+        windows = self.windows(s, e)
         n_train = sum(end - (split if self.train_on == "block" else b + 1) for b, split, end in windows)
-        bits = 0.0
+        parts = []
         for step in range(self.steps):
             self._zero_grad()
             for b, split, end in windows:
@@ -261,37 +270,14 @@ class Prequential:
                 first = split if self.train_on == "block" else b + 1  # the targets trained on
                 logp = net.target_logp(h[0, first - b - 1:end - b - 1], seq[first:end])
                 if step == 0 and score:
-                    bits -= float(logp[split - first:].detach().double().sum()) / LN2
+                    parts.append(-logp[split - first:].detach().double().cpu().numpy() / LN2)
                 (-logp.sum() / n_train).backward()
             if self.grad_clip:
                 clip_grad_norm(self.params, self.grad_clip)
             for o in self.opts:
                 o.step()
         self._zero_grad()
-        return bits if score else None
-
-    @torch.inference_mode()
-    def _code(self, seq: np.ndarray, s: int, e: int, coder, *, decode: bool) -> float:
-        """Range-code (or decode into ``seq``) block [s, e) on the decoder's step-wise schedule."""
-        import constriction
-        family = constriction.stream.model.Categorical(perfect=False)
-        net = self.learner
-        bits = 0.0
-        for b, split, end in self._windows(s, e):
-            h, cache = net.hidden(net.tensor(seq[b:split])[None], use_cache=True)
-            h = h[:, -1]
-            for p in range(split, end):
-                probs = net.probs(h)  # (1, A) float64
-                if decode:
-                    seq[p] = int(np.asarray(coder.decode(family, probs))[0])
-                else:
-                    coder.encode(np.array([seq[p]], dtype=np.int32), family, probs)
-                bits -= math.log2(max(probs[0, seq[p]], 1e-300))
-                if p + 1 < end:
-                    h, cache = net.hidden(net.tensor(seq[p:p + 1])[None], past=cache, use_cache=True)
-                    h = h[:, -1]
-        return bits
-
+        return np.concatenate(parts) if score else None
 
 def common_blocks(a: Sequence[int], b: Sequence[int], block_tokens: int) -> int:
     """Number of whole leading blocks that token sequences ``a`` and ``b`` share exactly."""
@@ -301,31 +287,17 @@ def common_blocks(a: Sequence[int], b: Sequence[int], block_tokens: int) -> int:
     return same // block_tokens
 
 
-# -- stream payload -------------------------------------------------------------------------------
-def pack_payload(n_tokens: int, crcs: Sequence[int], words: np.ndarray, threads: int = 0) -> bytes:
-    """The lm-online payload (inside kolmo's container; varints are unsigned LEB128)::
-
-        u8      torch's CPU thread count while encoding (1..255; 0: not on the CPU), which CPU
-                reductions, hence the floats, can depend on: the decoder uses the same
-        varint  number of tokens N (the blocks follow from N and ``block_tokens``)
-        K x     u32 CRC-32 of each block's bytes, K = ceil(N / block_tokens)
-        ...     one range-coder stream (constriction, 32-bit words, 24-bit probabilities), u32 LE
-    """
-    if not 0 <= threads <= 255:
-        raise ValueError(f"threads must be 0..255, got {threads}")
-    return bytes([threads]) + varint(n_tokens) + struct.pack(f"<{len(crcs)}I", *crcs) + np.asarray(words, dtype="<u4").tobytes()
-
-
-def unpack_payload(payload: bytes, length: int, n_blocks: Callable[[int], int]):
-    """Inverse of :func:`pack_payload`: (N, block CRCs, uint32 words, threads). ``length`` is the
-    data's size in bytes (each token spells at least one byte); ``n_blocks(N)`` the number of blocks."""
-    if not payload:
-        raise CorruptStreamError("lm-online stream: its payload is empty (truncated)")
-    threads = payload[0]
-    n, pos = read_varint(payload, 1, "lm-online stream: its token count")
-    k = n_blocks(n) if n <= length else -1
-    if k < 0 or len(payload) < pos + 4 * k or (len(payload) - pos) % 4:
-        raise CorruptStreamError("lm-online stream: its token count, block table and coded words do not fit "
-                                 "together (truncated or corrupted)")
-    crcs = struct.unpack_from(f"<{k}I", payload, pos)
-    return n, crcs, np.frombuffer(payload, dtype="<u4", offset=pos + 4 * k).astype(np.uint32), threads
+def shared_runs(engine: Prequential, seqs: Sequence[np.ndarray], bar=None) -> List[float]:
+    """Ideal code lengths of sequences ([start] + tokens) that may share a prefix: the engine
+    trains through their common whole blocks once, then continues each from a copy of the weights
+    and optimizer state (the same floats as a run from the start)."""
+    shared = min(common_blocks(seqs[0][1:], s[1:], engine.block_tokens) for s in seqs) if len(seqs) > 1 else 0
+    engine.reset()
+    head = engine.run(seqs[0], stop_block=shared, bar=bar) if shared else []
+    snap = engine.snapshot() if shared and len(seqs) > 1 else None
+    out = []
+    for j, seq in enumerate(seqs):
+        if j:
+            engine.restore(snap) if snap is not None else engine.reset()
+        out.append(float(sum(head + engine.run(seq, first_block=shared, bar=bar))))
+    return out

@@ -168,6 +168,10 @@ class ScratchLearner:
         lp = torch.log_softmax(self.module.head(h).float(), dim=-1)
         return lp.gather(1, self.tensor(targets)[:, None])[:, 0]
 
-    def probs(self, h: torch.Tensor) -> np.ndarray:
-        """Next-byte distributions (n, 256) as float64, for the range coder."""
-        return torch.softmax(self.module.head(h).float(), dim=-1).double().cpu().numpy()
+    def step_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """Next-byte distributions (n, 256), float32 on the device, for the coder's tables."""
+        return torch.softmax(self.module.head(h).float(), dim=-1)
+
+    def new_cache(self, kind: str, length: int):
+        from .online import new_dynamic_cache
+        return new_dynamic_cache(kind)

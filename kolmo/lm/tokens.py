@@ -124,3 +124,10 @@ class ByteTokenizer:
         """The bytes that ``ids`` spell (exact inverse of :meth:`encode`)."""
         table = self.id_bytes
         return b"".join(table[int(i)] for i in ids)
+
+
+def token_spans(decode, ids, start: int = 0):
+    """(start, end) byte offsets of each token in the bytes that ``ids`` spell (``decode([id])``
+    gives a token's bytes), the first starting at ``start``."""
+    ends = np.cumsum([len(decode([int(t)])) for t in ids], dtype=np.int64) + start
+    return list(zip(np.concatenate([[start], ends[:-1]]).tolist(), ends.tolist())) if len(ends) else []

@@ -1,0 +1,256 @@
+"""The one language-model coding engine: segments, verification, safe mode and the payload.
+
+Both language-model compressors code token ids through :class:`Engine`, on the decoder's step
+schedule (:mod:`kolmo.lm.schedule`), with one rANS coder and one payload layout
+(:func:`kolmo.framing.pack_lm_payload`). The input's tokens are cut into *segments*:
+
+``chunks`` (``lm``, :meth:`Engine.compress_chunks`)
+    independent pieces of ``segment`` tokens, each restarting its context; equally long chunks are
+    grouped (stable order) into batches of at most ``coder_batch`` and coded in lock-step, one rANS
+    word stream per group. Several chunks carry a CRC-16 each, so a failure names its chunk.
+``blocks`` (``lm-online``, :meth:`Engine.compress_blocks`)
+    the blocks of :class:`kolmo.lm.online.Prequential`, coded one after another in one rANS
+    stream, with the model learning from each block after it is coded (the decoder replays it).
+
+**Verification** (``verify=True``): the encoder's floats must be the decoder's, and on a GPU they
+may not be (kernels picked by shape, workspace or alignment). So the encoder runs the decoder's
+schedule of each group or block a second time, teacher-forced with the known tokens, and compares
+every token's interval. This is equivalent to decoding it: a decoder finds token ``t`` from a slot
+in ``[start_t, start_t + f_t)`` exactly when its table gives ``t`` that same interval (a table's
+intervals are disjoint), and its rANS state then updates exactly as the encoder's did, so by
+induction every token decodes. A segment that differs anywhere goes to the **safe mode**: its
+bytes, deflated, are stored instead (the decoder still trains on a safe block; a safe chunk still
+runs in its group, so the others keep the batch shape they were verified with). Learning itself
+is not run twice: on a CPU it repeats the same operations in the same order; what a decoder's
+floats depend on beyond that is recorded in the payload (:mod:`kolmo.lm.machine`) and checked
+before decoding.
+
+A stream decoded where the floats differ anyway fails the coder's end check, a chunk CRC or the
+data CRC: :class:`~kolmo.errors.CorruptStreamError`, never wrong bytes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import framing
+from ..errors import CorruptStreamError
+from . import machine
+from .loglik import plan_windows
+from .rans import BatchDecoder
+from .schedule import PRECISION_BITS, decode, intervals, rans_words
+
+LM, SAFE = 0, 1  # segment modes
+
+DIVERGED = ("Either the stream is corrupted, or this machine computes the model's probabilities with other "
+            "floats than the machine that encoded it (another GPU model or library version); "
+            "diagnose(data) shows where two runs of the coding schedule diverge")
+
+
+def groups(lengths: Sequence[int], coder_batch: int) -> List[List[int]]:
+    """Chunk indices grouped by equal length (in order of first appearance), at most coder_batch each."""
+    by_len: dict = {}
+    for i, n in enumerate(lengths):
+        by_len.setdefault(n, []).append(i)
+    out = []
+    for idx in by_len.values():
+        out += [idx[k:k + coder_batch] for k in range(0, len(idx), coder_batch)]
+    return out
+
+
+def safe_code(data: bytes) -> bytes:
+    """The safe mode's payload for one segment: its bytes, deflated (always decodes)."""
+    return zlib.compress(data, 9)
+
+
+def safe_decode(payload: bytes, what: str) -> bytes:
+    try:
+        return zlib.decompress(payload)
+    except zlib.error as exc:
+        raise CorruptStreamError(f"{what}: a safe segment does not inflate ({exc}): the stream is corrupted") from None
+
+
+class Engine:
+    """Codes a step model's tokens (module docstring). ``model``: a step model of
+    :mod:`kolmo.lm.schedule` with ``encode(bytes) -> ids`` and ``decode(ids) -> bytes`` besides."""
+
+    def __init__(self, model, *, window: int, stride: int, kv_cache: str = "dynamic", verify: bool = True,
+                 what: str = "lm stream", label: str = "kolmo lm", progress=None):
+        self.model, self.window, self.stride = model, window, stride
+        self.kv_cache, self.verify, self.what = kv_cache, verify, what
+        self.label, self.progress = label, progress
+        self.safe: List[Tuple[int, int]] = []  # (segment, first differing step) of the last compress
+
+    # -- shared -------------------------------------------------------------------------------------
+    def _bar(self, tokens: int, encoding: bool):
+        from .. import progress
+        total = tokens * (2 if encoding and self.verify else 1)
+        return progress.bar(total, f"{self.label}: {'encoding' if encoding else 'decoding'}", "tok", self.progress,
+                            min_total=256)
+
+    def _code(self, seqs: np.ndarray, windows, bar) -> Tuple[Tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """Intervals of the rows of ``seqs``, and each row's first step that verification saw differ (-1)."""
+        got = intervals(self.model, seqs, windows, self.kv_cache, bar)
+        bad = np.full(seqs.shape[0], -1)
+        if self.verify and got[0].size:
+            again = intervals(self.model, seqs, windows, self.kv_cache, bar)
+            differ = (again[0] != got[0]) | (again[1] != got[1])
+            rows = np.flatnonzero(differ.any(axis=0))
+            bad[rows] = differ[:, rows].argmax(axis=0)
+        return got, bad
+
+    def _payload(self, n: int, segment: int, modes: Sequence[int], spelled: Callable[[int], bytes],
+                 words: Sequence[np.ndarray], crcs: bool) -> bytes:
+        safe = tuple(i for i, m in enumerate(modes) if m == SAFE)
+        rec = machine.current(self.model.device).to_bytes(framing.PAYLOAD_VERSION)
+        crc16 = tuple(framing.crc32(spelled(i)) & 0xFFFF for i in range(len(modes))) if crcs else None
+        return framing.pack_lm_payload(framing.LMPayload(rec, n, segment if segment < n else 0, safe,
+                                                         tuple(safe_code(spelled(i)) for i in safe), crc16,
+                                                         tuple(words)))
+
+    def _unpack(self, payload: bytes, length: int, n_groups: Callable) -> framing.LMPayload:
+        p = framing.unpack_lm_payload(payload, length, n_groups, self.what)
+        machine.check(machine.FloatRecord.from_bytes(p.machine), self.model.device, f"this {self.what}")
+        return p
+
+    def _known(self, p: framing.LMPayload, lengths: Sequence[int]) -> Dict[int, np.ndarray]:
+        known = {}
+        for i, b in zip(p.safe, p.safe_data):
+            known[i] = self.model.encode(safe_decode(b, self.what))
+            if len(known[i]) != lengths[i]:
+                raise CorruptStreamError(f"{self.what}: safe segment {i} does not match its token count")
+        return known
+
+    def _rows(self, toks: Sequence[np.ndarray]) -> np.ndarray:
+        n = len(toks[0])
+        seqs = np.zeros((len(toks), n + 1), dtype=np.int64)
+        seqs[:, 0] = self.model.start
+        for j, t in enumerate(toks):
+            seqs[j, 1:] = t
+        return seqs
+
+    # -- chunks in lock-step (lm) ---------------------------------------------------------------------
+    def compress_chunks(self, ids: np.ndarray, segment: int, coder_batch: int) -> bytes:
+        """The payload of ``ids`` cut into chunks of ``segment`` tokens, coded in lock-step."""
+        n = len(ids)
+        chunks = [ids[i:i + segment] for i in range(0, n, segment)] if n else []
+        modes, words, self.safe = [LM] * len(chunks), [], []
+        with self._bar(n, True) as bar:
+            self._chunk_groups(chunks, coder_batch, modes, words, bar)
+        spelled = [self.model.decode(c) for c in chunks]
+        return self._payload(n, segment, modes, spelled.__getitem__, words, crcs=len(chunks) > 1)
+
+    def _chunk_groups(self, chunks, coder_batch: int, modes: List[int], words: list, bar) -> None:
+        for group in groups([len(c) for c in chunks], coder_batch):
+            seqs = self._rows([chunks[i] for i in group])
+            (starts, freqs), bad = self._code(seqs, plan_windows(seqs.shape[1], 1, self.window, self.stride), bar)
+            ok = bad < 0
+            for j in np.flatnonzero(~ok):
+                modes[group[j]] = SAFE
+                self.safe.append((group[j], int(bad[j])))
+            words.append(rans_words([(starts[:, ok], freqs[:, ok])], int(ok.sum())))
+
+    def decompress_chunks(self, payload: bytes, length: int, coder_batch: int) -> bytes:
+        p = self._unpack(payload, length, lambda lengths: len(groups(lengths, coder_batch)))
+        lengths = p.lengths
+        known = self._known(p, lengths)
+        out: Dict[int, np.ndarray] = dict(known)
+        threads = machine.FloatRecord.from_bytes(p.machine).threads
+        with machine.using_threads(threads, self.model.device), self._bar(p.n_tokens, False) as bar:
+            for group, words in zip(groups(lengths, coder_batch), p.words):
+                n = lengths[group[0]]
+                seqs = self._rows([known.get(i, np.zeros(n, dtype=np.int64)) for i in group])
+                active = np.array([i not in known for i in group])
+                try:
+                    dec = BatchDecoder(words, int(active.sum()), PRECISION_BITS)
+                    if active.any():
+                        decode(self.model, seqs, plan_windows(n + 1, 1, self.window, self.stride), dec, active,
+                               self.kv_cache, bar)
+                    dec.check_end()
+                except (CorruptStreamError, ValueError) as exc:
+                    raise CorruptStreamError(f"{self.what}: the coder of chunks {group[0]}..{group[-1]} did not "
+                                             f"end where it began ({exc}). {DIVERGED}") from None
+                for j, i in enumerate(group):
+                    out[i] = seqs[j, 1:]
+        spelled = [self.model.decode(out[i]) for i in range(len(lengths))]
+        if p.crc16 is not None:
+            for i, (b, c) in enumerate(zip(spelled, p.crc16)):
+                if framing.crc32(b) & 0xFFFF != c:
+                    raise CorruptStreamError(f"{self.what}: chunk {i} fails its CRC check. {DIVERGED}")
+        return b"".join(spelled)
+
+    # -- blocks with learning (lm-online) -------------------------------------------------------------
+    def compress_blocks(self, ids: np.ndarray, prequential) -> bytes:
+        """The payload of ``ids`` coded block by block while ``prequential`` learns (it is reset)."""
+        seq = np.concatenate([[self.model.start], ids]).astype(np.int64)
+        coded: List[Tuple[np.ndarray, np.ndarray]] = []
+        modes: List[int] = []
+        self.safe = []
+
+        def code(k: int, s: int, e: int) -> None:
+            (starts, freqs), bad = self._code(seq[None], prequential.windows(s, e), bar)
+            modes.append(LM if bad[0] < 0 else SAFE)
+            if bad[0] < 0:
+                coded.append((starts, freqs))
+            else:
+                self.safe.append((k, int(bad[0])))
+
+        prequential.reset()
+        with self._bar(len(ids), True) as bar:
+            prequential.run(seq, mode="code", on_block=code)
+        blocks = prequential.blocks(len(ids))
+        words = rans_words(coded, 1) if coded else np.zeros(0, dtype=np.uint32)
+        spell = lambda k: self.model.decode(seq[blocks[k][0]:blocks[k][1]])  # noqa: E731
+        return self._payload(len(ids), prequential.block_tokens, modes, spell, [words], crcs=False)
+
+    def decompress_blocks(self, payload: bytes, length: int, prequential) -> bytes:
+        p = self._unpack(payload, length, lambda lengths: 1 if lengths else 0)
+        blocks = prequential.blocks(p.n_tokens)
+        if [e - s for s, e in blocks] != p.lengths:
+            raise CorruptStreamError(f"{self.what}: its blocks of {p.segment} tokens are not this compressor's "
+                                     f"blocks of {prequential.block_tokens}: the stream is corrupted")
+        known = self._known(p, p.lengths)
+        seq = np.zeros(p.n_tokens + 1, dtype=np.int64)
+        seq[0] = self.model.start
+        try:
+            dec = BatchDecoder(p.words[0] if p.words else np.zeros(0, dtype=np.uint32), 1, PRECISION_BITS)
+
+            def code(k: int, s: int, e: int) -> None:
+                if k in known:
+                    seq[s:e] = known[k]
+                else:
+                    decode(self.model, seq[None], prequential.windows(s, e), dec, np.array([True]),
+                           self.kv_cache, bar)
+
+            threads = machine.FloatRecord.from_bytes(p.machine).threads
+            with machine.using_threads(threads, self.model.device), self._bar(p.n_tokens, False) as bar:
+                prequential.reset()
+                prequential.run(seq, mode="code", on_block=code)
+            dec.check_end()
+        except (CorruptStreamError, ValueError) as exc:
+            raise CorruptStreamError(f"{self.what}: the coder did not end where it began ({exc}). {DIVERGED}") from None
+        return self.model.decode(seq[1:])
+
+    # -- diagnostics ----------------------------------------------------------------------------------
+    def diagnose(self, chunks: Sequence[np.ndarray], coder_batch: int):
+        """Run every group's schedule twice, teacher-forced, and report where the tables first differ."""
+        from .schedule import Divergence, compare_runs
+        max_p, max_f, n_steps = 0.0, 0, 0
+        first: Optional[Tuple[int, int]] = None
+        for group in groups([len(c) for c in chunks], coder_batch):
+            seqs = self._rows([chunks[i] for i in group])
+            if seqs.shape[1] < 2:
+                continue
+            dp, df, differ = compare_runs(self.model, seqs, plan_windows(seqs.shape[1], 1, self.window, self.stride),
+                                          self.kv_cache)
+            n_steps += differ.size
+            max_p, max_f = max(max_p, dp), max(max_f, df)
+            if first is None and differ.any():
+                k, j = np.argwhere(differ)[0]
+                first = (group[int(j)], int(k))
+        return Divergence(identical=max_p == 0.0 and max_f == 0, chunk=None if first is None else first[0],
+                          step=None if first is None else first[1], max_prob_diff=max_p, max_freq_diff=max_f,
+                          steps_compared=n_steps)

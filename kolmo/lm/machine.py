@@ -1,0 +1,177 @@
+"""What a CPU's floats depend on, recorded in every language-model stream (3 bytes).
+
+A language-model stream decodes only where the decoder computes the model's probabilities with
+the same floats as the encoder. On the same model, dtype and library versions (the stream's
+configuration pins those), a CPU's floats still depend on:
+
+* torch's intra-op **thread count**: kernels split their sums by thread (a stream written with 2
+  threads failed to decode with 1);
+* ATen's **CPU kernel level** (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512,
+  ...; the environment variable ``ATEN_CPU_CAPABILITY`` lowers it, read once per process):
+  vectorised kernels of other widths sum in other orders (a stream written under AVX2 failed its
+  check under AVX-512 on the same Intel machine);
+* the **BLAS** that computes matrix products (MKL in torch's x86 builds) and the code path it picks
+  from the CPU's vendor and instruction set (``MKL_ENABLE_INSTRUCTIONS`` caps it, ``MKL_CBWR``
+  pins it).
+
+:func:`current` reads these as a :class:`FloatRecord`; streams store it (``to_bytes``, not in the
+configuration, so the results cache does not split per machine). The decoder runs with the
+recorded thread count (:func:`using_threads`) and refuses a stream whose kernel level or BLAS path
+differs from its own *before* decoding, with :class:`~kolmo.errors.StreamMismatchError` naming
+both and the process settings that reproduce the encoder's (:meth:`FloatRecord.settings`): a
+process started with them decodes the stream (``kolmo decompress`` restarts itself so where the
+CPU allows it). On a GPU the record is all zeros: the device type and dtype are in the
+configuration, and verification proves a stream decodes where it was made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Dict
+
+from ..errors import StreamMismatchError
+
+#: ATen CPU kernel levels by code (0: not on a CPU; 31: a level this kolmo does not know)
+LEVELS = ("", "DEFAULT", "AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX", "ZVECTOR", "VSX",
+          "SVE128", "SVE256", "NEON")
+_OTHER = 31
+#: BLAS libraries, CPU vendors and instruction sets of the BLAS byte (2 + 2 + 4 bits)
+BLAS = ("", "mkl", "other")
+VENDORS = ("", "Intel", "AMD", "other")
+ISAS = ("", "SSE4.2", "AVX", "AVX2", "AVX512", "other")
+_MKL_ISA = {"SSE4_2": "SSE4.2", "AVX": "AVX", "AVX2": "AVX2", "AVX512": "AVX512", "AVX512_E1": "AVX512",
+            "AVX512_E4": "AVX512", "AVX512_E5": "AVX512"}
+
+
+def _cpu_flags() -> tuple:
+    """(vendor, widest vector instruction set) from /proc/cpuinfo ('other', 'other' elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read(65536)
+    except OSError:
+        return "other", "other"
+    vendor = "Intel" if "GenuineIntel" in info else "AMD" if "AuthenticAMD" in info else "other"
+    flags = set()
+    for line in info.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    isa = ("AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "AVX" if "avx" in flags
+           else "SSE4.2" if "sse4_2" in flags else "other")
+    return vendor, isa
+
+
+def _blas_isa(cpu_isa: str) -> str:
+    """MKL's instruction set: the CPU's widest, capped by MKL_ENABLE_INSTRUCTIONS, or MKL_CBWR's."""
+    pinned = os.environ.get("MKL_CBWR", "").split(",")[0].strip().upper()
+    if pinned:
+        return _MKL_ISA.get(pinned, "other")
+    cap = _MKL_ISA.get(os.environ.get("MKL_ENABLE_INSTRUCTIONS", "").strip().upper())
+    if cap and cpu_isa in ISAS and ISAS.index(cap) < ISAS.index(cpu_isa):
+        return cap
+    return cpu_isa
+
+
+@dataclass(frozen=True)
+class FloatRecord:
+    """What the encoder's floats depended on (module docstring). All empty / 0 off the CPU."""
+
+    threads: int = 0
+    level: str = ""
+    blas: str = ""
+    vendor: str = ""
+    isa: str = ""
+
+    def to_bytes(self, version: int) -> bytes:
+        """The payload's first 3 bytes: version (3 high bits) and kernel level (5 low bits), threads,
+        then BLAS (2 high bits), CPU vendor (2 bits) and the BLAS's instruction set (4 low bits)."""
+        if not 0 <= version < 8 or not 0 <= self.threads <= 255:
+            raise ValueError(f"version must be 0..7 and threads 0..255, got {version}, {self.threads}")
+        level = LEVELS.index(self.level) if self.level in LEVELS else _OTHER
+        blas = (BLAS.index(self.blas) << 6) | (VENDORS.index(self.vendor) << 4) | ISAS.index(self.isa)
+        return bytes([(version << 5) | level, self.threads, blas])
+
+    @classmethod
+    def from_bytes(cls, head: bytes) -> "FloatRecord":
+        level = head[0] & 31
+        blas, vendor, isa = head[2] >> 6, (head[2] >> 4) & 3, head[2] & 15
+        return cls(threads=head[1], level=LEVELS[level] if level < len(LEVELS) else "other",
+                   blas=BLAS[blas] if blas < len(BLAS) else "other", vendor=VENDORS[vendor],
+                   isa=ISAS[isa] if isa < len(ISAS) else "other")
+
+    @property
+    def on_cpu(self) -> bool:
+        return bool(self.level)
+
+    def describe(self) -> str:
+        if not self.on_cpu:
+            return "not on a CPU"
+        return (f"CPU kernels {self.level}, {self.threads} thread(s), BLAS {self.blas or 'none'} with "
+                f"{self.isa} on {self.vendor}")
+
+    def settings(self) -> Dict[str, str]:
+        """Environment variables that make a new process on this machine compute with these floats."""
+        out = {"ATEN_CPU_CAPABILITY": self.level.lower()} if self.level not in ("", "other") else {}
+        if self.blas == "mkl" and self.isa in _MKL_ISA.values():
+            out["MKL_ENABLE_INSTRUCTIONS"] = {"SSE4.2": "SSE4_2"}.get(self.isa, self.isa)
+        out["OMP_NUM_THREADS"] = str(self.threads)
+        return out
+
+    def reproducible_here(self) -> bool:
+        """Whether this CPU can run these settings: same vendor, and instruction sets it has."""
+        vendor, isa = _cpu_flags()
+        widths = {"DEFAULT": "", "AVX2": "AVX2", "AVX512": "AVX512"}
+        if not self.on_cpu or self.vendor != vendor or self.level not in widths or isa not in ISAS:
+            return False
+        have = ISAS.index(isa)
+        return self.isa in ISAS and ISAS.index(self.isa) <= have and ISAS.index(widths[self.level]) <= have
+
+
+def current(device) -> FloatRecord:
+    """This process's record for a model on ``device`` (all empty off the CPU)."""
+    if getattr(device, "type", str(device)) != "cpu":
+        return FloatRecord()
+    import torch
+    vendor, isa = _cpu_flags()
+    mkl = torch.backends.mkl.is_available()
+    return FloatRecord(threads=min(torch.get_num_threads(), 255), level=torch.backends.cpu.get_cpu_capability(),
+                       blas="mkl" if mkl else "other", vendor=vendor, isa=_blas_isa(isa) if mkl else isa)
+
+
+class FloatMismatchError(StreamMismatchError):
+    """A stream made where the floats differ from this process's (see :mod:`kolmo.lm.machine`)."""
+
+    def __init__(self, message: str, record: FloatRecord):
+        super().__init__(message)
+        self.record = record
+
+
+def check(record: FloatRecord, device, what: str) -> None:
+    """Raise :class:`FloatMismatchError` unless this process computes ``record``'s floats (threads
+    aside: :func:`using_threads` sets those)."""
+    here = current(device)
+    if record.on_cpu != here.on_cpu or (record.level, record.blas, record.vendor, record.isa) != (
+            here.level, here.blas, here.vendor, here.isa):
+        env = " ".join(f"{k}={v}" for k, v in record.settings().items())
+        hint = (f"start a new process with {env} to decode it here" if record.reproducible_here() else
+                "decode it on a machine like the encoder's")
+        raise FloatMismatchError(
+            f"{what} was written where the model's floats come from {record.describe()}; this process "
+            f"computes them with {here.describe()}, so decoding would fail: {hint}", record)
+
+
+@contextlib.contextmanager
+def using_threads(n: int, device):
+    """Run with torch's CPU thread count set to ``n`` (a stream's record; 0: leave it) when the
+    model runs on the CPU, restoring the caller's count afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    if n and n != before and getattr(device, "type", str(device)) == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

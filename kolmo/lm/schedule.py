@@ -1,0 +1,167 @@
+"""The decoder's step schedule: every probability a language-model stream is coded with.
+
+Why a schedule: a decoder learns token ``p`` only after decoding it, so it must compute token
+``p+1``'s distribution step by step, with a KV cache. A batched full-sequence pass gives slightly
+different floats, and one changed quantised frequency desynchronises the decoder. So the encoder
+runs *exactly* the decoder's computation, :func:`run_windows`, and only the step's last line
+differs (look up the known token's interval, or find the token a slot falls in).
+
+A schedule codes positions ``[split, end)`` of B equally long sequences (rows of ``seqs``) in
+windows ``(begin, split, end)`` (:func:`kolmo.lm.loglik.plan_windows`): per window one prefill
+pass over the known context ``[begin, split)``, then one single-token step per coded position.
+Each step's hidden states -> the model's float32 softmax over its coding alphabet (virtual byte
+symbols appended) -> integer frequency tables on the device (:mod:`kolmo.lm.quantize`,
+deterministic integer arithmetic, ``PRECISION_BITS`` bits) -> only the coded token's interval
+(encoding) or B slots and B tokens (decoding) cross to the host, where the interleaved rANS coder
+of :mod:`kolmo.lm.rans` codes them with O(1) work per token.
+
+A *step model* is anything with ``start`` (the id at position 0), ``device``, ``tensor(ids)``
+((B, T) ids as the model reads them), ``hidden(ids, past, use_cache)`` -> (hidden states (B, T, H),
+cache), ``step_probs(h)`` -> (B, A) probabilities on the device, and ``new_cache(kind, length)``:
+:class:`kolmo.lm.loglik.Scorer` (a frozen model) and the learners of :mod:`kolmo.lm.online`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .quantize import Tables, frequencies
+from .rans import BatchDecoder, BatchEncoder
+
+PRECISION_BITS = 24  # probability precision of the frequency tables (rANS: 64-bit states, 32-bit words)
+KV_CACHES = ("static", "dynamic")
+
+Window = Tuple[int, int, int]
+Step = Callable[[int, Tables], np.ndarray]
+
+
+def step_tables(model, h: torch.Tensor) -> Tables:
+    """The coding tables for hidden states ``h`` (B, H)."""
+    return Tables(frequencies(model.step_probs(h), PRECISION_BITS))
+
+
+@torch.inference_mode()
+def run_windows(model, seqs: np.ndarray, windows: Sequence[Window], step: Step, kv_cache: str = "dynamic",
+                tables: Callable = step_tables) -> None:
+    """Run the schedule over ``seqs`` (B, L): ``step(p, tables)`` receives position ``p``'s tables
+    and returns the B ids at ``p`` (the known ones when encoding, the decoded ones when decoding),
+    which are written into ``seqs``. ``kv_cache``: the model's ``new_cache`` kind, per window."""
+    for begin, split, end in windows:
+        past = model.new_cache(kv_cache, end - begin)
+        hidden, cache = model.hidden(model.tensor(seqs[:, begin:split]), past, True)
+        h = hidden[:, -1]
+        for p in range(split, end):
+            seqs[:, p] = step(p, tables(model, h))
+            if p + 1 < end:
+                hidden, cache = model.hidden(model.tensor(seqs[:, p:p + 1]), cache, True)
+                h = hidden[:, -1]
+
+
+def coded_positions(windows: Sequence[Window]) -> int:
+    return sum(end - split for _, split, end in windows)
+
+
+def intervals(model, seqs: np.ndarray, windows: Sequence[Window], kv_cache: str = "dynamic",
+              bar=None) -> Tuple[np.ndarray, np.ndarray]:
+    """(start, freq) of every known token the windows code, on the decoder's schedule: two
+    (positions, B) uint64 arrays, positions in coding order."""
+    batch = seqs.shape[0]
+    n = coded_positions(windows)
+    starts = np.zeros((n, batch), dtype=np.uint64)
+    freqs = np.zeros((n, batch), dtype=np.uint64)
+    lo, hi = min((w[1] for w in windows), default=0), max((w[2] for w in windows), default=0)
+    dev_seqs = torch.from_numpy(np.ascontiguousarray(seqs[:, lo:hi])).to(model.device)  # the coded part
+    row = [0]
+
+    def step(p: int, t: Tables) -> np.ndarray:
+        s, f = t.interval(dev_seqs[:, p - lo])
+        starts[row[0]], freqs[row[0]] = s.cpu().numpy(), f.cpu().numpy()
+        row[0] += 1
+        if bar is not None:
+            bar.update(batch)
+        return seqs[:, p]
+
+    run_windows(model, seqs, windows, step, kv_cache)
+    return starts, freqs
+
+
+def decode(model, seqs: np.ndarray, windows: Sequence[Window], decoder: BatchDecoder, active: np.ndarray,
+           kv_cache: str = "dynamic", bar=None) -> None:
+    """Decode the ``active`` rows of ``seqs`` in place (the others hold known tokens)."""
+    batch = seqs.shape[0]
+    rows = torch.from_numpy(np.flatnonzero(active)).to(model.device)
+
+    def step(p: int, t: Tables) -> np.ndarray:
+        slots = np.zeros(batch, dtype=np.int64)
+        slots[active] = decoder.slots()
+        found = t.find(torch.from_numpy(slots).to(model.device))
+        s, f = t.interval(found)
+        decoder.advance(s[rows].cpu().numpy(), f[rows].cpu().numpy())
+        out = seqs[:, p].copy()
+        out[active] = found[rows].cpu().numpy()
+        if bar is not None:
+            bar.update(batch)
+        return out
+
+    run_windows(model, seqs, windows, step, kv_cache)
+
+
+def rans_words(steps: Sequence[Tuple[np.ndarray, np.ndarray]], n_streams: int) -> np.ndarray:
+    """The interleaved rANS stream of ``n_streams`` streams from (starts, freqs) arrays of shape
+    (positions, n_streams), in coding order."""
+    if not n_streams:
+        return np.zeros(0, dtype=np.uint32)
+    enc = BatchEncoder(n_streams, PRECISION_BITS)
+    for starts, freqs in steps:
+        for k in range(starts.shape[0]):
+            enc.push(starts[k], freqs[k])
+    return enc.finish()
+
+
+# -- diagnostics --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where two runs of the decoder's schedule disagree (see :func:`diagnose`)."""
+
+    identical: bool
+    chunk: Optional[int]  # index of the first chunk (in input order) whose tables differ, or None
+    step: Optional[int]  # the token position in that chunk
+    max_prob_diff: float  # the largest |p1 - p2| over every step and symbol compared
+    max_freq_diff: int  # the largest difference of an integer frequency
+    steps_compared: int
+
+    def __str__(self) -> str:
+        if self.identical:
+            return f"identical: {self.steps_compared} steps, every probability bit for bit"
+        where = f"chunk {self.chunk}, token {self.step}" if self.chunk is not None else "no table differs"
+        return (f"diverged: first at {where}; largest probability difference {self.max_prob_diff:.3g}, "
+                f"largest frequency difference {self.max_freq_diff} (of 2**{PRECISION_BITS})")
+
+
+def compare_runs(model, seqs: np.ndarray, windows: Sequence[Window], kv_cache: str = "dynamic"):
+    """Run the schedule twice, teacher-forced: (largest probability difference, largest frequency
+    difference, (positions, B) bool array of steps whose frequencies differ)."""
+    runs = []
+    for _ in range(2):
+        probs: List[np.ndarray] = []
+        freqs: List[np.ndarray] = []
+
+        def recording(model_, h, probs=probs):
+            p = model_.step_probs(h)
+            probs.append(p.double().cpu().numpy())
+            return Tables(frequencies(p, PRECISION_BITS))
+
+        def step(p: int, t: Tables, freqs=freqs) -> np.ndarray:
+            freqs.append(t.freq.cpu().numpy())
+            return seqs[:, p]
+
+        run_windows(model, seqs, windows, step, kv_cache, tables=recording)
+        runs.append((np.stack(probs), np.stack(freqs)))  # (n, B, A) each
+    (p1, f1), (p2, f2) = runs
+    df = np.abs(f1 - f2).max(axis=2)
+    return float(np.abs(p1 - p2).max()), int(df.max()), df > 0

@@ -1,0 +1,139 @@
+"""lm-online's settings: its options checked and turned into a learner and a prequential engine.
+
+:class:`OnlineSettings` holds every option of the ``lm-online`` compressor
+(:mod:`kolmo.compressors.lm_online` documents them), validated with errors that say what was
+expected; :meth:`OnlineSettings.build` loads the model and makes the
+:class:`~kolmo.lm.online.Prequential` engine; :meth:`OnlineSettings.stream_config` is every
+setting that changes a code length or a stream.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+_DTYPES = (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+#: the scratch model's default size: small and quick to learn (benchmarks/online_bench.py, part 3)
+#: model='scratch': the hashed n-gram table's learning rate over the dense weights' (online_bench part 3)
+NGRAM_LR_SCALE = 30.0
+_SCRATCH_SIZE = {"layers": 2, "width": 128, "heads": 4, "context": 128, "ngram": 6, "buckets": 1 << 20}
+
+
+def _positive_int(name: str, value: Any, *, zero: bool = False, none: bool = True) -> None:
+    if value is None and none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+        raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} int, got {value!r}")
+
+
+def _positive_float(name: str, value: Any, *, zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} finite number, got {value!r}")
+
+
+class OnlineSettings:
+    """The validated options of ``lm-online`` (see :mod:`kolmo.compressors.lm_online`)."""
+
+    def __init__(self, model: Optional[str] = None, *, adapter: Optional[str] = None, lora_rank: int = 8,
+                 lr: Optional[float] = None, optimizer: str = "adam", steps: int = 1,
+                 block_tokens: Optional[int] = None, window: Optional[int] = None, stride: Optional[int] = None,
+                 grad_clip: Optional[float] = 1.0, weight_decay: float = 0.0, seed: int = 0,
+                 layers: Optional[int] = None, width: Optional[int] = None, heads: Optional[int] = None,
+                 context: Optional[int] = None, ngram: Optional[int] = None, buckets: Optional[int] = None,
+                 ngram_lr: Optional[float] = None, device: Optional[str] = "auto", dtype: Optional[str] = "float32",
+                 train_on: Optional[str] = None):
+        from .online import OPTIMIZERS, TRAIN_ON
+        scratch = model == "scratch"
+        if lr is not None:
+            _positive_float("lr", lr)
+        if ngram_lr is not None:
+            _positive_float("ngram_lr", ngram_lr)
+            if not scratch:
+                raise ValueError("ngram_lr is the learning rate of the hashed n-gram table of model='scratch'; "
+                                 f"a pretrained model ({model or 'the default'}) has no such table")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        if train_on is None:
+            train_on = "window" if scratch else "block"
+        if train_on not in TRAIN_ON:
+            raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
+        if adapter not in (None, "lora"):
+            raise ValueError(f"adapter must be None (full fine-tuning) or 'lora', got {adapter!r}")
+        if adapter and scratch:
+            raise ValueError("adapter='lora' applies to pretrained models; model='scratch' trains all its weights")
+        for key, val in (("block_tokens", block_tokens), ("window", window), ("stride", stride),
+                         ("layers", layers), ("width", width), ("heads", heads), ("context", context),
+                         ("buckets", buckets)):
+            _positive_int(key, val)
+        _positive_int("ngram", ngram, zero=True)
+        _positive_int("steps", steps, zero=True, none=False)
+        _positive_int("lora_rank", lora_rank, none=False)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        if grad_clip is not None:
+            _positive_float("grad_clip", grad_clip)
+        _positive_float("weight_decay", weight_decay, zero=True)
+        size = {"layers": layers, "width": width, "heads": heads, "context": context, "ngram": ngram,
+                "buckets": buckets}
+        if scratch:
+            size = {k: v if v is not None else _SCRATCH_SIZE[k] for k, v in size.items()}
+            if size["width"] % size["heads"]:
+                raise ValueError(f"width ({size['width']}) must be a multiple of heads ({size['heads']})")
+        elif any(v is not None for v in size.values()):
+            raise ValueError("layers, width, heads, context, ngram and buckets set the size of model='scratch'; "
+                             f"a pretrained model ({model or 'the default'}) has its own")
+        self.model_name, self.adapter, self.lora_rank = model, adapter, lora_rank
+        self.lr = float(lr) if lr is not None else (3e-4 if scratch else 1e-3 if adapter else 1e-4)
+        self.ngram_lr = None
+        if scratch and size["ngram"] > 1:
+            self.ngram_lr = float(ngram_lr) if ngram_lr is not None else NGRAM_LR_SCALE * self.lr
+        self.optimizer, self.steps, self.seed, self.train_on = optimizer, steps, seed, train_on
+        self.grad_clip = None if grad_clip is None else float(grad_clip)
+        self.weight_decay = float(weight_decay)
+        self.size = size if scratch else None
+        self._block, self._window, self._stride = block_tokens, window, stride
+        self._device, self._dtype = device, dtype
+        if dtype not in _DTYPES and not hasattr(dtype, "is_floating_point"):
+            raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in _DTYPES)}, got {dtype!r}")
+        self.fingerprint: Dict[str, Any] = {}
+
+    def build(self, progress=None):
+        """Load the model and return the :class:`~kolmo.lm.online.Prequential` engine (sets ``fingerprint``)."""
+        from .models import load_model, resolve_device, resolve_dtype
+        from .online import HFLearner, Prequential
+        if self.size is not None:
+            from .scratch import ScratchLearner
+            dev = resolve_device(self._device)
+            dt = resolve_dtype(self._dtype, dev)
+            learner = ScratchLearner(**self.size, seed=self.seed, device=dev, dtype=dt)
+            self.fingerprint = {"model": "scratch", **self.size, "init": ScratchLearner.init_scheme,
+                                "dtype": str(dt).replace("torch.", ""), "device_type": dev.type}
+        else:
+            loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=progress)
+            learner = HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed)
+            self.fingerprint = dict(loaded.fingerprint)
+        window = self._window or min(learner.max_positions, 2048)
+        if window > learner.max_positions:
+            raise ValueError(f"window {window} exceeds the model's {learner.max_positions} positions")
+        stride = self._stride or max(1, window // 2)
+        from .loglik import check_window
+        check_window(window, stride)
+        block = self._block or (32 if self.size is not None else max(1, window // 2))
+        return Prequential(learner, block_tokens=block, window=window,
+                           stride=stride, steps=self.steps, lr=self.lr, optimizer=self.optimizer,
+                           grad_clip=self.grad_clip, weight_decay=self.weight_decay,
+                           train_on=self.train_on, sparse_lr=self.ngram_lr)
+
+    def stream_config(self, engine) -> Dict[str, Any]:
+        """Every setting a stream or a code length depends on (after :meth:`build`)."""
+        from .. import framing
+        from .schedule import PRECISION_BITS
+        return {"codec": "lm-online-rans", "method": "prequential", **self.fingerprint,
+                "adapter": self.adapter, "lora_rank": self.lora_rank if self.adapter else None,
+                "lr": self.lr, **({"ngram_lr": self.ngram_lr} if self.ngram_lr is not None else {}),
+                "optimizer": self.optimizer, "steps": self.steps, "train_on": self.train_on,
+                "block_tokens": engine.block_tokens, "window": engine.window, "stride": engine.stride,
+                "grad_clip": self.grad_clip, "weight_decay": self.weight_decay, "seed": self.seed,
+                "precision_bits": PRECISION_BITS, "start_id": int(engine.learner.start),
+                "payload": framing.PAYLOAD_VERSION}

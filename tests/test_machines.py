@@ -1,0 +1,106 @@
+"""Results that hold on any x86-64 machine: streams record what their floats depended on.
+
+torch reads ``ATEN_CPU_CAPABILITY`` once per process, so each CPU kernel level runs in a
+subprocess: a stream written under one level is refused under another *before* decoding
+(StreamMismatchError naming both), and decodes in a process started with the settings the error
+names. The LM test files also run again under every other kernel level this CPU offers.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+import kolmo  # noqa: E402
+from kolmo.lm import machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = b"It was the best of times, it was the worst of times, it was the age of wisdom. " * 4
+
+# runs in a subprocess: compress or decompress one file with the compressor of a JSON spec
+SCRIPT = r"""
+import json, sys
+import kolmo
+spec = json.loads(sys.argv[1])
+comp = kolmo.get_compressor(spec["name"], progress=False, **spec["options"])
+src, dst, action = sys.argv[2], sys.argv[3], sys.argv[4]
+data = open(src, "rb").read()
+out = comp.compress(data) if action == "compress" else comp.decompress(data)
+open(dst, "wb").write(out)
+"""
+
+
+def other_levels():
+    """Kernel levels below this process's that torch offers here (each a valid ATEN_CPU_CAPABILITY)."""
+    import torch
+    here = torch.backends.cpu.get_cpu_capability()
+    order = ["DEFAULT", "AVX2", "AVX512"]
+    return [lvl.lower() for lvl in order[:order.index(here)]] if here in order else []
+
+
+def run(spec, src, dst, action, env=None):
+    full = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(spec), str(src), str(dst), action],
+                          env=full, capture_output=True, text=True, timeout=600)
+
+
+def specs(tiny_model_dir):
+    return [{"name": "lm", "options": {"model": str(tiny_model_dir), "window": 64, "stride": 32}},
+            {"name": "lm-online", "options": {"model": "scratch", "buckets": 4096, "width": 32, "heads": 2}}]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["lm", "lm-online"])
+def test_stream_from_another_kernel_level_is_refused_then_decodes_with_its_settings(which, tiny_model_dir, tmp_path):
+    levels = other_levels()
+    if not levels:
+        pytest.skip("torch offers no other CPU kernel level on this machine")
+    spec = specs(tiny_model_dir)[which]
+    src, blob, back = tmp_path / "in", tmp_path / "blob", tmp_path / "out"
+    src.write_bytes(TEXT)
+    level = levels[0]
+    done = run(spec, src, blob, "compress", {"ATEN_CPU_CAPABILITY": level})
+    assert done.returncode == 0, done.stderr
+    comp = kolmo.get_compressor(spec["name"], progress=False, **spec["options"])
+    with pytest.raises(kolmo.StreamMismatchError, match=f"CPU kernels {level.upper()}") as info:
+        comp.decompress(blob.read_bytes())
+    assert isinstance(info.value, machine.FloatMismatchError)
+    settings = info.value.record.settings()
+    assert settings["ATEN_CPU_CAPABILITY"] == level and f"ATEN_CPU_CAPABILITY={level}" in str(info.value)
+    done = run(spec, blob, back, "decompress", settings)
+    assert done.returncode == 0, done.stderr
+    assert back.read_bytes() == TEXT
+
+
+def test_record_round_trips_and_names_what_differs():
+    rec = machine.FloatRecord(threads=3, level="AVX512", blas="mkl", vendor="Intel", isa="AVX512")
+    assert machine.FloatRecord.from_bytes(rec.to_bytes(1)) == rec
+    assert rec.to_bytes(1)[0] >> 5 == 1
+    assert machine.FloatRecord.from_bytes(machine.FloatRecord().to_bytes(1)) == machine.FloatRecord()
+    assert rec.settings() == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+                              "OMP_NUM_THREADS": "3"}
+    here = machine.current("cpu")
+    assert here.on_cpu and here.threads >= 1
+    machine.check(here, "cpu", "this stream")  # its own record passes
+    other = machine.FloatRecord(threads=1, level="ZVECTOR", blas="other", vendor="other", isa="other")
+    with pytest.raises(kolmo.StreamMismatchError, match="ZVECTOR.*this process computes them with CPU kernels"):
+        machine.check(other, "cpu", "this stream")
+    assert not machine.current("cuda").on_cpu
+
+
+@pytest.mark.skipif(os.environ.get("KOLMO_LEVEL_RUN") is not None, reason="already inside a kernel-level run")
+def test_lm_tests_pass_under_every_other_kernel_level():
+    """The LM and lm-online tests again, under each other kernel level (floats of another order)."""
+    levels = other_levels()
+    if not levels:
+        pytest.skip("torch offers no other CPU kernel level on this machine")
+    files = ["tests/test_lm_coding.py", "tests/test_lm_online.py", "tests/test_rans.py"]
+    for level in levels:
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": level, "KOLMO_LEVEL_RUN": level}
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",
+                               *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, f"under ATEN_CPU_CAPABILITY={level}:\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
