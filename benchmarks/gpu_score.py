@@ -83,7 +83,7 @@ def naive_bits(model, seq, window, stride, device) -> float:
     import numpy as np
     import torch
 
-    from kolmo.lm.loglik import plan_windows
+    from kolmo.lm.batching import plan_windows
     total = 0.0
     with torch.inference_mode():
         for begin, split, end in plan_windows(len(seq), 1, window, stride):
@@ -118,7 +118,8 @@ def main(argv=None):
     import torch
 
     from kolmo.lm.head import cce_unavailable, make_head
-    from kolmo.lm.loglik import Scorer, padding_fraction
+    from kolmo.lm.batching import padding_fraction
+    from kolmo.lm.loglik import Scorer
     from kolmo.lm.models import resolve_dtype
 
     from ._env import default_text, environment
@@ -224,7 +225,7 @@ def main(argv=None):
     kinds = ["float32", "bf16"] + ([] if cce_unavailable(loaded.model, dev, dtype) else ["cce"])
     heads = {}
     with torch.inference_mode():
-        from kolmo.lm.loglik import base_forward
+        from kolmo.lm.batching import base_forward
         hidden, _ = base_forward(loaded.model, torch.from_numpy(x).to(dev))
         h = hidden[torch.from_numpy(np.concatenate(rows)).to(dev), torch.from_numpy(np.concatenate(cols)).to(dev)]
         t_ids = torch.from_numpy(np.concatenate(tgts)).to(dev)

@@ -10,6 +10,10 @@ and decompress >= 1 kB/s. Prints, beside versions and device:
   difference is what chunking (each chunk restarts its context), 24-bit tables, the coder's final
   states and the container cost together;
 * how many chunks went to the safe mode (0 wherever the floats are reproducible).
+
+``--curve 256,512,1024,2048,0`` codes the same text with each chunk size (tokens; 0: one piece)
+and prints the cost of chunking against speed: bits/byte over the ideal in one piece, compress and
+decompress bytes/s; the default chunking (``LMCompressor.coding_chunk_tokens``) is chosen from it.
 """
 
 from __future__ import annotations
@@ -47,8 +51,11 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--no-verify", action="store_true", help="skip the verification pass (faster, unchecked)")
+    p.add_argument("--curve", help="comma-separated chunk sizes in tokens (0: one piece) to compare")
     p.add_argument("--json")
     a = p.parse_args(argv)
+    if a.curve:
+        return curve(a)
 
     import kolmo
 
@@ -75,6 +82,37 @@ def main(argv=None):
             json.dump(res, f, indent=2)
     if not res["ok"]:
         raise SystemExit(1)
+    return res
+
+
+def curve(a) -> Dict[str, Any]:
+    """Chunk size against the stream's cost over one piece and against speed (see the docstring)."""
+    import kolmo
+
+    from ._env import default_text, environment
+    text = default_text(int(a.kb * 1000))
+    sizes = [int(c) for c in a.curve.split(",")]
+    base = kolmo.get_compressor("lm", device=a.device, dtype=a.dtype, progress=False)
+    ideal = base.bits(text)
+    n_tok = len(base.tokens(text))
+    env = environment(a.device)
+    print(f"lm_coding curve: {len(text)} bytes ({n_tok} tokens) of English, {base.loaded.name} on {a.device}, "
+          f"kolmo {env['kolmo']}, torch {env['torch']} ({env.get('torch_threads')} threads); "
+          f"ideal in one piece {ideal / len(text):.4f} bits/byte")
+    print(f"  {'chunk':>6} {'chunks':>6} {'bits/byte':>9} {'over':>7} {'compress B/s':>12} {'decompress B/s':>14}")
+    rows = []
+    for size in sizes:
+        comp = kolmo.get_compressor("lm", device=a.device, dtype=a.dtype, verify=not a.no_verify,
+                                    chunk_tokens=size or max(n_tok, 1), progress=False)
+        r = coding_run(comp, text)
+        r["over_one_piece"] = r["stream_bits_per_byte"] / (ideal / len(text)) - 1
+        rows.append(r)
+        print(f"  {size or n_tok:>6} {r['chunks']:>6} {r['stream_bits_per_byte']:>9.4f} {100 * r['over_one_piece']:>+6.2f}% "
+              f"{r['encode_bytes_per_s']:>12.0f} {r['decode_bytes_per_s']:>14.0f}", flush=True)
+    res = {"benchmark": "lm_coding_curve", "env": env, "ideal_bits_per_byte": ideal / len(text), "rows": rows}
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=2)
     return res
 
 

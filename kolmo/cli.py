@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from ._version import __version__
-from .errors import CorruptStreamError, KolmoError
+from .errors import CorruptStreamError, KolmoError, StreamMismatchError
 from .registry import get_compressor, list_compressors
 
 
@@ -116,7 +118,18 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         comp = get_compressor(meta["compressor"], **meta["options"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptStreamError(f"{args.file}: unreadable header ({exc})") from None
-    out = comp.decompress(data[12 + n:])
+    try:
+        out = comp.decompress(data[12 + n:])
+    except StreamMismatchError as exc:
+        record = getattr(exc, "record", None)  # kolmo.lm.machine.FloatMismatchError: other CPU floats
+        if record is None or os.environ.get("KOLMO_REEXEC") or not record.reproducible_here():
+            raise
+        # this CPU can compute the encoder's floats in a process started with its settings
+        print(f"kolmo decompress: the stream needs {record.describe()}; decoding in a new process with "
+              + " ".join(f"{k}={v}" for k, v in record.settings().items()), file=sys.stderr)
+        env = {**os.environ, **record.settings(), "KOLMO_REEXEC": "1"}
+        return subprocess.run([sys.executable, "-m", "kolmo.cli", "decompress", args.file, "-o", args.output],
+                              env=env).returncode
     # Write only after the whole stream decoded and passed its checks: never leave a wrong file.
     tmp = Path(args.output + ".kolmo-tmp")
     tmp.write_bytes(out)

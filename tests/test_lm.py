@@ -133,7 +133,9 @@ def test_round_trip_size_close_to_bits(tiny_lm):
     assert tiny_lm.decompress(blob) == data
     assert abs(len(blob) - bits / 8) <= 0.01 * bits / 8 + 64
     assert tiny_lm.bits_kind == "ideal"
-    assert tiny_lm.bits_many([data, b"", data]) == [bits, 0.0, bits]
+    # the batch of two copies runs other matrix shapes than one copy alone, so its float32 sums may
+    # round differently: equal up to float32 noise over the input's tokens (rel 1e-5), not bit for bit
+    assert tiny_lm.bits_many([data, b"", data]) == pytest.approx([bits, 0.0, bits], rel=1e-5)
 
 
 def test_chunks_code_independently(tiny_model_dir, rng_bytes):
@@ -141,14 +143,18 @@ def test_chunks_code_independently(tiny_model_dir, rng_bytes):
                                 coder_batch=3, progress=False)
     for data in (TEXT.encode() * 2, rng_bytes(400, seed=9)):
         blob = comp.compress(data)
-        payload = framing.unpack(blob, name="lm", config=comp.stream_config).payload
-        from kolmo.lm.coding import groups
-        table, words, safe = framing.unpack_lm_payload(payload, lambda lengths: len(groups(lengths, 3)))
-        assert len(table) > 3 and len(words) < len(table)  # the chunks of a group share one coder stream
-        assert not safe and all(c.mode == 0 for c in table)  # every chunk verified and LM-coded
+        frame = framing.unpack(blob, name="lm", config=comp.stream_config)
+        from kolmo.lm.engine import groups
+        p = framing.unpack_lm_payload(frame.payload, frame.length, lambda lengths: len(groups(lengths, 3)))
+        n = len(comp.tokens(data))
+        assert p.n_tokens == n and p.segment == 50 and p.lengths == [len(c) for c in comp._coding_chunks(data)]
+        assert len(p.lengths) > 3 and len(p.words) < len(p.lengths)  # the chunks of a group share one coder stream
+        assert len(p.words) == len(groups(p.lengths, 3))
+        assert not p.safe and not p.safe_data and not comp.safe_chunks  # every chunk verified and LM-coded
+        assert p.crc16 is not None and len(p.crc16) == len(p.lengths)  # one CRC-16 per chunk
         assert comp.decompress(blob) == data
-        # a few bytes per chunk (its token count and CRC-16) and 8 per chunk of coder state on top
-        assert abs(len(blob) - comp.bits(data) / 8) <= 0.01 * comp.bits(data) / 8 + 64 + 12 * len(table)
+        # a few bytes per chunk (its CRC-16, and a word count per group) and 8 per chunk of coder state on top
+        assert abs(len(blob) - comp.bits(data) / 8) <= 0.01 * comp.bits(data) / 8 + 64 + 12 * len(p.lengths)
 
 
 def test_float_mismatch_fails_chunk_crc(tiny_lm):

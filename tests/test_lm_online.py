@@ -270,3 +270,51 @@ def test_registered_pickles_and_quiet(capsys):
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
     assert "lm-online" in repr(comp)
+
+
+def test_streams_of_the_old_payload_format_are_refused_by_name():
+    """kolmo 0.3's lm-online streams (a range coder, a CRC-32 per block) are refused, naming the format."""
+    comp = scratch()
+    old = {**{k: v for k, v in comp.stream_config.items() if k != "payload"}, "codec": "lm-online-range-coder"}
+    blob = framing.pack("lm-online", old, TEXT, b"\x02\x10" + bytes(12))
+    with pytest.raises(kolmo.StreamMismatchError, match="payload format 0"):
+        comp.decompress(blob)
+
+
+def test_a_block_that_fails_verification_goes_to_the_safe_mode(monkeypatch):
+    from kolmo.lm import engine
+    comp = scratch()
+    data = TEXT * 2
+    real, calls = engine.intervals, [0]
+
+    def differing(model, seqs, *args):  # the verification run of block 2 sees other frequencies
+        calls[0] += 1
+        s, f = real(model, seqs, *args)
+        return (s, f + 1) if calls[0] == 6 else (s, f)
+
+    monkeypatch.setattr(engine, "intervals", differing)
+    blob = comp.compress(data)
+    monkeypatch.setattr(engine, "intervals", real)
+    assert comp.safe_blocks == [(2, 0)]
+    p = framing.unpack_lm_payload(framing.unpack(blob, name="lm-online", config=comp.stream_config).payload,
+                                  len(data), lambda lengths: 1)
+    assert p.safe == (2,) and p.crc16 is None
+    assert comp.decompress(blob) == data
+
+
+def test_code_parts_are_the_prequential_terms():
+    comp = scratch()
+    x, y = TEXT, TEXT[:60] + b" and more"
+    alone = comp.code_parts(y)
+    assert alone.unit == "token" and alone.spans[0] == (0, 1) and alone.spans[-1][1] == len(y)
+    assert alone.total == pytest.approx(comp.bits(y), rel=1e-9)
+    given = comp.code_parts(y, given=x)
+    assert given.spans == alone.spans  # bytes are tokens: no token crosses the seam
+    # conditional_bits is C(XY) - C(X); the parts are C(XY) - (X's tokens' bits inside XY): the same but
+    # for X's last block, whose window ends later inside XY (less context for its tokens)
+    assert given.total == pytest.approx(comp.conditional_bits(y, x), rel=1e-3)
+    assert given.total < alone.total  # y repeats x
+    e = kolmo.explain(y, given=x, compressor=comp)
+    assert e.unit == "token" and len(e) == len(y)
+    with pytest.raises(ValueError, match="explains per token"):
+        comp.code_parts(y, block=8)

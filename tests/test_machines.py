@@ -104,3 +104,23 @@ def test_lm_tests_pass_under_every_other_kernel_level():
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",
                                *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
         assert done.returncode == 0, f"under ATEN_CPU_CAPABILITY={level}:\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
+
+
+def test_cli_decompress_restarts_itself_with_the_streams_settings(tmp_path):
+    levels = other_levels()
+    if not levels:
+        pytest.skip("torch offers no other CPU kernel level on this machine")
+    src, blob, back = tmp_path / "in.txt", tmp_path / "in.kolmo", tmp_path / "out.txt"
+    src.write_bytes(TEXT)
+    opts = ["-O", "model=scratch", "-O", "buckets=4096", "-O", "width=32", "-O", "heads=2"]
+    cli = [sys.executable, "-m", "kolmo.cli"]
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": levels[0]}
+    done = subprocess.run(cli + ["compress", str(src), "-o", str(blob), "--compressor", "lm-online", *opts],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    plain = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "KOLMO_REEXEC")}
+    done = subprocess.run(cli + ["decompress", str(blob), "-o", str(back)], env=plain, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "decoding in a new process with ATEN_CPU_CAPABILITY=" + levels[0] in done.stderr
+    assert back.read_bytes() == TEXT

@@ -436,3 +436,22 @@ def test_malformed_word_arrays():
         BatchDecoder(np.array([1, 0, 1], dtype=np.uint32), 2)
     with pytest.raises(TypeError, match="1-D integer"):
         BatchDecoder(np.zeros(4), 2)
+
+
+@pytest.mark.parametrize("alphabet", [2, 256, 300])
+def test_host_tables_equal_device_tables(alphabet):
+    """The numpy tables a CPU model codes small alphabets with are the torch tables, bit for bit."""
+    from kolmo.lm.quantize import HostTables, frequencies_host
+    gen = torch.Generator().manual_seed(alphabet)
+    p = torch.softmax(torch.randn(6, alphabet, generator=gen) * 4, dim=-1)
+    p[1] *= 1.001  # a row summing to more than 1: the integer rescaling
+    p[2, 0] = float("nan")
+    for probs in (p, p.double()):
+        want = frequencies(probs, 24)
+        got = frequencies_host(probs.numpy(), 24)
+        np.testing.assert_array_equal(got, want.numpy())
+        host, dev = HostTables(got), Tables(want)
+        sym = np.arange(6) % alphabet
+        np.testing.assert_array_equal(np.stack(host.interval_host(sym)), np.stack(dev.interval_host(sym)))
+        slots = np.array([0, 1, (1 << 23), (1 << 24) - 1, 12345, 999], dtype=np.int64)
+        np.testing.assert_array_equal(host.find_host(slots), dev.find_host(slots))

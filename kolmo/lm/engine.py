@@ -39,7 +39,7 @@ import numpy as np
 from .. import framing
 from ..errors import CorruptStreamError
 from . import machine
-from .loglik import plan_windows
+from .batching import plan_windows
 from .rans import BatchDecoder
 from .schedule import PRECISION_BITS, decode, intervals, rans_words
 
@@ -165,10 +165,13 @@ class Engine:
                 seqs = self._rows([known.get(i, np.zeros(n, dtype=np.int64)) for i in group])
                 active = np.array([i not in known for i in group])
                 try:
+                    if not active.any():  # every chunk of the group is safe: nothing was coded
+                        if len(words):
+                            raise CorruptStreamError(f"{len(words)} words for a group with no coded chunk")
+                        continue
                     dec = BatchDecoder(words, int(active.sum()), PRECISION_BITS)
-                    if active.any():
-                        decode(self.model, seqs, plan_windows(n + 1, 1, self.window, self.stride), dec, active,
-                               self.kv_cache, bar)
+                    decode(self.model, seqs, plan_windows(n + 1, 1, self.window, self.stride), dec, active,
+                           self.kv_cache, bar)
                     dec.check_end()
                 except (CorruptStreamError, ValueError) as exc:
                     raise CorruptStreamError(f"{self.what}: the coder of chunks {group[0]}..{group[-1]} did not "

@@ -49,113 +49,21 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import KolmoError
+from .batching import (_MAX_PAD, InFlight as _InFlight, Window, _batches, _cache_arg, _empty_cache, _span,  # noqa: F401
+                       _to_host, base_forward, check_window, padding_fraction, plan_windows)
 from .head import CompiledOrEager, Head, is_oom, make_head
+
+_is_oom = is_oom  # replaceable by tests
 from .quantize import with_virtual
 from .tokens import VIRTUAL_MASS
 
 LN2 = math.log(2.0)
-Window = Tuple[int, int, int]  # (begin, split, end): feed seq[begin:end], score positions split..end-1
-
-
-def check_window(window: int, stride: int) -> None:
-    if not (isinstance(window, int) and window >= 2):
-        raise ValueError(f"window must be an int >= 2 tokens, got {window!r}")
-    if not (isinstance(stride, int) and 1 <= stride < window):
-        raise ValueError(f"stride must be an int in [1, window) = [1, {window}), got {stride!r}")
-
-
-def plan_windows(length: int, score_from: int, window: int, stride: int) -> List[Window]:
-    """Windows that score positions ``score_from .. length-1`` of a ``length``-token sequence.
-
-    The first window ends at ``max(window, score_from + stride)`` (or the sequence's end) and each
-    later one ``stride`` further; window ``k`` scores ``[end_{k-1}, end_k)`` and starts
-    ``window`` tokens before its end, so every scored token sees at least ``window - stride``
-    tokens of context (or all of them, near the start).
-    """
-    check_window(window, stride)
-    if not 1 <= score_from <= length:
-        raise ValueError(f"score_from must be in [1, {length}], got {score_from}")
-    out: List[Window] = []
-    prev = score_from
-    end = min(length, max(window, score_from + stride))
-    while prev < length:
-        out.append((max(0, end - window), prev, end))
-        prev, end = end, min(length, end + stride)
-    return out
-
-
-def base_forward(lm, ids: torch.Tensor, *, mask: Optional[torch.Tensor] = None, past=None, use_cache: bool = False):
-    """The transformer body without its head: returns (last hidden states (B, T, H), KV cache or None)."""
-    body = lm.base_model
-    key = _cache_arg(type(body))
-    out = body(input_ids=ids, attention_mask=mask, use_cache=use_cache, **{key: past})
-    cache = getattr(out, "cache", None) if key == "cache" else getattr(out, "past_key_values", None)
-    return out.last_hidden_state, cache
-
-
-_CACHE_ARG: dict = {}
-
-
-def _cache_arg(cls) -> str:
-    """transformers 5 names the KV-cache argument ``cache``; older releases ``past_key_values``."""
-    if cls not in _CACHE_ARG:
-        import inspect
-        params = inspect.signature(cls.forward).parameters
-        _CACHE_ARG[cls] = "cache" if "cache" in params else "past_key_values"
-    return _CACHE_ARG[cls]
-
-
-_is_oom = is_oom
-
-_MAX_PAD = 20  # a batch's padding stays below 1/_MAX_PAD (5%) of the positions it processes
-
-
-def _batches(items: Sequence, length: Callable, budget: int, fill: Optional[Callable] = None) -> List[list]:
-    """Greedy packing of items sorted longest first, into batches with
-
-    * batch size x longest ``length`` <= ``budget`` (or a single item), and
-    * padding < 5% of the batch's positions: an item of ``fill`` length ``l`` (default ``length``:
-      the part that is padded) joins a batch of ``n`` items whose first (widest) has ``W`` only if
-      ``20 (pad + W - l) < (n + 1) W``, where ``pad`` is the batch's padding so far: an exact
-      integer test, so every batch, and hence any set of batches, wastes < 5% of what it processes.
-    """
-    fill = fill or length
-    out: List[list] = []
-    cur: list = []
-    pad = 0
-    for it in items:
-        if cur:
-            width = fill(cur[0])
-            if ((len(cur) + 1) * length(cur[0]) > budget
-                    or _MAX_PAD * (pad + width - fill(it)) >= (len(cur) + 1) * width):
-                out.append(cur)
-                cur, pad = [], 0
-            else:
-                pad += width - fill(it)
-        cur.append(it)
-    if cur:
-        out.append(cur)
-    return out
-
-
-def padding_fraction(batches: Sequence[list], fill: Callable) -> float:
-    """Padded positions / positions processed (batch size x widest) over planned ``batches``."""
-    total = sum(len(b) * max(fill(it) for it in b) for b in batches)
-    real = sum(fill(it) for b in batches for it in b)
-    return 0.0 if total == 0 else 1.0 - real / total
-
-
-def _empty_cache(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 class Scorer:
     """Scores token sequences with one loaded model (see the module docstring).
 
@@ -383,45 +291,6 @@ class Scorer:
                 out[i] = bits[k: k + len(docs[i])]
                 k += len(docs[i])
         return write
-
-
-def _span(it) -> int:
-    return it[3] - it[1]
-
-
-def _to_host(t: torch.Tensor) -> Callable[[], np.ndarray]:
-    """Start copying ``t`` to the host; the returned function waits for the copy and gives numpy.
-
-    On CUDA the copy goes to pinned memory, queued right after the tensor's kernels, and an event
-    marks its end: waiting on it does not wait for work queued later (the next batch)."""
-    if t.device.type != "cuda":
-        return lambda: t.numpy()
-    host = t.to("cpu", non_blocking=True)
-    done = torch.cuda.Event()
-    done.record()
-
-    def get() -> np.ndarray:
-        done.synchronize()
-        return host.numpy()
-    return get
-
-
-class _InFlight:
-    """Keeps one batch in flight: a batch's results are written to the host after the next batch
-    has been queued, so the device never waits for the host's bookkeeping."""
-
-    def __init__(self, device):
-        self.depth = 1 if torch.device(device).type == "cuda" else 0
-        self.queue: deque = deque()
-
-    def put(self, write: Callable[[], None]) -> None:
-        self.queue.append(write)
-        while len(self.queue) > self.depth:
-            self.queue.popleft()()
-
-    def flush(self) -> None:
-        while self.queue:
-            self.queue.popleft()()
 
 
 def _shared_head(loaded, kind: str, compile: bool) -> Head:

@@ -51,7 +51,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .loglik import base_forward, plan_windows
+from .batching import base_forward, plan_windows
 from .quantize import with_virtual
 from .tokens import VIRTUAL_MASS
 

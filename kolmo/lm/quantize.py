@@ -99,6 +99,47 @@ def with_virtual(probs: torch.Tensor, n_virtual: int, virtual_mass: float = VIRT
     return torch.cat([p * (1.0 - virtual_mass), extra], dim=1)
 
 
+def frequencies_host(probs: np.ndarray, precision: int = DEFAULT_PRECISION) -> np.ndarray:
+    """:func:`frequencies` in numpy, for a model on the CPU: the same operations (float64 multiply
+    and floor, integer sums, first argmax), so the same tables bit for bit, without torch's
+    per-operation overhead, which dominates for small alphabets (a byte model's 256 symbols)."""
+    m, a = 1 << precision, probs.shape[1]
+    p = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    np.clip(p, 0.0, 1.0, out=p)
+    p *= float(m - a)
+    f = p.astype(np.int64)
+    f += 1
+    total = f.sum(axis=1, keepdims=True)
+    over = total > m
+    if over.any():
+        f = np.where(over, 1 + (f - 1) * (m - a) // np.maximum(total - a, 1), f)
+        total = f.sum(axis=1, keepdims=True)
+    rows = np.arange(f.shape[0])
+    f[rows, f.argmax(axis=1)] += (m - total)[:, 0]
+    return f
+
+
+class HostTables:
+    """:class:`Tables` of a model on the CPU, in numpy (see :func:`frequencies_host`)."""
+
+    def __init__(self, freq: np.ndarray):
+        self.freq = freq
+        self.ends = np.cumsum(freq, axis=1)
+
+    def interval_host(self, symbols: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        rows = np.arange(self.freq.shape[0])
+        sym = np.asarray(symbols, dtype=np.int64)
+        if sym.size and (sym.min() < 0 or sym.max() >= self.freq.shape[1]):
+            raise ValueError(f"symbols must be in [0, {self.freq.shape[1]}), got {sym.min()}..{sym.max()}")
+        f = self.freq[rows, sym]
+        return self.ends[rows, sym] - f, f
+
+    def find_host(self, slots: np.ndarray) -> np.ndarray:
+        n = self.freq.shape[1]
+        return np.array([min(int(np.searchsorted(e, s, side="right")), n - 1) for e, s in zip(self.ends, slots)],
+                        dtype=np.int64)
+
+
 class Tables:
     """The cumulative tables of one step's (B, A) frequencies, kept on their device."""
 
@@ -129,6 +170,15 @@ class Tables:
                              f"min {int(sym.min())}, max {int(sym.max())}")
         f = self.freq.gather(1, sym)[:, 0]
         return self.ends.gather(1, sym)[:, 0] - f, f
+
+    def interval_host(self, symbols: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """:meth:`interval` of host ids, returned to the host: two (B,) int64 arrays."""
+        s, f = self.interval(torch.from_numpy(np.asarray(symbols, dtype=np.int64)).to(self.freq.device))
+        return s.cpu().numpy(), f.cpu().numpy()
+
+    def find_host(self, slots: np.ndarray) -> np.ndarray:
+        """:meth:`find` of host slots, returned to the host."""
+        return self.find(torch.from_numpy(np.asarray(slots, dtype=np.int64)).to(self.freq.device)).cpu().numpy()
 
     def find(self, slots: torch.Tensor) -> torch.Tensor:
         """(B,) slots in ``[0, 2**P)`` -> (B,) int64 symbols with ``start <= slot < start + freq``."""

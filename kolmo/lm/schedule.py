@@ -29,7 +29,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .quantize import Tables, frequencies
+from .quantize import HostTables, Tables, frequencies, frequencies_host
 from .rans import BatchDecoder, BatchEncoder
 
 PRECISION_BITS = 24  # probability precision of the frequency tables (rANS: 64-bit states, 32-bit words)
@@ -39,9 +39,16 @@ Window = Tuple[int, int, int]
 Step = Callable[[int, Tables], np.ndarray]
 
 
-def step_tables(model, h: torch.Tensor) -> Tables:
-    """The coding tables for hidden states ``h`` (B, H)."""
-    return Tables(frequencies(model.step_probs(h), PRECISION_BITS))
+HOST_TABLES_MAX = 1 << 14  #: on a CPU, tables of at most this many entries (B x A) are built in numpy
+
+
+def step_tables(model, h: torch.Tensor):
+    """The coding tables for hidden states ``h`` (B, H): :class:`Tables` on the device, or for a
+    small alphabet on a CPU :class:`HostTables` (the same integers, less overhead per step)."""
+    p = model.step_probs(h)
+    if p.device.type == "cpu" and p.numel() <= HOST_TABLES_MAX:
+        return HostTables(frequencies_host(p.numpy(), PRECISION_BITS))
+    return Tables(frequencies(p, PRECISION_BITS))
 
 
 @torch.inference_mode()
@@ -73,13 +80,10 @@ def intervals(model, seqs: np.ndarray, windows: Sequence[Window], kv_cache: str 
     n = coded_positions(windows)
     starts = np.zeros((n, batch), dtype=np.uint64)
     freqs = np.zeros((n, batch), dtype=np.uint64)
-    lo, hi = min((w[1] for w in windows), default=0), max((w[2] for w in windows), default=0)
-    dev_seqs = torch.from_numpy(np.ascontiguousarray(seqs[:, lo:hi])).to(model.device)  # the coded part
     row = [0]
 
     def step(p: int, t: Tables) -> np.ndarray:
-        s, f = t.interval(dev_seqs[:, p - lo])
-        starts[row[0]], freqs[row[0]] = s.cpu().numpy(), f.cpu().numpy()
+        starts[row[0]], freqs[row[0]] = t.interval_host(seqs[:, p])
         row[0] += 1
         if bar is not None:
             bar.update(batch)
@@ -93,16 +97,15 @@ def decode(model, seqs: np.ndarray, windows: Sequence[Window], decoder: BatchDec
            kv_cache: str = "dynamic", bar=None) -> None:
     """Decode the ``active`` rows of ``seqs`` in place (the others hold known tokens)."""
     batch = seqs.shape[0]
-    rows = torch.from_numpy(np.flatnonzero(active)).to(model.device)
 
     def step(p: int, t: Tables) -> np.ndarray:
         slots = np.zeros(batch, dtype=np.int64)
         slots[active] = decoder.slots()
-        found = t.find(torch.from_numpy(slots).to(model.device))
-        s, f = t.interval(found)
-        decoder.advance(s[rows].cpu().numpy(), f[rows].cpu().numpy())
+        found = t.find_host(slots)
+        s, f = t.interval_host(found)
+        decoder.advance(s[active], f[active])
         out = seqs[:, p].copy()
-        out[active] = found[rows].cpu().numpy()
+        out[active] = found[active]
         if bar is not None:
             bar.update(batch)
         return out
@@ -152,12 +155,11 @@ def compare_runs(model, seqs: np.ndarray, windows: Sequence[Window], kv_cache: s
         freqs: List[np.ndarray] = []
 
         def recording(model_, h, probs=probs):
-            p = model_.step_probs(h)
-            probs.append(p.double().cpu().numpy())
-            return Tables(frequencies(p, PRECISION_BITS))
+            probs.append(model_.step_probs(h).double().cpu().numpy())
+            return step_tables(model_, h)
 
         def step(p: int, t: Tables, freqs=freqs) -> np.ndarray:
-            freqs.append(t.freq.cpu().numpy())
+            freqs.append(np.asarray(t.freq.cpu() if isinstance(t.freq, torch.Tensor) else t.freq))
             return seqs[:, p]
 
         run_windows(model, seqs, windows, step, kv_cache, tables=recording)

@@ -117,7 +117,7 @@ class OnlineSettings:
         if window > learner.max_positions:
             raise ValueError(f"window {window} exceeds the model's {learner.max_positions} positions")
         stride = self._stride or max(1, window // 2)
-        from .loglik import check_window
+        from .batching import check_window
         check_window(window, stride)
         block = self._block or (32 if self.size is not None else max(1, window // 2))
         return Prequential(learner, block_tokens=block, window=window,
