@@ -198,8 +198,10 @@ def test_compress_chunks_long_inputs_by_default(tiny_model_dir, monkeypatch):
     data = TEXT * 2
     n = len(lm.tokens(data))
     size = lm.coding_chunk_tokens(n)
-    assert size == max(30, -(-n // lm.coder_batch))
-    assert len(lm._coding_chunks(data)) == -(-n // size) > 1
+    k = min(lm.coder_batch, n // 30)
+    assert k > 1 and size == -(-n // k) >= 30  # k equally long chunks of at least 30 tokens
+    assert len(lm._coding_chunks(data)) == -(-n // size) == k
+    assert lm.coding_chunk_tokens(29) == 29  # shorter than one chunk: one piece
     blob = lm.compress(data)
     assert lm_payload(lm, blob).lengths == [len(c) for c in lm._coding_chunks(data)]
     assert lm.decompress(blob) == data

@@ -95,18 +95,22 @@ def test_round_trip_scratch(data):
     assert comp.bits(b"") == 0.0
 
 
-def test_scratch_kv_cache_matches_full_forward():
-    from kolmo.lm.scratch import START, ByteTransformer
-    model = ByteTransformer(layers=2, width=32, heads=4, context=64, ngram=4, buckets=257, seed=3)
-    ids = torch.tensor([[START] + list(TEXT[:40])])
+def assert_steps_match_full_forward(model, ids):
+    """One-token steps with the KV cache give the batched forward's hidden states (to rounding)."""
     with torch.no_grad():
         full, _ = model(ids)
         h, past = model(ids[:, :7], use_cache=True)
         steps = [h]
-        for t in range(7, 41):
+        for t in range(7, ids.shape[1]):
             h, past = model(ids[:, t:t + 1], past=past, use_cache=True)
             steps.append(h)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_scratch_kv_cache_matches_full_forward():
+    from kolmo.lm.scratch import START, ByteTransformer
+    model = ByteTransformer(layers=2, width=32, heads=4, context=64, ngram=4, buckets=257, seed=3)
+    assert_steps_match_full_forward(model, torch.tensor([[START] + list(TEXT[:40])]))
 
 
 def test_round_trip_scratch_ngram_and_size():
@@ -318,3 +322,13 @@ def test_code_parts_are_the_prequential_terms():
     assert e.unit == "token" and len(e) == len(y)
     with pytest.raises(ValueError, match="explains per token"):
         comp.code_parts(y, block=8)
+
+
+def test_coding_steps_hash_the_same_ngram_buckets():
+    """One-token steps hash n-grams in numpy: the same buckets as the batched path (random table rows
+    make a wrong bucket visible), the same hidden states to float rounding."""
+    from kolmo.lm.scratch import ByteTransformer
+    model = ByteTransformer(layers=2, width=32, heads=4, context=64, ngram=6, buckets=1 << 20, seed=1)
+    with torch.no_grad():
+        model.hashed.weight.normal_(generator=torch.Generator().manual_seed(0))
+    assert_steps_match_full_forward(model, torch.randint(0, 256, (3, 40), generator=torch.Generator().manual_seed(1)))

@@ -7,9 +7,8 @@
 the batched core (:mod:`kolmo.lm.loglik`) on the input in one piece (or in ``chunk_tokens`` chunks
 when that is set): ``bits_kind == "ideal"``. ``compress`` writes a real rANS-coded stream
 (:mod:`kolmo.lm.engine`), verified to decode before it is returned (``verify``). Its size is
-``bits() / 8`` plus: 17 bytes of container and chunk table for a one-chunk stream of 1-16 kB, 8 bytes
-of coder state and about 3 bytes of table per chunk, 24-bit quantisation (a few thousandths of a
-bit per token), and the context each further chunk loses.
+``bits() / 8`` plus 19 bytes of container and payload table for one chunk of 1-16 kB, 8 bytes of
+coder state and 2 of CRC per chunk, 24-bit quantisation, and the context each further chunk loses.
 
 Settings (all in ``config``, which also pins the model file's SHA-256, dtype and device type):
 
@@ -36,13 +35,11 @@ Conditioning (``conditional_method == "kv-cache"``): ``conditional_bits(y, x)`` 
 first and scores y's tokens after them; many y against one x reuse x's KV cache. X and Y are
 tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so the seam is coded once.
 
-Streams: kolmo's container around the language models' payload (:func:`kolmo.framing.pack_lm_payload`),
-coded by :class:`kolmo.lm.engine.Engine`: what the encoder's floats depended on (thread count, CPU
-kernel level, BLAS: :mod:`kolmo.lm.machine`), the chunk table, safe chunks and one rANS word
-stream per coder group. A stream from another model, dtype, device type or coding setting is
-rejected by the container's config hash, one whose floats would differ here by that record, before
-decoding (:class:`~kolmo.errors.StreamMismatchError`); one whose floats differ anyway fails a chunk
-CRC, the coder's end check or the data CRC: all raise.
+Streams (:class:`kolmo.lm.engine.Engine`, layout :func:`kolmo.framing.pack_lm_payload`) record
+what the encoder's floats depended on (:mod:`kolmo.lm.machine`). Another model, dtype, device type
+or setting fails the config hash, other CPU floats that record, before decoding
+(:class:`~kolmo.errors.StreamMismatchError`); floats that differ anyway fail a chunk CRC, the
+coder's end check or the data CRC: all raise.
 """
 
 from __future__ import annotations
@@ -64,8 +61,8 @@ class LMCompressor(Compressor):
     bits_kind = "ideal"
     conditional_method = "kv-cache"
     #: the shortest chunk ``compress`` makes on its own, per device type (see coding_chunk_tokens)
-    MIN_CHUNK_TOKENS = {"cuda": 1024, "cpu": 512}
-    #: the coding schedule's KV cache per device type (see kolmo.lm.coding.new_cache)
+    MIN_CHUNK_TOKENS = {"cuda": 1024, "cpu": 1280}
+    #: the coding schedule's KV cache per device type (see kolmo.lm.loglik.Scorer.new_cache)
     KV_CACHE_DEFAULT = {"cuda": "static", "cpu": "dynamic"}
 
     def __init__(self, model: Optional[str] = None, *, device: Optional[str] = "auto", dtype: Optional[str] = "auto",
@@ -78,27 +75,19 @@ class LMCompressor(Compressor):
                 raise ValueError(f"{key} must be a positive int or None, got {val!r}")
         if not isinstance(verify, bool):
             raise ValueError(f"verify must be True or False, got {verify!r}")
-        self.verify = verify
         if kv_cache not in ("auto", "static", "dynamic"):
             raise ValueError(f"kv_cache must be 'auto', 'static' or 'dynamic', got {kv_cache!r}")
-        self._kv_cache = kv_cache
-        self.model_name = model
-        self._device, self._dtype = device, dtype
-        self._window, self._stride = window, stride
-        self.chunk_tokens = chunk_tokens
-        self._batch_tokens = batch_tokens
-        self._coder_batch = coder_batch
-        self.progress = progress
-        self._loaded = None
-        self._scorer = None
+        self.verify, self._kv_cache, self.model_name, self.progress = verify, kv_cache, model, progress
+        self._device, self._dtype, self._window, self._stride = device, dtype, window, stride
+        self.chunk_tokens, self._batch_tokens, self._coder_batch = chunk_tokens, batch_tokens, coder_batch
+        self._loaded = self._scorer = None
 
     # -- lazy model -----------------------------------------------------------------------------
     @property
     def loaded(self):
         if self._loaded is None:
             from ..lm.models import load_model
-            self._loaded = load_model(self.model_name, device=self._device, dtype=self._dtype,
-                                      progress=self.progress)
+            self._loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=self.progress)
         return self._loaded
 
     @property
@@ -160,24 +149,24 @@ class LMCompressor(Compressor):
         return self.loaded.tokenizer.encode(as_bytes(data))
 
     def _chunks(self, ids: np.ndarray, size: Optional[int] = None) -> List[np.ndarray]:
-        if len(ids) == 0:
-            return []
         n = size or self.chunk_tokens or len(ids)
-        return [ids[i:i + n] for i in range(0, len(ids), n)]
+        return [ids[i:i + n] for i in range(0, len(ids), n)] if len(ids) else []
 
     def coding_chunk_tokens(self, n_tokens: int) -> int:
         """Tokens per chunk that ``compress`` uses for an input of ``n_tokens`` tokens.
 
-        ``chunk_tokens`` when given; otherwise chosen from the input's length and the device so that
-        the plain call is the fast one: a coding step costs about the same for 1 or ``coder_batch``
-        chunks (on a GPU the step's overhead dominates; on a CPU each step reads all the weights),
-        so long inputs are split into up to ``coder_batch`` chunks, none shorter than
-        ``MIN_CHUNK_TOKENS`` (each chunk restarts its context: what that costs is measured in the README).
+        ``chunk_tokens`` when given; otherwise ``ceil(n / k)`` for ``k = n // MIN_CHUNK_TOKENS``
+        equally long chunks (at least 1, at most ``coder_batch``), coded in lock-step. Each chunk
+        restarts its context and adds 10 bytes (coder state and CRC); a step with k chunks costs
+        less than k steps of one. Chosen on a CPU from ``python -m benchmarks.lm_coding --curve``
+        (20 kB of English, 5448 tokens): chunks of 512 / 1024 / 1362 / 2048 / all cost +14.5 / +8.5 /
+        +5.7 / +3.7 / +0.4% over the ideal in one piece at 31 / 22 / 17.5 / 13 / 7.6 tokens/s.
         """
         if self.chunk_tokens:
             return self.chunk_tokens
         floor = self.MIN_CHUNK_TOKENS["cuda" if self.loaded.device.type == "cuda" else "cpu"]
-        return max(floor, -(-n_tokens // self.coder_batch))
+        k = max(1, min(self.coder_batch, n_tokens // floor))
+        return max(1, -(-n_tokens // k))
 
     def _seq(self, chunk: np.ndarray) -> np.ndarray:
         return np.concatenate([[self.scorer.start], chunk]).astype(np.int64)
@@ -195,11 +184,8 @@ class LMCompressor(Compressor):
 
     def bits_many(self, datas: Sequence[Data]) -> List[float]:
         """Ideal code lengths of many inputs, all their windows batched together."""
-        owners, seqs = [], []
-        for k, d in enumerate(datas):
-            for c in self._chunks(self.tokens(d)):
-                owners.append(k)
-                seqs.append(self._seq(c))
+        pieces = [(k, self._seq(c)) for k, d in enumerate(datas) for c in self._chunks(self.tokens(d))]
+        owners, seqs = [k for k, _ in pieces], [q for _, q in pieces]
         totals = [0.0] * len(datas)
         for k, bits in zip(owners, self.scorer.score(seqs, [1] * len(seqs))):
             totals[k] += float(bits.sum())

@@ -48,6 +48,20 @@ VOCAB = 256  #: coding alphabet: the byte values
 
 
 
+def bucket_ids(back: np.ndarray, ngram: int, buckets: int) -> np.ndarray:
+    """Hash buckets of the n-grams (n = 2 .. ngram) ending at one position, in numpy: ``back``
+    (B, ngram) holds the current id, then 1, 2, ... ids back; returns (B, ngram - 1) int64. The
+    same wrapping int64 arithmetic as :meth:`ByteTransformer._ngrams` (tested equal)."""
+    h = np.zeros(back.shape[0], dtype=np.int64)
+    out = np.empty((back.shape[0], ngram - 1), dtype=np.int64)
+    with np.errstate(over="ignore"):
+        for j in range(ngram):
+            h = h * np.int64(0x5BD1E995) + back[:, j] + np.int64(1)
+            if j:
+                out[:, j - 1] = np.remainder((h ^ np.int64(j * 0x2545F491)) >> 3, buckets)
+    return out
+
+
 class _Block(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
@@ -105,6 +119,11 @@ class ByteTransformer(nn.Module):
         if recent is None:
             recent = ids.new_full((B, self.ngram - 1), START)
         full = torch.cat([recent, ids], dim=1)  # (B, ngram - 1 + T)
+        if T == 1 and ids.device.type == "cpu" and not torch.is_grad_enabled():
+            # a coding step: the same buckets from numpy's int64 (few operations for one position);
+            # the rows are summed in another order than below, which only the coding steps use
+            rows = torch.from_numpy(bucket_ids(full.numpy()[:, ::-1], self.ngram, self.buckets))
+            return self.hashed.weight[rows].sum(dim=1, keepdim=True), full[:, T:]
         h = torch.zeros_like(ids)
         x = 0
         for j in range(self.ngram):  # j bytes back; wrapping int64 arithmetic is exact and portable
