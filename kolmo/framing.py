@@ -228,12 +228,14 @@ class LMPayload:
     safe_data: Tuple[bytes, ...]  # their deflated bytes, in the same order
     crc16: Optional[Tuple[int, ...]]  # low 16 bits of each segment's bytes' CRC-32, or None
     words: Tuple[Any, ...]  # uint32 arrays, one per coder group
+    prime: int = 0  # tokens of a shared prefix: segment 0, the context of every other segment
 
     @property
     def lengths(self) -> List[int]:
-        """Tokens of each segment."""
-        n, s = self.n_tokens, self.segment or self.n_tokens
-        return [min(s, n - i) for i in range(0, n, s)] if n else []
+        """Tokens of each segment (the shared prefix first, when there is one)."""
+        n, p = self.n_tokens - self.prime, self.prime
+        s = self.segment or n
+        return ([p] if p else []) + ([min(s, n - i) for i in range(0, n, s)] if n > 0 else [])
 
 
 def pack_lm_payload(p: LMPayload) -> bytes:
@@ -242,19 +244,25 @@ def pack_lm_payload(p: LMPayload) -> bytes:
         3       the float record (kolmo.lm.machine): payload version (3 high bits) and CPU kernel
                 level, torch's CPU thread count, BLAS / CPU vendor / instruction set
         varint  N, the number of tokens
-        varint  4 S + 2 [safe segments follow] + [segment CRCs follow]; S tokens per segment, 0: one
+        varint  8 S + 4 [a shared prefix] + 2 [safe segments follow] + [segment CRCs follow]; S tokens
+                per segment, 0: one
+        (varint P: a shared prefix of P tokens is segment 0, and the other segments cut the rest)
         (varint K, then K varints: the first safe segment's index, then the gaps to the next, minus 1)
         (u16 x C: the low 16 bits of the CRC-32 of each segment's bytes, C = ceil(N / S))
         K x     varint length, then the deflated bytes of each safe segment
         G-1 x   varint number of 32-bit words of each coder group's stream but the last
         ...     the groups' words, u32 little-endian, in group order, to the end
 
-    A one-segment stream has 3 + 2 + 1 bytes here for 128-16383 tokens.
+    A one-segment stream has 3 + 2 + 1 bytes here for 128-16383 tokens. ``n_groups(lengths)``
+    (``n_groups(lengths, prime)`` with a shared prefix) says how many coder groups there are.
     """
     if len(p.machine) != 3 or p.machine[0] >> 5 != PAYLOAD_VERSION:
         raise ValueError("machine must be the 3-byte float record of payload version "
                          f"{PAYLOAD_VERSION}, got {bytes(p.machine)!r}")
-    parts = [bytes(p.machine), varint(p.n_tokens), varint(4 * p.segment + 2 * bool(p.safe) + (p.crc16 is not None))]
+    parts = [bytes(p.machine), varint(p.n_tokens),
+             varint(8 * p.segment + 4 * bool(p.prime) + 2 * bool(p.safe) + (p.crc16 is not None))]
+    if p.prime:
+        parts.append(varint(p.prime))
     if p.safe:
         parts.append(varint(len(p.safe)))
         parts += [varint(i - prev - 1) for prev, i in zip((-1,) + tuple(p.safe[:-1]), p.safe)]
@@ -279,10 +287,14 @@ def unpack_lm_payload(payload: bytes, length: int, n_groups: Callable[[List[int]
                                  f"({PAYLOAD_VERSION}): the stream is corrupted or from another kolmo version")
     n, pos = read_varint(payload, 3, what)
     flags, pos = read_varint(payload, pos, what)
-    segment, has_safe, has_crc = flags >> 2, flags & 2, flags & 1
-    if n > length or (segment and segment >= n):
-        raise CorruptStreamError(f"{what} announces {n} tokens in segments of {segment} for {length} bytes of data")
-    count = -(-n // (segment or n)) if n else 0
+    segment, has_prime, has_safe, has_crc = flags >> 3, flags & 4, flags & 2, flags & 1
+    prime = 0
+    if has_prime:
+        prime, pos = read_varint(payload, pos, what)
+    if n > length or (segment and segment >= n - prime) or (has_prime and not 0 < prime < n):
+        raise CorruptStreamError(f"{what} announces {n} tokens in segments of {segment} (shared prefix {prime}) "
+                                 f"for {length} bytes of data")
+    count = len(LMPayload(b"", n, segment, (), (), None, (), prime).lengths)
     safe: List[int] = []
     if has_safe:
         k, pos = read_varint(payload, pos, what)
@@ -303,8 +315,8 @@ def unpack_lm_payload(payload: bytes, length: int, n_groups: Callable[[List[int]
             raise CorruptStreamError(f"{what}: a safe segment is truncated")
         safe_data.append(payload[pos:pos + m])
         pos += m
-    lengths = LMPayload(b"", n, segment, (), (), None, ()).lengths
-    g = n_groups(lengths)
+    lengths = LMPayload(b"", n, segment, (), (), None, (), prime).lengths
+    g = n_groups(lengths, prime) if prime else n_groups(lengths)
     counts = []
     for _ in range(max(0, g - 1)):
         w, pos = read_varint(payload, pos, what)
@@ -320,7 +332,7 @@ def unpack_lm_payload(payload: bytes, length: int, n_groups: Callable[[List[int]
     for w in counts:
         words.append(np.frombuffer(payload, dtype="<u4", count=w, offset=pos).astype(np.uint32))
         pos += 4 * w
-    return LMPayload(bytes(payload[:3]), n, segment, tuple(safe), tuple(safe_data), crc16, tuple(words))
+    return LMPayload(bytes(payload[:3]), n, segment, tuple(safe), tuple(safe_data), crc16, tuple(words), prime)
 
 
 def check_output(frame: Frame, out: bytes) -> bytes:

@@ -73,7 +73,7 @@ def verification_perturbed(monkeypatch, scorer, rows=None):
 def lm_payload(comp, blob) -> framing.LMPayload:
     frame = framing.unpack(blob, name="lm", config=comp.stream_config)
     return framing.unpack_lm_payload(frame.payload, frame.length,
-                                     lambda lengths: len(engine.groups(lengths, comp.coder_batch)))
+                                     lambda lengths, prime=0: len(engine.plan_groups(lengths, comp.coder_batch, prime)))
 
 
 def test_verification_moves_a_diverging_chunk_to_the_safe_mode(chunked, monkeypatch):
@@ -195,13 +195,14 @@ def test_one_chunk_stream_overhead_is_small(tiny_lm):
 def test_compress_chunks_long_inputs_by_default(tiny_model_dir, monkeypatch):
     lm = kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, progress=False)
     monkeypatch.setitem(lm.MIN_CHUNK_TOKENS, "cpu", 30)
+    monkeypatch.setitem(lm.PRIME_TOKENS, "cpu", 0)
     data = TEXT * 2
     n = len(lm.tokens(data))
-    size = lm.coding_chunk_tokens(n)
+    size = lm.coding_plan(n)[1]
     k = min(lm.coder_batch, n // 30)
     assert k > 1 and size == -(-n // k) >= 30  # k equally long chunks of at least 30 tokens
     assert len(lm._coding_chunks(data)) == -(-n // size) == k
-    assert lm.coding_chunk_tokens(29) == 29  # shorter than one chunk: one piece
+    assert lm.coding_plan(29) == (0, 29)  # shorter than one chunk: one piece
     blob = lm.compress(data)
     assert lm_payload(lm, blob).lengths == [len(c) for c in lm._coding_chunks(data)]
     assert lm.decompress(blob) == data
@@ -210,7 +211,7 @@ def test_compress_chunks_long_inputs_by_default(tiny_model_dir, monkeypatch):
     assert lm.bits(data) == pytest.approx(float(lm.token_bits(data).sum()), rel=1e-6)
     explicit = kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, chunk_tokens=17,
                                     progress=False)
-    assert explicit.coding_chunk_tokens(10_000) == 17
+    assert explicit.coding_plan(10_000) == (0, 17)
 
 
 def test_verify_option_is_checked(tiny_model_dir):
@@ -311,7 +312,7 @@ def test_lm_payload_layout():
     p = next(_payloads())[0]
     blob = framing.pack_lm_payload(p)
     assert blob[:3] == p.machine and blob[3:5] == framing.varint(250)
-    assert blob[5:7] == framing.varint(4 * 40 + 2 + 1)  # segment, safe segments follow, CRCs follow
+    assert blob[5:7] == framing.varint(8 * 40 + 2 + 1)  # segment, safe segments follow, CRCs follow
     assert blob[7:11] == bytes([3, 0, 2, 2])  # K, then the first index and the gaps minus one
     assert struct.unpack_from("<7H", blob, 11) == p.crc16
     assert blob.endswith(b"".join(w.astype("<u4").tobytes() for w in p.words))
@@ -321,6 +322,28 @@ def test_lm_payload_layout():
     assert framing.LMPayload(b"", 7, 0, (), (), None, ()).lengths == [7]
     with pytest.raises(ValueError, match="float record"):
         framing.pack_lm_payload(framing.LMPayload(b"\x00\x01\x02", 0, 0, (), (), None, ()))  # payload version 0
+
+
+def test_lm_payload_with_a_shared_prefix():
+    rng = np.random.default_rng(3)
+    # 300 tokens: a prefix of 20, then 280 in chunks of 100: [20, 100, 100, 80]; groups [0], [1, 2], [3]
+    p = framing.LMPayload(_record(), 300, 100, (2,), (b"zz",), (1, 2, 3, 4), _words(rng, 5, 7, 9), 20)
+    assert p.lengths == [20, 100, 100, 80]
+    blob = framing.pack_lm_payload(p)
+    assert blob[5:7] == framing.varint(8 * 100 + 4 + 2 + 1) and blob[7] == 20  # flags, then the prefix
+    calls = []
+
+    def n_groups(lengths, prime=0):
+        calls.append(prime)
+        return len(engine.plan_groups(lengths, 64, prime))
+
+    got = framing.unpack_lm_payload(blob, 1000, n_groups)
+    assert _same(p, got) and got.prime == 20 and calls == [20]
+    assert engine.plan_groups(got.lengths, 64, 20) == [[0], [1, 2], [3]]
+    for bad_prime in (300, 301):  # the prefix must leave tokens for the chunks
+        with pytest.raises(CorruptStreamError):
+            framing.unpack_lm_payload(framing.pack_lm_payload(
+                framing.LMPayload(_record(), 300, 0, (), (), None, (), bad_prime)), 1000, n_groups)
 
 
 @pytest.mark.parametrize("case", range(7))
@@ -442,3 +465,24 @@ def test_static_cache_gives_the_dynamic_schedules_tokens(tiny_lm):
     s_again, f_again = schedule.intervals(tiny_lm.scorer, seqs, windows, kv_cache="static")
     np.testing.assert_array_equal(s_again, s_sta)
     np.testing.assert_array_equal(f_again, f_sta)
+
+
+def test_chunks_can_share_a_coded_prefix(tiny_model_dir, monkeypatch):
+    """The default CPU plan: the first tokens coded alone, then every chunk reads them as context."""
+    lm = kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, progress=False)
+    monkeypatch.setitem(lm.MIN_CHUNK_TOKENS, "cpu", 30)
+    monkeypatch.setitem(lm.PRIME_TOKENS, "cpu", 12)
+    data = TEXT * 2
+    ids = lm.tokens(data)
+    prime, size = lm.coding_plan(len(ids))
+    assert prime == 12 and size == -(-(len(ids) - 12) // min(lm.coder_batch, len(ids) // 30))
+    blob = lm.compress(data)
+    p = lm_payload(lm, blob)
+    assert p.prime == 12 and p.lengths == [len(c) for c in lm._coding_chunks(data)] and p.lengths[0] == 12
+    assert len(p.words) == 1 + len(engine.groups(p.lengths[1:], lm.coder_batch)) and p.crc16 is not None
+    assert lm.decompress(blob) == data
+    # (that the prefix saves bits is a property of real models: README, measured with SmolLM2)
+    bad = bytearray(blob)
+    bad[-3] ^= 0x40
+    with pytest.raises(CorruptStreamError):
+        lm.decompress(bytes(bad))

@@ -20,7 +20,7 @@ Settings (all in ``config``, which also pins the model file's SHA-256, dtype and
     Split each input into independent chunks of this many tokens, for ``bits`` and ``compress``
     alike; each chunk restarts its context. None: ``bits`` measures the input in one piece and
     ``compress`` picks the chunking from the input's length and the device
-    (:meth:`LMCompressor.coding_chunk_tokens`), so the plain call is the fast one.
+    (:meth:`LMCompressor.coding_plan`), so the plain call is the fast one.
 ``coder_batch`` (default 1024 on CUDA, 64 on a CPU)
     Chunks coded together in lock-step: a coding step costs about the same for 1 or many chunks.
 ``verify`` (default True)
@@ -44,7 +44,7 @@ coder's end check or the data CRC: all raise.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,8 +60,10 @@ class LMCompressor(Compressor):
     name = "lm"
     bits_kind = "ideal"
     conditional_method = "kv-cache"
-    #: the shortest chunk ``compress`` makes on its own, per device type (see coding_chunk_tokens)
+    #: the shortest chunk ``compress`` makes on its own, per device type (see coding_plan)
     MIN_CHUNK_TOKENS = {"cuda": 1024, "cpu": 1280}
+    #: tokens of the shared prefix every chunk reads first (see coding_plan), per device type
+    PRIME_TOKENS = {"cuda": 0, "cpu": 256}
     #: the coding schedule's KV cache per device type (see kolmo.lm.loglik.Scorer.new_cache)
     KV_CACHE_DEFAULT = {"cuda": "static", "cpu": "dynamic"}
 
@@ -152,21 +154,17 @@ class LMCompressor(Compressor):
         n = size or self.chunk_tokens or len(ids)
         return [ids[i:i + n] for i in range(0, len(ids), n)] if len(ids) else []
 
-    def coding_chunk_tokens(self, n_tokens: int) -> int:
-        """Tokens per chunk that ``compress`` uses for an input of ``n_tokens`` tokens.
-
-        ``chunk_tokens`` when given; otherwise ``ceil(n / k)`` for ``k = n // MIN_CHUNK_TOKENS``
-        equally long chunks (at least 1, at most ``coder_batch``), coded in lock-step. Each chunk
-        restarts its context and adds 10 bytes (coder state and CRC); a step with k chunks costs
-        less than k steps of one. Chosen on a CPU from ``python -m benchmarks.lm_coding --curve``
-        (20 kB of English, 5448 tokens): chunks of 512 / 1024 / 1362 / 2048 / all cost +14.5 / +8.5 /
-        +5.7 / +3.7 / +0.4% over the ideal in one piece at 31 / 22 / 17.5 / 13 / 7.6 tokens/s.
-        """
+    def coding_plan(self, n_tokens: int) -> Tuple[int, int]:
+        """(shared prefix, tokens per chunk) that ``compress`` uses for ``n_tokens`` tokens:
+        ``chunk_tokens`` when given; else ``k = n // MIN_CHUNK_TOKENS`` equal chunks (1 to
+        ``coder_batch``) in lock-step, after a prefix of ``PRIME_TOKENS`` that every chunk reads
+        when k > 1. Chosen from ``python -m benchmarks.lm_coding --curve`` (README's table)."""
         if self.chunk_tokens:
-            return self.chunk_tokens
-        floor = self.MIN_CHUNK_TOKENS["cuda" if self.loaded.device.type == "cuda" else "cpu"]
-        k = max(1, min(self.coder_batch, n_tokens // floor))
-        return max(1, -(-n_tokens // k))
+            return 0, self.chunk_tokens
+        kind = "cuda" if self.loaded.device.type == "cuda" else "cpu"
+        k = max(1, min(self.coder_batch, n_tokens // self.MIN_CHUNK_TOKENS[kind]))
+        prime = min(self.PRIME_TOKENS[kind], n_tokens // (k + 1)) if k > 1 else 0
+        return prime, max(1, -(-(n_tokens - prime) // k))
 
     def _seq(self, chunk: np.ndarray) -> np.ndarray:
         return np.concatenate([[self.scorer.start], chunk]).astype(np.int64)
@@ -224,7 +222,8 @@ class LMCompressor(Compressor):
         raw = as_bytes(data)
         ids = self.tokens(raw)
         engine = self.engine
-        payload = engine.compress_chunks(ids, self.coding_chunk_tokens(len(ids)), self.coder_batch)
+        prime, segment = self.coding_plan(len(ids))
+        payload = engine.compress_chunks(ids, segment, self.coder_batch, prime)
         self.safe_chunks = engine.safe  # (chunk, first diverging token) of the last compress, for reports
         # no stream CRC: the decoder checks the chunk table, every chunk, the coder's end and the data
         return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
@@ -241,5 +240,7 @@ class LMCompressor(Compressor):
         return self.engine.diagnose(self._coding_chunks(as_bytes(data)), self.coder_batch)
 
     def _coding_chunks(self, raw: bytes) -> List[np.ndarray]:
+        """The segments ``compress`` codes: the shared prefix (if any), then the chunks."""
         ids = self.tokens(raw)
-        return self._chunks(ids, self.coding_chunk_tokens(len(ids)))
+        prime, segment = self.coding_plan(len(ids))
+        return ([ids[:prime]] if prime else []) + self._chunks(ids[prime:], segment)

@@ -8,6 +8,8 @@ schedule (:mod:`kolmo.lm.schedule`), with one rANS coder and one payload layout
     independent pieces of ``segment`` tokens, each restarting its context; equally long chunks are
     grouped (stable order) into batches of at most ``coder_batch`` and coded in lock-step, one rANS
     word stream per group. Several chunks carry a CRC-16 each, so a failure names its chunk.
+    Optionally a shared prefix (``prime`` tokens) is coded first, alone, and every chunk reads it
+    as context before its own tokens, so a chunk restarts with the text's opening, not with nothing.
 ``blocks`` (``lm-online``, :meth:`Engine.compress_blocks`)
     the blocks of :class:`kolmo.lm.online.Prequential`, coded one after another in one rANS
     stream, with the model learning from each block after it is coded (the decoder replays it).
@@ -61,6 +63,14 @@ def groups(lengths: Sequence[int], coder_batch: int) -> List[List[int]]:
     return out
 
 
+def plan_groups(lengths: Sequence[int], coder_batch: int, prime: int = 0) -> List[List[int]]:
+    """The coder groups of a payload's segments: with a shared prefix (``prime``), segment 0 alone
+    first, then the other segments' :func:`groups`; else :func:`groups` of all."""
+    if not prime:
+        return groups(lengths, coder_batch)
+    return [[0]] + [[i + 1 for i in g] for g in groups(lengths[1:], coder_batch)]
+
+
 def safe_code(data: bytes) -> bytes:
     """The safe mode's payload for one segment: its bytes, deflated (always decodes)."""
     return zlib.compress(data, 9)
@@ -103,13 +113,13 @@ class Engine:
         return got, bad
 
     def _payload(self, n: int, segment: int, modes: Sequence[int], spelled: Callable[[int], bytes],
-                 words: Sequence[np.ndarray], crcs: bool) -> bytes:
+                 words: Sequence[np.ndarray], crcs: bool, prime: int = 0) -> bytes:
         safe = tuple(i for i, m in enumerate(modes) if m == SAFE)
         rec = machine.current(self.model.device).to_bytes(framing.PAYLOAD_VERSION)
         crc16 = tuple(framing.crc32(spelled(i)) & 0xFFFF for i in range(len(modes))) if crcs else None
-        return framing.pack_lm_payload(framing.LMPayload(rec, n, segment if segment < n else 0, safe,
+        return framing.pack_lm_payload(framing.LMPayload(rec, n, segment if segment < n - prime else 0, safe,
                                                          tuple(safe_code(spelled(i)) for i in safe), crc16,
-                                                         tuple(words)))
+                                                         tuple(words), prime))
 
     def _unpack(self, payload: bytes, length: int, n_groups: Callable) -> framing.LMPayload:
         p = framing.unpack_lm_payload(payload, length, n_groups, self.what)
@@ -124,45 +134,52 @@ class Engine:
                 raise CorruptStreamError(f"{self.what}: safe segment {i} does not match its token count")
         return known
 
-    def _rows(self, toks: Sequence[np.ndarray]) -> np.ndarray:
-        n = len(toks[0])
-        seqs = np.zeros((len(toks), n + 1), dtype=np.int64)
+    def _rows(self, toks: Sequence[np.ndarray], prefix: Sequence[int] = ()) -> np.ndarray:
+        """(B, 1 + len(prefix) + n): the start id, the shared prefix, then each row's tokens."""
+        seqs = np.zeros((len(toks), 1 + len(prefix) + len(toks[0])), dtype=np.int64)
         seqs[:, 0] = self.model.start
+        seqs[:, 1:1 + len(prefix)] = prefix
         for j, t in enumerate(toks):
-            seqs[j, 1:] = t
+            seqs[j, 1 + len(prefix):] = t
         return seqs
 
+    def _windows(self, seqs: np.ndarray, prefix: Sequence[int]):
+        return plan_windows(seqs.shape[1], 1 + len(prefix), self.window, self.stride)
+
     # -- chunks in lock-step (lm) ---------------------------------------------------------------------
-    def compress_chunks(self, ids: np.ndarray, segment: int, coder_batch: int) -> bytes:
-        """The payload of ``ids`` cut into chunks of ``segment`` tokens, coded in lock-step."""
+    def compress_chunks(self, ids: np.ndarray, segment: int, coder_batch: int, prime: int = 0) -> bytes:
+        """The payload of ``ids`` cut into chunks of ``segment`` tokens, coded in lock-step; with
+        ``prime``, the first ``prime`` tokens are coded first, alone, and every chunk of the rest
+        reads them as its context (a chunk then restarts with the text's opening, not with nothing)."""
         n = len(ids)
-        chunks = [ids[i:i + segment] for i in range(0, n, segment)] if n else []
+        p = framing.LMPayload(b"", n, segment, (), (), None, (), prime)
+        cut = np.cumsum([0] + p.lengths)
+        chunks = [ids[a:b] for a, b in zip(cut[:-1], cut[1:])]
         modes, words, self.safe = [LM] * len(chunks), [], []
         with self._bar(n, True) as bar:
-            self._chunk_groups(chunks, coder_batch, modes, words, bar)
+            for group in plan_groups(p.lengths, coder_batch, prime):
+                prefix = ids[:prime] if prime and group[0] else ()
+                seqs = self._rows([chunks[i] for i in group], prefix)
+                (starts, freqs), bad = self._code(seqs, self._windows(seqs, prefix), bar)
+                ok = bad < 0
+                for j in np.flatnonzero(~ok):
+                    modes[group[j]] = SAFE
+                    self.safe.append((group[j], int(bad[j])))
+                words.append(rans_words([(starts[:, ok], freqs[:, ok])], int(ok.sum())))
         spelled = [self.model.decode(c) for c in chunks]
-        return self._payload(n, segment, modes, spelled.__getitem__, words, crcs=len(chunks) > 1)
-
-    def _chunk_groups(self, chunks, coder_batch: int, modes: List[int], words: list, bar) -> None:
-        for group in groups([len(c) for c in chunks], coder_batch):
-            seqs = self._rows([chunks[i] for i in group])
-            (starts, freqs), bad = self._code(seqs, plan_windows(seqs.shape[1], 1, self.window, self.stride), bar)
-            ok = bad < 0
-            for j in np.flatnonzero(~ok):
-                modes[group[j]] = SAFE
-                self.safe.append((group[j], int(bad[j])))
-            words.append(rans_words([(starts[:, ok], freqs[:, ok])], int(ok.sum())))
+        return self._payload(n, segment, modes, spelled.__getitem__, words, crcs=len(chunks) > 1, prime=prime)
 
     def decompress_chunks(self, payload: bytes, length: int, coder_batch: int) -> bytes:
-        p = self._unpack(payload, length, lambda lengths: len(groups(lengths, coder_batch)))
+        p = self._unpack(payload, length, lambda lengths, prime=0: len(plan_groups(lengths, coder_batch, prime)))
         lengths = p.lengths
         known = self._known(p, lengths)
         out: Dict[int, np.ndarray] = dict(known)
         threads = machine.FloatRecord.from_bytes(p.machine).threads
         with machine.using_threads(threads, self.model.device), self._bar(p.n_tokens, False) as bar:
-            for group, words in zip(groups(lengths, coder_batch), p.words):
+            for group, words in zip(plan_groups(lengths, coder_batch, p.prime), p.words):
+                prefix = out[0] if p.prime and group[0] else ()  # the prefix group comes first
                 n = lengths[group[0]]
-                seqs = self._rows([known.get(i, np.zeros(n, dtype=np.int64)) for i in group])
+                seqs = self._rows([known.get(i, np.zeros(n, dtype=np.int64)) for i in group], prefix)
                 active = np.array([i not in known for i in group])
                 try:
                     if not active.any():  # every chunk of the group is safe: nothing was coded
@@ -170,14 +187,13 @@ class Engine:
                             raise CorruptStreamError(f"{len(words)} words for a group with no coded chunk")
                         continue
                     dec = BatchDecoder(words, int(active.sum()), PRECISION_BITS)
-                    decode(self.model, seqs, plan_windows(n + 1, 1, self.window, self.stride), dec, active,
-                           self.kv_cache, bar)
+                    decode(self.model, seqs, self._windows(seqs, prefix), dec, active, self.kv_cache, bar)
                     dec.check_end()
                 except (CorruptStreamError, ValueError) as exc:
                     raise CorruptStreamError(f"{self.what}: the coder of chunks {group[0]}..{group[-1]} did not "
                                              f"end where it began ({exc}). {DIVERGED}") from None
                 for j, i in enumerate(group):
-                    out[i] = seqs[j, 1:]
+                    out[i] = seqs[j, 1 + len(prefix):]
         spelled = [self.model.decode(out[i]) for i in range(len(lengths))]
         if p.crc16 is not None:
             for i, (b, c) in enumerate(zip(spelled, p.crc16)):
@@ -239,7 +255,8 @@ class Engine:
 
     # -- diagnostics ----------------------------------------------------------------------------------
     def diagnose(self, chunks: Sequence[np.ndarray], coder_batch: int):
-        """Run every group's schedule twice, teacher-forced, and report where the tables first differ."""
+        """Run every group's schedule twice, teacher-forced, and report where the tables first differ
+        (chunks as :meth:`compress_chunks` cuts them, without a shared prefix)."""
         from .schedule import Divergence, compare_runs
         max_p, max_f, n_steps = 0.0, 0, 0
         first: Optional[Tuple[int, int]] = None
