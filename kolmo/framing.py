@@ -233,9 +233,13 @@ class LMPayload:
     @property
     def lengths(self) -> List[int]:
         """Tokens of each segment (the shared prefix first, when there is one)."""
-        n, p = self.n_tokens - self.prime, self.prime
-        s = self.segment or n
-        return ([p] if p else []) + ([min(s, n - i) for i in range(0, n, s)] if n > 0 else [])
+        return segment_lengths(self.n_tokens, self.segment, self.prime)
+
+
+def segment_lengths(n_tokens: int, segment: int, prime: int = 0) -> List[int]:
+    """Tokens of each segment: a prefix of ``prime`` (if any), then segments of ``segment`` (0: one)."""
+    n, s = n_tokens - prime, segment or n_tokens - prime
+    return ([prime] if prime else []) + ([min(s, n - i) for i in range(0, n, s)] if n > 0 else [])
 
 
 def pack_lm_payload(p: LMPayload) -> bytes:
@@ -248,13 +252,12 @@ def pack_lm_payload(p: LMPayload) -> bytes:
                 per segment, 0: one
         (varint P: a shared prefix of P tokens is segment 0, and the other segments cut the rest)
         (varint K, then K varints: the first safe segment's index, then the gaps to the next, minus 1)
-        (u16 x C: the low 16 bits of the CRC-32 of each segment's bytes, C = ceil(N / S))
+        (u16 x C: the low 16 bits of the CRC-32 of each of the C segments' bytes)
         K x     varint length, then the deflated bytes of each safe segment
         G-1 x   varint number of 32-bit words of each coder group's stream but the last
         ...     the groups' words, u32 little-endian, in group order, to the end
 
-    A one-segment stream has 3 + 2 + 1 bytes here for 128-16383 tokens. ``n_groups(lengths)``
-    (``n_groups(lengths, prime)`` with a shared prefix) says how many coder groups there are.
+    A one-segment stream has 3 + 2 + 1 bytes here for 128-16383 tokens.
     """
     if len(p.machine) != 3 or p.machine[0] >> 5 != PAYLOAD_VERSION:
         raise ValueError("machine must be the 3-byte float record of payload version "
@@ -275,10 +278,11 @@ def pack_lm_payload(p: LMPayload) -> bytes:
     return b"".join(parts)
 
 
-def unpack_lm_payload(payload: bytes, length: int, n_groups: Callable[[List[int]], int], what: str = "lm stream"
-                      ) -> LMPayload:
+def unpack_lm_payload(payload: bytes, length: int, n_groups: Callable[[List[int], int], int],
+                      what: str = "lm stream") -> LMPayload:
     """Inverse of :func:`pack_lm_payload`. ``length``: the data's bytes (each token spells at least
-    one); ``n_groups(lengths)``: how many coder groups those segment lengths make."""
+    one); ``n_groups(lengths, prime)``: how many coder groups those segment lengths make, after a
+    shared prefix of ``prime`` tokens (0: none)."""
     import numpy as np
     if len(payload) < 3:
         raise CorruptStreamError(f"{what}: its payload is truncated ({len(payload)} bytes)")
@@ -294,20 +298,20 @@ def unpack_lm_payload(payload: bytes, length: int, n_groups: Callable[[List[int]
     if n > length or (segment and segment >= n - prime) or (has_prime and not 0 < prime < n):
         raise CorruptStreamError(f"{what} announces {n} tokens in segments of {segment} (shared prefix {prime}) "
                                  f"for {length} bytes of data")
-    count = len(LMPayload(b"", n, segment, (), (), None, (), prime).lengths)
+    lengths = segment_lengths(n, segment, prime)
     safe: List[int] = []
     if has_safe:
         k, pos = read_varint(payload, pos, what)
-        for _ in range(min(k, count + 1)):
+        for _ in range(min(k, len(lengths) + 1)):
             gap, pos = read_varint(payload, pos, what)
             safe.append((safe[-1] if safe else -1) + gap + 1)
-        if not 0 < k == len(safe) or safe[-1] >= count:
+        if not 0 < k == len(safe) or safe[-1] >= len(lengths):
             raise CorruptStreamError(f"{what}: its table of safe segments is corrupted")
     crc16 = None
     if has_crc:
-        if pos + 2 * count > len(payload):
+        if pos + 2 * len(lengths) > len(payload):
             raise CorruptStreamError(f"{what}: its segment CRCs are truncated")
-        crc16, pos = struct.unpack_from(f"<{count}H", payload, pos), pos + 2 * count
+        crc16, pos = struct.unpack_from(f"<{len(lengths)}H", payload, pos), pos + 2 * len(lengths)
     safe_data = []
     for _ in safe:
         m, pos = read_varint(payload, pos, what)
@@ -315,8 +319,7 @@ def unpack_lm_payload(payload: bytes, length: int, n_groups: Callable[[List[int]
             raise CorruptStreamError(f"{what}: a safe segment is truncated")
         safe_data.append(payload[pos:pos + m])
         pos += m
-    lengths = LMPayload(b"", n, segment, (), (), None, (), prime).lengths
-    g = n_groups(lengths, prime) if prime else n_groups(lengths)
+    g = n_groups(lengths, prime)
     counts = []
     for _ in range(max(0, g - 1)):
         w, pos = read_varint(payload, pos, what)

@@ -145,7 +145,7 @@ def test_chunks_code_independently(tiny_model_dir, rng_bytes):
         blob = comp.compress(data)
         frame = framing.unpack(blob, name="lm", config=comp.stream_config)
         from kolmo.lm.engine import groups
-        p = framing.unpack_lm_payload(frame.payload, frame.length, lambda lengths: len(groups(lengths, 3)))
+        p = framing.unpack_lm_payload(frame.payload, frame.length, lambda lengths, prime: len(groups(lengths, 3)))
         n = len(comp.tokens(data))
         assert p.n_tokens == n and p.segment == 50 and p.lengths == [len(c) for c in comp._coding_chunks(data)]
         assert len(p.lengths) > 3 and len(p.words) < len(p.lengths)  # the chunks of a group share one coder stream

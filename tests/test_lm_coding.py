@@ -73,7 +73,7 @@ def verification_perturbed(monkeypatch, scorer, rows=None):
 def lm_payload(comp, blob) -> framing.LMPayload:
     frame = framing.unpack(blob, name="lm", config=comp.stream_config)
     return framing.unpack_lm_payload(frame.payload, frame.length,
-                                     lambda lengths, prime=0: len(engine.plan_groups(lengths, comp.coder_batch, prime)))
+                                     lambda lengths, prime: len(engine.plan_groups(lengths, comp.coder_batch, prime)))
 
 
 def test_verification_moves_a_diverging_chunk_to_the_safe_mode(chunked, monkeypatch):
@@ -264,7 +264,7 @@ def _record(threads=3) -> bytes:
 
 
 def _n_groups(coder_batch):
-    return lambda lengths: len(engine.groups(lengths, coder_batch))
+    return lambda lengths, prime: len(engine.plan_groups(lengths, coder_batch, prime))
 
 
 def _words(rng, *sizes):
@@ -333,7 +333,7 @@ def test_lm_payload_with_a_shared_prefix():
     assert blob[5:7] == framing.varint(8 * 100 + 4 + 2 + 1) and blob[7] == 20  # flags, then the prefix
     calls = []
 
-    def n_groups(lengths, prime=0):
+    def n_groups(lengths, prime):
         calls.append(prime)
         return len(engine.plan_groups(lengths, 64, prime))
 

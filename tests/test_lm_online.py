@@ -301,7 +301,7 @@ def test_a_block_that_fails_verification_goes_to_the_safe_mode(monkeypatch):
     monkeypatch.setattr(engine, "intervals", real)
     assert comp.safe_blocks == [(2, 0)]
     p = framing.unpack_lm_payload(framing.unpack(blob, name="lm-online", config=comp.stream_config).payload,
-                                  len(data), lambda lengths: 1)
+                                  len(data), lambda lengths, prime: 1)
     assert p.safe == (2,) and p.crc16 is None
     assert comp.decompress(blob) == data
 

@@ -121,10 +121,12 @@ class Engine:
                                                          tuple(safe_code(spelled(i)) for i in safe), crc16,
                                                          tuple(words), prime))
 
-    def _unpack(self, payload: bytes, length: int, n_groups: Callable) -> framing.LMPayload:
+    def _unpack(self, payload: bytes, length: int, n_groups: Callable) -> Tuple[framing.LMPayload, int]:
+        """The payload, checked against this process's floats, and the encoder's thread count."""
         p = framing.unpack_lm_payload(payload, length, n_groups, self.what)
-        machine.check(machine.FloatRecord.from_bytes(p.machine), self.model.device, f"this {self.what}")
-        return p
+        record = machine.FloatRecord.from_bytes(p.machine)
+        machine.check(record, self.model.device, f"this {self.what}")
+        return p, record.threads
 
     def _known(self, p: framing.LMPayload, lengths: Sequence[int]) -> Dict[int, np.ndarray]:
         known = {}
@@ -152,12 +154,12 @@ class Engine:
         ``prime``, the first ``prime`` tokens are coded first, alone, and every chunk of the rest
         reads them as its context (a chunk then restarts with the text's opening, not with nothing)."""
         n = len(ids)
-        p = framing.LMPayload(b"", n, segment, (), (), None, (), prime)
-        cut = np.cumsum([0] + p.lengths)
+        lengths = framing.segment_lengths(n, segment, prime)
+        cut = np.cumsum([0] + lengths)
         chunks = [ids[a:b] for a, b in zip(cut[:-1], cut[1:])]
         modes, words, self.safe = [LM] * len(chunks), [], []
         with self._bar(n, True) as bar:
-            for group in plan_groups(p.lengths, coder_batch, prime):
+            for group in plan_groups(lengths, coder_batch, prime):
                 prefix = ids[:prime] if prime and group[0] else ()
                 seqs = self._rows([chunks[i] for i in group], prefix)
                 (starts, freqs), bad = self._code(seqs, self._windows(seqs, prefix), bar)
@@ -170,11 +172,10 @@ class Engine:
         return self._payload(n, segment, modes, spelled.__getitem__, words, crcs=len(chunks) > 1, prime=prime)
 
     def decompress_chunks(self, payload: bytes, length: int, coder_batch: int) -> bytes:
-        p = self._unpack(payload, length, lambda lengths, prime=0: len(plan_groups(lengths, coder_batch, prime)))
+        p, threads = self._unpack(payload, length, lambda lengths, prime: len(plan_groups(lengths, coder_batch, prime)))
         lengths = p.lengths
         known = self._known(p, lengths)
         out: Dict[int, np.ndarray] = dict(known)
-        threads = machine.FloatRecord.from_bytes(p.machine).threads
         with machine.using_threads(threads, self.model.device), self._bar(p.n_tokens, False) as bar:
             for group, words in zip(plan_groups(lengths, coder_batch, p.prime), p.words):
                 prefix = out[0] if p.prime and group[0] else ()  # the prefix group comes first
@@ -226,7 +227,7 @@ class Engine:
         return self._payload(len(ids), prequential.block_tokens, modes, spell, [words], crcs=False)
 
     def decompress_blocks(self, payload: bytes, length: int, prequential) -> bytes:
-        p = self._unpack(payload, length, lambda lengths: 1 if lengths else 0)
+        p, threads = self._unpack(payload, length, lambda lengths, prime: 1 if lengths else 0)
         blocks = prequential.blocks(p.n_tokens)
         if [e - s for s, e in blocks] != p.lengths:
             raise CorruptStreamError(f"{self.what}: its blocks of {p.segment} tokens are not this compressor's "
@@ -244,7 +245,6 @@ class Engine:
                     decode(self.model, seq[None], prequential.windows(s, e), dec, np.array([True]),
                            self.kv_cache, bar)
 
-            threads = machine.FloatRecord.from_bytes(p.machine).threads
             with machine.using_threads(threads, self.model.device), self._bar(p.n_tokens, False) as bar:
                 prequential.reset()
                 prequential.run(seq, mode="code", on_block=code)

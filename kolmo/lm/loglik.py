@@ -150,14 +150,6 @@ class Scorer:
         targets = np.asarray(targets, dtype=np.int64)
         return self._finish_bits(self._model_bits(h, targets).cpu().numpy(), targets)
 
-    def probs(self, h: torch.Tensor) -> np.ndarray:
-        """Next-token distributions over the coding alphabet for each row of ``h``: float64 (n, A)."""
-        p = self.head.probs(h)  # (n, V)
-        if not self.n_virtual:
-            return p
-        extra = np.full((p.shape[0], self.n_virtual), VIRTUAL_MASS / self.n_virtual)
-        return np.concatenate([p * (1.0 - VIRTUAL_MASS), extra], axis=1)
-
     def _bar(self, total: int, desc: str):
         from .. import progress
         return progress.bar(total, desc, "tok", self.progress, min_total=4096)

@@ -27,6 +27,7 @@ configuration, and verification proves a stream decodes where it was made.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from typing import Dict
@@ -45,6 +46,7 @@ _MKL_ISA = {"SSE4_2": "SSE4.2", "AVX": "AVX", "AVX2": "AVX2", "AVX512": "AVX512"
             "AVX512_E4": "AVX512", "AVX512_E5": "AVX512"}
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_flags() -> tuple:
     """(vendor, widest vector instruction set) from /proc/cpuinfo ('other', 'other' elsewhere)."""
     try:

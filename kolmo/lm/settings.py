@@ -13,9 +13,9 @@ import math
 from typing import Any, Dict, Optional
 
 _DTYPES = (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
-#: the scratch model's default size: small and quick to learn (benchmarks/online_bench.py, part 3)
 #: model='scratch': the hashed n-gram table's learning rate over the dense weights' (online_bench part 3)
 NGRAM_LR_SCALE = 30.0
+#: the scratch model's default size: small and quick to learn (benchmarks/online_bench.py, part 3)
 _SCRATCH_SIZE = {"layers": 2, "width": 128, "heads": 4, "context": 128, "ngram": 6, "buckets": 1 << 20}
 
 
