@@ -38,10 +38,13 @@ default SmolLM2-135M-Instruct, or any Hugging Face causal LM name or path):
 ``ngram_lr``    learning rate of that table (default NGRAM_LR_SCALE x ``lr``): the table starts at
                 zero and is the model's fast memory (a row is updated only when its n-gram occurs),
                 so it learns much faster than the transformer's dense weights
-defaults: ``block_tokens`` 32, ``lr`` 3e-4, ``train_on`` "window"; chosen on 1.19 MB of English
-(``python -m benchmarks.online_bench --parts 3``), where they give 2.063 bits/byte against
-PPMd order 6's 2.079 (``lr`` 2e-3 / 5e-4 with the table at ``lr`` and random: 2.142 / 2.108;
-2^18 buckets: 2.075; ``ngram_lr`` 10 / 100 x ``lr``: 2.073 / 2.062)
+defaults: ``block_tokens`` 32, ``lr`` 3e-4, ``train_on`` "window" (measured in :mod:`kolmo.lm.settings`)
+
+The mixture (:mod:`kolmo.lm.mixture`): ``mix`` a tuple of parts, each optional: "learner" (the
+model above, learning), "frozen" (the pretrained model untouched, in context), "ngram" (token
+n-gram memory of orders 0 .. ``mix_order``), "match" (the longest earlier repeat, context lengths
+``match_lengths``); mixed per token by fixed-share weights (``share``, ``eta``; weight set chosen
+by the match length with ``gate="match"``, one set with None). ``mix=None``: the learner alone.
 
 Both:
 
@@ -121,7 +124,7 @@ class OnlineLMCompressor(Compressor):
     def coder(self):
         from ..lm.engine import Engine
         e = self.engine
-        return Engine(e.learner, window=e.window, stride=e.stride, verify=self.verify, what="lm-online stream",
+        return Engine(e.coding_model, window=e.window, stride=e.stride, verify=self.verify, what="lm-online stream",
                       label="kolmo lm-online", progress=self.progress)
 
     @property

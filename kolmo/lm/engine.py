@@ -210,13 +210,14 @@ class Engine:
         modes: List[int] = []
         self.safe = []
 
-        def code(k: int, s: int, e: int) -> None:
+        def code(k: int, s: int, e: int) -> bool:
             (starts, freqs), bad = self._code(seq[None], prequential.windows(s, e), bar)
             modes.append(LM if bad[0] < 0 else SAFE)
             if bad[0] < 0:
                 coded.append((starts, freqs))
             else:
                 self.safe.append((k, int(bad[0])))
+            return bool(bad[0] < 0)  # whether the block was coded by the model (else safe)
 
         prequential.reset()
         with self._bar(len(ids), True) as bar:
@@ -238,12 +239,13 @@ class Engine:
         try:
             dec = BatchDecoder(p.words[0] if p.words else np.zeros(0, dtype=np.uint32), 1, PRECISION_BITS)
 
-            def code(k: int, s: int, e: int) -> None:
+            def code(k: int, s: int, e: int) -> bool:
                 if k in known:
                     seq[s:e] = known[k]
-                else:
-                    decode(self.model, seq[None], prequential.windows(s, e), dec, np.array([True]),
-                           self.kv_cache, bar)
+                    return False
+                decode(self.model, seq[None], prequential.windows(s, e), dec, np.array([True]),
+                       self.kv_cache, bar)
+                return True
 
             with machine.using_threads(threads, self.model.device), self._bar(p.n_tokens, False) as bar:
                 prequential.reset()

@@ -51,9 +51,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .batching import base_forward, plan_windows
-from .quantize import with_virtual
-from .tokens import VIRTUAL_MASS
+from .batching import plan_windows
 
 LN2 = math.log(2.0)
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -65,74 +63,6 @@ def new_dynamic_cache(kind: str):
     if kind != "dynamic":
         raise ValueError(f"lm-online's learners code with a dynamic KV cache, got kv_cache={kind!r}")
     return None
-
-
-class HFLearner:
-    """A Hugging Face causal LM as a learner: a private copy of the loaded model, fully trained
-    (``adapter=None``) or through low-rank adapters (``adapter="lora"``, peft, rank ``lora_rank``,
-    alpha = 2 rank, on every linear layer but the head). The shared loaded model is never changed."""
-
-    def __init__(self, loaded, *, adapter: Optional[str], lora_rank: int, seed: int):
-        self.loaded = loaded
-        self.tokenizer = loaded.tokenizer
-        self.start, self.alphabet = loaded.start_id, loaded.tokenizer.alphabet
-        self.vocab, self.n_virtual = loaded.vocab_size, loaded.tokenizer.n_virtual
-        self.device, self.max_positions = loaded.device, loaded.max_positions
-        self.module = copy.deepcopy(loaded.model)
-        if adapter == "lora":
-            from peft import LoraConfig, inject_adapter_in_model
-            cfg = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0, target_modules="all-linear")
-            with torch.random.fork_rng(devices=[]):  # seeded adapter initialisation, global RNG untouched
-                torch.manual_seed(seed)
-                self.module = inject_adapter_in_model(cfg, self.module)
-            self.module.requires_grad_(False)
-            for n, p in self.module.named_parameters():
-                p.requires_grad_("lora_" in n)
-            self.initial = {n: p.detach().clone() for n, p in self.named_trainable()}
-        else:
-            self.module.requires_grad_(True)
-            self.initial = dict(loaded.model.named_parameters())  # the untouched originals
-        self.module.eval()  # no dropout: training must be deterministic
-        self.softcap = getattr(self.module.config, "final_logit_softcapping", None)
-
-    def named_trainable(self) -> List[Tuple[str, torch.nn.Parameter]]:
-        return [(n, p) for n, p in self.module.named_parameters() if p.requires_grad]
-
-    def encode(self, data: bytes) -> np.ndarray:
-        return self.tokenizer.encode(data)
-
-    def decode(self, ids) -> bytes:
-        return self.tokenizer.decode(ids)
-
-    def tensor(self, ids: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.tokenizer.model_input(ids))).to(self.device)
-
-    def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
-        return base_forward(self.module, ids, past=past, use_cache=use_cache)
-
-    def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        head = self.module.get_output_embeddings()
-        bias = getattr(head, "bias", None)
-        z = torch.nn.functional.linear(h.float(), head.weight.float(), None if bias is None else bias.float())
-        return torch.tanh(z / self.softcap) * self.softcap if self.softcap else z
-
-    def target_logp(self, h: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
-        """ln p(target) over the coding alphabet for each row of ``h``: float32 (n,), differentiable."""
-        virtual = targets >= self.vocab
-        t = torch.from_numpy(np.where(virtual, 0, targets)).to(self.device)
-        lp = torch.log_softmax(self._logits(h), dim=-1).gather(1, t[:, None])[:, 0]
-        if not self.n_virtual:
-            return lp
-        lp = lp + math.log1p(-VIRTUAL_MASS)
-        const = torch.full_like(lp, math.log(VIRTUAL_MASS / self.n_virtual))
-        return torch.where(torch.from_numpy(virtual).to(self.device), const, lp)
-
-    def step_probs(self, h: torch.Tensor) -> torch.Tensor:
-        """The coder's (B, A) distributions over the coding alphabet, on the device."""
-        return with_virtual(torch.softmax(self._logits(h), dim=-1), self.n_virtual)
-
-    def new_cache(self, kind: str, length: int):
-        return new_dynamic_cache(kind)
 
 
 def make_optimizers(name: str, dense, sparse, *, lr: float, weight_decay: float,
@@ -182,6 +112,11 @@ class Prequential:
         self.dense = [p for n, p in named if n not in sparse]
         self.sparse = [p for n, p in named if n in sparse]
         self.opts: list = []
+
+    @property
+    def coding_model(self):
+        """The step model the engine codes with (:mod:`kolmo.lm.schedule`): the learner itself."""
+        return self.learner
 
     # -- state ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -247,9 +182,10 @@ class Prequential:
         return plan_windows(e, s, self.window, self.stride)
 
     @torch.inference_mode()
-    def _score(self, seq: np.ndarray, s: int, e: int) -> np.ndarray:
-        """Bits of each token of block [s, e) under the current weights (float64)."""
-        net = self.learner
+    def _score(self, seq: np.ndarray, s: int, e: int, net=None) -> np.ndarray:
+        """Bits of each token of block [s, e) under the current weights (float64); ``net``: another
+        model on the same windows (default the learner)."""
+        net = net or self.learner
         parts = []
         for b, split, end in self.windows(s, e):
             h, _ = net.hidden(net.tensor(seq[b:end])[None])

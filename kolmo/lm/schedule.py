@@ -56,7 +56,12 @@ def run_windows(model, seqs: np.ndarray, windows: Sequence[Window], step: Step, 
                 tables: Callable = step_tables) -> None:
     """Run the schedule over ``seqs`` (B, L): ``step(p, tables)`` receives position ``p``'s tables
     and returns the B ids at ``p`` (the known ones when encoding, the decoded ones when decoding),
-    which are written into ``seqs``. ``kv_cache``: the model's ``new_cache`` kind, per window."""
+    which are written into ``seqs``. ``kv_cache``: the model's ``new_cache`` kind, per window.
+    A model with state of its own beyond the KV cache (the mixture of :mod:`kolmo.lm.mixture`)
+    has ``begin_run()``, called first: every run of a schedule starts from the same state."""
+    begin_run = getattr(model, "begin_run", None)
+    if begin_run is not None:
+        begin_run()
     for begin, split, end in windows:
         past = model.new_cache(kv_cache, end - begin)
         hidden, cache = model.hidden(model.tensor(seqs[:, begin:split]), past, True)

@@ -1,0 +1,198 @@
+"""Benchmark: the mixture (lm-online with mix=...) against its parts, the in-context lm and PPMd.
+
+    python -m benchmarks.mix_bench [--corpus ../shared/corpus] [--parts finnish,english,alice,scratch]
+                                   [--sizes 0,16384] [--alice-bytes N] [--code-bytes N]
+                                   [--scratch-bytes N] [--threads N] [--json out.json]
+
+Ideal code lengths in bits (real coding where it says so). One run of the mixture gives every
+part's code length too: the parts never see the mixture (the learner trains on the tokens, the
+memories count them), so a part's bits in the mixture's run are the bits of ``mix=(part,)``
+(tested in tests/test_mixture.py). C(Y | X) = C(XY) - C(X), both from runs that share X's
+whole blocks (:func:`kolmo.lm.online.shared_runs`'s schedule); "lm (in context)" is ``lm``'s own
+``conditional_bits(y, x)``, measured in the same run of this script.
+
+finnish   Y = the first 2 kB of the Finnish Genesis (Latin-1 in the corpus, coded as UTF-8), X = the
+          same book from "käärme" (ch. 3) on, ``--sizes`` bytes of it (default 0, 16 kB, 48 kB).
+          Goals (issue): C(Y | X = 150 kB) <= 0.75 x lm's in context, and below PPMd's.
+english   Y = the first 2 kB of the World English Bible's Genesis, X = the King James Genesis from
+          ch. 3 on, 32 kB. Goal: below the in-context lm's.
+alice     alice29.txt bits/byte (ideal), with the time; real coding of its first ``--code-bytes``
+          (16 kB): stream bits/byte against the ideal. Goal: <= 0.90 ideal, real within 0.01.
+scratch   the four Canterbury English texts (1.19 MB; ``--scratch-bytes``) with model="scratch" and
+          the memories, against PPMd order 6. Goal: >= 5% under PPMd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+PARTS = ("learner", "frozen", "ngram", "match")
+
+
+def _corpus(path: str) -> Path:
+    root = Path(path)
+    if not (root / "genesis" / "finnish.txt").is_file():
+        raise SystemExit(f"corpus not found at {root} (expected genesis/ and canterbury-mixed/): pass --corpus")
+    return root
+
+
+def _mixture(a, scratch: bool = False, **kw):
+    import kolmo
+    opts = dict(model="scratch", mix=("learner", "ngram", "match")) if scratch else dict(mix=PARTS)
+    opts.update(json.loads(a.mix_opts))
+    opts.update(kw)
+    return kolmo.get_compressor("lm-online", device=a.device, progress=a.progress, **opts)
+
+
+def conditional_table(comp, x: bytes, y: bytes):
+    """(C(Y|X) of the mixture, {part: C(Y|X)}, seconds): one shared run through X, then X and XY."""
+    from kolmo.lm.online import common_blocks
+    eng = comp.engine
+    sx, sxy = comp._seq(comp.tokens(x)), comp._seq(comp.tokens(x + y))
+    t = time.perf_counter()
+    shared = common_blocks(sx[1:], sxy[1:], eng.block_tokens) if len(x) else 0
+    eng.reset()
+    totals = []
+    runs = {}  # per-token columns and mixer contexts, for trying other mixers offline (--save-columns)
+    head_mix = sum(eng.run(sxy, stop_block=shared)) if shared else 0.0
+    if shared:
+        runs["head"] = (eng.last_columns, eng.last_contexts)
+    head_cols = eng.last_columns.sum(axis=0) if shared else np.zeros(len(eng.parts))
+    snap = eng.snapshot()
+    for name, seq in (("x", sx), ("xy", sxy)):
+        eng.restore(snap)
+        mix = head_mix + sum(eng.run(seq, first_block=shared)) if len(seq) > 1 else 0.0
+        cols = head_cols + (eng.last_columns.sum(axis=0) if len(seq) > 1 else 0.0)
+        if len(seq) > 1:
+            runs[name] = (eng.last_columns, eng.last_contexts)
+        totals.append((mix, cols))
+    (mx, cx), (mxy, cxy) = totals
+    return mxy - mx, dict(zip(eng.parts, (cxy - cx).tolist())), time.perf_counter() - t, runs
+
+
+def part_genesis(a, root: Path, which: str) -> dict:
+    import kolmo
+    if which == "finnish":
+        text = (root / "genesis" / "finnish.txt").read_bytes().decode("latin-1").encode("utf-8")
+        y, x_all = text[:2048], text[text.index("käärme".encode()):]
+        sizes = [int(s) for s in a.sizes.split(",")] if a.sizes else [0, 16384, 49152]
+    else:
+        y = (root / "genesis" / "english-web.txt").read_bytes()[:2048]
+        kjv = (root / "genesis" / "english-kjv.txt").read_bytes()
+        x_all = kjv[kjv.index(b"Now the serpent was more subtil"):]
+        sizes = [int(s) for s in a.sizes.split(",")] if a.sizes else [32768]
+    lm = kolmo.get_compressor("lm", device=a.device, progress=a.progress)
+    ppmd = kolmo.get_compressor("ppmd", order=6)
+    comp = _mixture(a)
+    print(f"\n{which}: C(Y|X) bits, Y = {len(y)} bytes, X = up to {len(x_all)} bytes; mixture {comp.config['mix']}")
+    print(f"   {'|X|':>7} {'lm ctx':>8} {'ppmd':>8} " + " ".join(f"{p:>8}" for p in comp.engine.parts)
+          + f" {'mixture':>8} {'mix/lm':>7}  seconds (lm, mixture)")
+    rows = []
+    for n in sizes:
+        x = x_all[:n]
+        t = time.perf_counter()
+        c_lm = lm.conditional_bits(y, x)
+        t_lm = time.perf_counter() - t
+        c_pp = ppmd.conditional_bits(y, x)
+        c_mix, parts, t_mix, runs = conditional_table(comp, x, y)
+        if a.save_columns:
+            np.savez(f"{a.save_columns}-{which}-{n}.npz", **{f"{k}_{w}": v for k, (c, ctx) in runs.items()
+                                                              for w, v in (("bits", c), ("ctx", ctx)) if v is not None})
+        rows.append({"x_bytes": n, "lm": c_lm, "ppmd": c_pp, "parts": parts, "mixture": c_mix,
+                     "lm_seconds": t_lm, "mixture_seconds": t_mix})
+        print(f"   {n:>7} {c_lm:>8.0f} {c_pp:>8.0f} " + " ".join(f"{v:>8.0f}" for v in parts.values())
+              + f" {c_mix:>8.0f} {c_mix / c_lm:>7.3f}  ({t_lm:.0f}, {t_mix:.0f})", flush=True)
+    return {"y_bytes": len(y), "rows": rows, "config": comp.config}
+
+
+def part_alice(a, root: Path) -> dict:
+    data = (root / "canterbury-mixed" / "alice29.txt").read_bytes()
+    data = data[:a.alice_bytes] if a.alice_bytes else data
+    comp = _mixture(a)
+    t = time.perf_counter()
+    bits = comp.bits(data)
+    secs = time.perf_counter() - t
+    parts = dict(zip(comp.engine.parts, (comp.engine.last_columns.sum(axis=0) / len(data)).tolist()))
+    print(f"\nalice29.txt, {len(data)} bytes, ideal bits/byte: mixture {bits / len(data):.4f} in {secs:.0f} s; parts "
+          + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()), flush=True)
+    out = {"bytes": len(data), "mixture_bpb": bits / len(data), "seconds": secs, "parts_bpb": parts,
+           "config": comp.config}
+    if a.code_bytes:
+        head = data[:a.code_bytes]
+        ideal = comp.bits(head)
+        t = time.perf_counter()
+        blob = comp.compress(head)
+        t_enc = time.perf_counter() - t
+        ok = comp.decompress(blob) == head
+        real = 8 * len(blob) / len(head)
+        print(f"   real coding of the first {len(head)} bytes: {real:.4f} bits/byte (stream with container) against "
+              f"{ideal / len(head):.4f} ideal; compress {t_enc:.0f} s; round trip {'OK' if ok else 'FAILED'}")
+        out.update(code_bytes=len(head), code_real_bpb=real, code_ideal_bpb=ideal / len(head), round_trip=ok,
+                   compress_seconds=t_enc)
+    return out
+
+
+def part_scratch(a, root: Path) -> dict:
+    import kolmo
+    d = root / "canterbury-mixed"
+    data = b"".join((d / f).read_bytes() for f in ("alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt"))
+    data = data[:a.scratch_bytes] if a.scratch_bytes else data
+    c_p = kolmo.get_compressor("ppmd", order=6).bits(data)
+    comp = _mixture(a, scratch=True)
+    t = time.perf_counter()
+    bits = comp.bits(data)
+    secs = time.perf_counter() - t
+    parts = dict(zip(comp.engine.parts, (comp.engine.last_columns.sum(axis=0) / len(data)).tolist()))
+    print(f"\nscratch + memories on {len(data)} bytes of English: mixture {bits / len(data):.4f} bits/byte "
+          f"({bits / c_p - 1:+.1%} against PPMd order 6's {c_p / len(data):.4f}) in {secs:.0f} s; parts "
+          + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()), flush=True)
+    return {"bytes": len(data), "ppmd_bpb": c_p / len(data), "mixture_bpb": bits / len(data), "parts_bpb": parts,
+            "seconds": secs, "config": comp.config}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+    p.add_argument("--parts", default="finnish,english,alice,scratch")
+    p.add_argument("--sizes", help="finnish / english: comma-separated sizes of X in bytes")
+    p.add_argument("--alice-bytes", type=int, help="alice: bytes of alice29.txt (default all)")
+    p.add_argument("--code-bytes", type=int, default=16384, help="alice: bytes really coded (0: none)")
+    p.add_argument("--scratch-bytes", type=int, help="scratch: bytes of English (default 1.19 MB)")
+    p.add_argument("--mix-opts", default="{}", help="JSON options for every mixture (e.g. '{\"share\": 1e-3}')")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--save-columns", help="finnish / english: save each run's per-part bits to PREFIX-part-size.npz")
+    p.add_argument("--json")
+    a = p.parse_args(argv)
+    import torch
+
+    from ._env import environment
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    root = _corpus(a.corpus)
+    env = environment(a.device)
+    print(f"mixture benchmark [{env['device']}{', ' + env['gpu'] if 'gpu' in env else ''}, kolmo {env['kolmo']}, "
+          f"torch {env['torch']} ({env['torch_threads']} threads), transformers {env['transformers']}, numpy "
+          f"{env['numpy']}, {env['platform']}, {env['cpu_count']} CPUs]")
+    res = {"benchmark": "mix_bench", "env": env, "argv": argv}
+    for key in a.parts.split(","):
+        key = key.strip()
+        t = time.perf_counter()
+        if key in ("finnish", "english"):
+            res[key] = part_genesis(a, root, key)
+        else:
+            res[key] = {"alice": part_alice, "scratch": part_scratch}[key](a, root)
+        print(f"   ({key}: {time.perf_counter() - t:.0f} s)", flush=True)
+        if a.json:
+            Path(a.json).write_text(json.dumps(res, indent=2, default=str))
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""The mixture: several predictors of the same tokens, mixed per token, learning as it codes.
+
+``lm-online`` with ``mix=(...)`` codes every token with a linear mixture (:mod:`kolmo.lm.mixer`)
+of the distributions of its *parts*, each optional:
+
+``"learner"``  the learning model of :class:`kolmo.lm.online.Prequential` (trained after each block)
+``"frozen"``   the pretrained model as loaded, never trained, reading the same windows: ``lm`` in context
+``"ngram"``    :class:`kolmo.lm.ngram.TokenNGram` over every token coded so far (X and the part of
+               Y already coded), interpolated over orders 0 .. ``mix_order``
+``"match"``    :class:`kolmo.lm.ngram.MatchModel`: the token that followed the longest earlier repeat
+               of the recent tokens, with a confidence learned per match length
+
+The mixer's weight set is chosen per token by the match model's length bucket (``gate="match"``,
+PAQ's context-selected weight sets) or is one set (``gate=None``). Code length::
+
+    C(x) = sum_t  -log2 sum_k w_{t,k} p_{t,k}(x_t)                                  (bits)
+
+with every part's distribution and the weights computed from x_{<t} only, so a decoder that
+repeats the same updates decodes it: a real (prequential) code, like ``lm-online`` alone.
+
+:class:`MixedPrequential` has :class:`~kolmo.lm.online.Prequential`'s interface (the compressor
+and :func:`~kolmo.lm.online.shared_runs` use it unchanged). Ideal code lengths combine each part's
+per-token bits (the language models' from batched passes, the memories' vectorised over the
+whole sequence) in one :meth:`~kolmo.lm.mixer.MixerState.run`. Real coding runs
+:class:`MixtureStep`, a step model of :mod:`kolmo.lm.schedule`, through the one engine
+(:mod:`kolmo.lm.engine`, with its verification and safe mode): per step it runs each language
+model's one-token step, asks each memory for its full distribution and returns the mixed one.
+Its own state (the memories' tables, the mixer's weights) restarts at the block's start for every
+run of the block's schedule (``begin_run``: the memories roll back their undo logs) and is
+committed after the block; a block stored in the safe mode updates the memories with its tokens
+and leaves the weights as they were (the weights would need the floats that differed).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .mixer import MixerState
+
+PARTS = ("learner", "frozen", "ngram", "match")
+GATES = (None, "match")
+
+
+class MixtureStep:
+    """The step model of a mixture (module docstring); ``B = 1`` (lm-online codes one sequence)."""
+
+    def __init__(self, mixed: "MixedPrequential"):
+        self.mixed = mixed
+        lead = mixed.learner
+        self.start, self.device, self.alphabet = lead.start, lead.device, lead.alphabet
+        self.encode, self.decode = lead.encode, lead.decode
+        self.lms = [mixed.inner.learner if p == "learner" else mixed.frozen for p in mixed.parts
+                    if p in ("learner", "frozen")]
+        self.reset()
+
+    def reset(self) -> None:
+        m = self.mixed
+        named = [(p, m.ngram.state() if p == "ngram" else m.match.state()) for p in m.parts if p in ("ngram", "match")]
+        self.memories = [st for _, st in named]
+        self.n_mixed = len(self.memories)
+        self.gate_state = dict(named).get("match") if m.gate == "match" else None
+        if m.gate == "match" and self.gate_state is None:
+            self.gate_state = m.match.state()
+            self.memories.append(self.gate_state)  # followed for its buckets, not mixed
+        self.committed = m.new_mixer()
+        self.work = self.committed.copy()
+        self.pending: Optional[Tuple[int, List[torch.Tensor]]] = None
+        for s in self.memories:
+            s.mark()
+
+    # -- the step model -------------------------------------------------------------------------
+    def tensor(self, ids: np.ndarray) -> np.ndarray:
+        return np.array(ids, dtype=np.int64)
+
+    def new_cache(self, kind: str, length: int):
+        return None
+
+    def begin_run(self) -> None:
+        """Every run of a block's schedule starts from the block's start."""
+        for s in self.memories:
+            s.rollback()
+        self.work, self.pending = self.committed.copy(), None
+
+    def hidden(self, ids: np.ndarray, past=None, use_cache: bool = True):
+        """The mixed next-token distribution after ``ids`` (1, T), as (1, 1, A) float64, and the
+        language models' caches. The token that the pending distribution predicted (the last of
+        ``ids``: a step's one token, or a later window's last context token) is learned first."""
+        if ids.shape[0] != 1:
+            raise ValueError(f"the mixture codes one sequence at a time, got {ids.shape[0]} rows")
+        if self.pending is not None:
+            self._absorb(int(ids[0, -1]), learn=True)
+        probs, caches = [], []
+        for j, lm in enumerate(self.lms):
+            h, cache = lm.hidden(lm.tensor(ids), None if past is None else past[j], True)
+            probs.append(lm.step_probs(h[:, -1])[0].to(torch.float64))  # (A,)
+            caches.append(cache)
+        for s in self.memories[:self.n_mixed]:
+            probs.append(torch.from_numpy(s.probs()).to(self.device))  # (A,) float64
+        ctx = self.gate_state.bucket() if self.gate_state is not None else 0
+        w = self.work.mix(ctx)
+        mixed = probs[0] * w[0]
+        for k in range(1, len(probs)):
+            mixed = mixed + probs[k] * w[k]  # fixed order: the same floats in encoder and decoder
+        self.pending = (ctx, probs)
+        return mixed[None, None], caches
+
+    def step_probs(self, h: torch.Tensor) -> torch.Tensor:
+        return h  # hidden() returns the mixed distribution itself
+
+    def _absorb(self, token: int, learn: bool) -> None:
+        ctx, probs = self.pending
+        if learn:
+            self.work.update(ctx, [float(p[token]) for p in probs])
+        for s in self.memories:
+            s.absorb(token)
+        self.pending = None
+
+    # -- blocks ---------------------------------------------------------------------------------
+    def end_block(self, seq: np.ndarray, s: int, e: int, coded: bool) -> None:
+        """Commit block [s, e): the last token of a coded block is learned (its distribution is
+        pending); a safe block's tokens go to the memories only."""
+        if coded and self.pending is not None:
+            self._absorb(int(seq[e - 1]), learn=True)
+            self.committed = self.work
+        else:
+            for st in self.memories:
+                st.rollback()
+                for t in seq[s:e].tolist():
+                    st.absorb(t)
+        self.work, self.pending = self.committed.copy(), None
+        for st in self.memories:
+            st.mark()
+
+
+class MixedPrequential:
+    """The prequential schedule of a mixture; :class:`~kolmo.lm.online.Prequential`'s interface.
+
+    ``inner``: the learner's engine (its blocks and windows are the mixture's); with no
+    ``"learner"`` part it is never run. ``frozen``: a :class:`FrozenLM` for the ``"frozen"`` part.
+    """
+
+    def __init__(self, inner, parts: Sequence[str], *, frozen=None, ngram=None, match=None,
+                 gate: Optional[str] = "match", share: float, eta: float):
+        self.inner, self.parts = inner, tuple(parts)
+        self.frozen, self.ngram, self.match, self.gate = frozen, ngram, match, gate
+        self.share, self.eta = share, eta
+        self.block_tokens, self.window, self.stride = inner.block_tokens, inner.window, inner.stride
+        self.learner = inner.learner
+        self.mixer = self.new_mixer()
+        self.last_columns = np.zeros((0, len(self.parts)))
+        self.last_contexts: Optional[np.ndarray] = None
+        self._step: Optional[MixtureStep] = None
+
+    def new_mixer(self) -> MixerState:
+        sets = self.match.n_buckets if self.gate == "match" else 1
+        return MixerState(len(self.parts), sets=sets, share=self.share, eta=self.eta)
+
+    @property
+    def coding_model(self) -> MixtureStep:
+        if self._step is None:
+            self._step = MixtureStep(self)
+        return self._step
+
+    def blocks(self, n_tokens: int):
+        return self.inner.blocks(n_tokens)
+
+    def windows(self, s: int, e: int):
+        return self.inner.windows(s, e)
+
+    def reset(self) -> None:
+        if "learner" in self.parts:
+            self.inner.reset()
+        self.mixer = self.new_mixer()
+        if self._step is not None:
+            self._step.reset()
+
+    def snapshot(self) -> dict:
+        return {"inner": self.inner.snapshot() if "learner" in self.parts else None, "mixer": self.mixer.copy()}
+
+    def restore(self, snap: dict) -> None:
+        if snap["inner"] is not None:
+            self.inner.restore(snap["inner"])
+        self.mixer = snap["mixer"].copy()
+
+    def run(self, seq: np.ndarray, *, first_block: int = 0, stop_block: Optional[int] = None, mode: str = "ideal",
+            on_block=None, bar=None, per_token: bool = False) -> list:
+        """As :meth:`kolmo.lm.online.Prequential.run`, with the mixture's code lengths."""
+        if mode not in ("ideal", "code"):
+            raise ValueError(f"mode must be 'ideal' or 'code', got {mode!r}")
+        blocks = self.blocks(len(seq) - 1)
+        stop = len(blocks) if stop_block is None else stop_block
+        if mode == "code":
+            return self._code(seq, blocks, first_block, stop, stop_block is not None, on_block, bar)
+        if first_block >= stop:
+            self.last_columns, self.last_contexts = np.zeros((0, len(self.parts))), None
+            return []
+        span = blocks[first_block:stop]
+        s0, e1 = span[0][0], span[-1][1]
+        ids = np.asarray(seq[1:e1], dtype=np.int64)
+        cols = []
+        for part in self.parts:
+            if part == "learner":
+                got = self.inner.run(seq, first_block=first_block, stop_block=stop_block, bar=bar, per_token=True)
+                cols.append(np.concatenate(got))
+            elif part == "frozen":
+                cols.append(np.concatenate([self.inner._score(seq, s, e, net=self.frozen) for s, e in span]))
+                if bar is not None and "learner" not in self.parts:
+                    bar.update(e1 - s0)
+            else:
+                cols.append((self.ngram if part == "ngram" else self.match).bits(ids, start=s0 - 1))
+        ctx = self.match.buckets(ids, start=s0 - 1) if self.gate == "match" else None
+        self.last_columns = np.stack(cols, axis=1)  # (T, K): each part's bits alone (for benchmarks)
+        self.last_contexts = ctx
+        bits = self.mixer.run(self.last_columns, ctx)
+        cut = np.cumsum([0] + [e - s for s, e in span])
+        out = [bits[a:b] for a, b in zip(cut[:-1], cut[1:])]
+        return out if per_token else [float(b.sum()) for b in out]
+
+    def _code(self, seq, blocks, first: int, stop: int, continued: bool, on_block, bar) -> list:
+        step = self.coding_model
+        out = []
+        for k in range(first, stop):
+            s, e = blocks[k]
+            step.begin_run()
+            coded = on_block(k, s, e)
+            step.end_block(seq, s, e, coded is not False)
+            if "learner" in self.parts and self.inner.steps > 0 and (continued or k + 1 < len(blocks)):
+                self.inner._train(seq, s, e, score=False)
+            out.append(0.0)
+            if bar is not None:
+                bar.update(e - s)
+        return out

@@ -1,0 +1,347 @@
+"""Two memories over token ids for the mixture compressor: an n-gram and a longest-repeat model.
+
+Both predict ``ids[t]`` from ``ids[:t]`` over the alphabet ``0 .. A-1``, in two ways that agree to
+float rounding: ``bits(ids, start)`` (vectorised: numpy sorts and cumulative sums, a Python loop per
+order or rung, none per token) gives the ideal code lengths ``-log2 p(ids[t] | ids[:t])`` in bits for
+t >= start; ``state()`` is the coder's incremental view (``absorb``, ``probs``, ``mark``/``rollback``).
+
+:class:`TokenNGram`, interpolated Witten-Bell. The order-n context of position t is ``ids[t-n:t]``
+(it exists when t >= n). Over earlier positions u < t with that context, ``c_n(x)`` counts those
+followed by x, ``C_n = sum_x c_n(x)`` and ``D_n = #{x : c_n(x) > 0}``:
+
+    p_{-1}(x) = 1 / A,   p_n(x) = (c_n(x) + D_n p_{n-1}(x)) / (C_n + D_n)  if C_n > 0, else p_{n-1}(x),
+
+and ``p = p_{max_order}``, each level normalised by construction. Unrolled, ``p(x) = Lam_{-1} / A +
+sum_n Lam_n c_n(x) / (C_n + D_n)`` with ``Lam_n = prod_{m > n} D_m / (C_m + D_m)``: ``probs()`` fills
+one dense vector and adds each order's sparse successors, O(A + successors) rather than O(A * orders).
+
+:class:`MatchModel`, the most recent longest repeat. For each L of the decreasing ladder ``lengths``,
+the most recent u < t (u >= L) with ``ids[u-L:u] == ids[t-L:t]``; the longest L with one predicts
+``y = ids[u]`` in bucket b = rung index + 1 (b = 0: no match). With ``tries_b``, ``hits_b`` the earlier
+positions in bucket b and those predicted right, ``q_b = (hits_b + 1/2) / (tries_b + 1)``,
+``p(y) = q_b`` and ``p(x != y) = (1 - q_b) / (A - 1)``; without a match p = 1 / A (p = 1 if A = 1).
+
+Contexts are keyed by a 64-bit polynomial hash: ``P_0 = 0``, ``P_{t+1} = P_t B + ids[t] + 1 mod 2^64``
+(B odd), and ``ids[t-n:t]`` hashes to ``P_t - P_{t-n} B^n mod 2^64``. Equal hashes of two windows of
+one length make one context, alike in ``bits`` and in a state; likely only past ~2^32 distinct windows.
+
+Costs: ``bits`` makes two stable argsorts per order and one per rung (~0.4 s per million tokens each).
+A state grows by about one ~100-byte dict entry per order or rung and absorbed token. ``absorb`` and
+``probs`` make O(orders) dict operations; ``probs`` adds O(A) elementwise float64 numpy work (no
+reductions, so the same floats on every machine).
+"""
+
+from __future__ import annotations
+
+import operator
+from array import array
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+_BITS64 = 1 << 64
+_MASK = _BITS64 - 1
+_B = 0x9E3779B97F4A7C15           # odd, so invertible mod 2^64 (the vectorised prefix needs B^-1)
+_B_INV = pow(_B, -1, _BITS64)
+
+
+def _whole(value, name: str, least: int, most: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {least}; got {type(value).__name__} {value!r}")
+    if value < least or (most is not None and value > most):
+        raise ValueError(f"{name} must be an int in [{least}, {'inf' if most is None else most}]; got {value}")
+    return int(value)
+
+
+def _as_ids(ids, alphabet: int) -> np.ndarray:
+    """ids as a 1-D int64 array, checked against the alphabet."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"ids must be a 1-D sequence of token ids; got shape {arr.shape}. Flatten it first.")
+    if arr.size == 0:
+        return np.zeros(0, np.int64)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"ids must be integers; got dtype {arr.dtype}. Pass ints, e.g. np.asarray(ids, np.int64).")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= alphabet:
+        raise ValueError(f"ids must lie in [0, {alphabet}) (the model's alphabet); got values from {lo} to "
+                         f"{hi}. Build the model with alphabet > {hi} or map the ids into range.")
+    return arr.astype(np.int64, copy=False)
+
+
+def _prefix_hashes(ids: np.ndarray) -> np.ndarray:
+    """P (uint64, length N+1): ``P_t = sum_{i<t} (ids[i]+1) B^(t-1-i) mod 2^64``, computed as
+    ``B^t * cumsum((ids[i]+1) B^-(i+1))`` (numpy's uint64 arithmetic wraps mod 2^64)."""
+    pows, inv = np.multiply.accumulate(np.full((2, len(ids)), [[_B], [_B_INV]], np.uint64), axis=1)
+    out = np.zeros(len(ids) + 1, np.uint64)     # pows[t-1] = B^t, inv[i] = B^-(i+1)
+    out[1:] = pows * np.cumsum((ids.astype(np.uint64) + np.uint64(1)) * inv, dtype=np.uint64)
+    return out
+
+
+def _windows(prefix: np.ndarray, n: int) -> np.ndarray:
+    """Hashes of the n-token contexts of positions t = n .. N-1 (index t - n)."""
+    return prefix[n:-1] - prefix[:len(prefix) - 1 - n] * np.uint64(pow(_B, n, _BITS64))
+
+
+def _runs(sorted_keys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For sorted keys: each entry's run (group) id, and each run's first index."""
+    new = np.ones(len(sorted_keys), bool)
+    new[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return np.cumsum(new) - 1, np.flatnonzero(new)
+
+
+def _counts_before(ctx: np.ndarray, tok: np.ndarray, alphabet: int) -> np.ndarray:
+    """Rows c, C, D per position (float64): earlier positions with this context and this token,
+    with this context, and the distinct tokens among those; all ranks within sorted runs."""
+    order = np.argsort(ctx, kind="stable")       # by (context, position)
+    grp, starts = _runs(ctx[order])
+    rank = np.arange(len(ctx))
+    # A context's run is in time order, so a stable sort by (run, token) keeps (context, token) runs so.
+    key = grp * alphabet + tok[order]
+    order2 = np.argsort(key, kind="stable")
+    grp2, starts2 = _runs(key[order2])
+    small_c = np.empty_like(rank)
+    small_c[order2] = rank - starts2[grp2]
+    first = (small_c == 0).astype(np.int64)      # the token's first time after this context
+    before = np.cumsum(first) - first
+    out = np.empty((3, len(ctx)), np.float64)
+    out[:, order] = small_c, rank - starts[grp], before - before[starts][grp]
+    return out
+
+
+class _History:
+    """The absorbed tokens, their prefix hashes, and the undo log since the last mark."""
+
+    def __init__(self, alphabet: int, longest: int):
+        self.alphabet, self._pows = alphabet, [pow(_B, n, _BITS64) for n in range(longest + 1)]
+        self._ids, self._prefix = [], [0]                # the tokens; P_0 .. P_t
+        self._log, self._mark = None, 0                  # since the mark, per absorb: [(where, key, old)]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _ctx(self, n: int) -> int:
+        """The hash of the last n tokens: the next position's order-n context."""
+        t = len(self._ids)
+        return (self._prefix[t] - self._prefix[t - n] * self._pows[n]) & _MASK
+
+    def _check(self, token) -> int:
+        token = operator.index(token)
+        if not 0 <= token < self.alphabet:
+            raise ValueError(f"token must lie in [0, {self.alphabet}) (the model's alphabet); got {token}")
+        return token
+
+    def _append(self, token: int, undo: list) -> None:
+        if self._log is not None:
+            self._log.append(undo)
+        self._ids.append(token)
+        self._prefix.append((self._prefix[-1] * _B + token + 1) & _MASK)
+
+    def mark(self) -> None:
+        """Remember this point: :meth:`rollback` returns here (and the mark stays)."""
+        self._log, self._mark = [], len(self._ids)
+
+    def rollback(self) -> None:
+        """Undo every absorb since the last :meth:`mark`, newest first."""
+        if self._log is None:
+            raise RuntimeError("rollback() needs an earlier mark(): call mark() before the absorbs to undo")
+        while self._log:
+            for where, key, old in reversed(self._log.pop()):
+                if old is None:           # a new key: deleting the newest key restores a dict's order
+                    del where[key]
+                else:
+                    where[key] = old
+        del self._ids[self._mark:], self._prefix[self._mark + 1:]
+
+
+class TokenNGram:
+    """Interpolated Witten-Bell over token ids, orders 0 .. ``max_order`` (see the module docstring)."""
+
+    def __init__(self, alphabet: int, max_order: int):
+        self.alphabet = _whole(alphabet, "alphabet", 1)
+        self.max_order = _whole(max_order, "max_order", 0)
+
+    def bits(self, ids, start: int = 0) -> np.ndarray:
+        """``-log2 p(ids[t] | ids[:t])`` for t = start .. len(ids)-1 (float64, bits)."""
+        ids = _as_ids(ids, self.alphabet)
+        start = _whole(start, "start", 0, len(ids))
+        p = np.full(len(ids), 1.0 / self.alphabet)
+        prefix = _prefix_hashes(ids)
+        for n in range(min(self.max_order, len(ids) - 1) + 1):
+            c, big_c, big_d = _counts_before(_windows(prefix, n), ids[n:], self.alphabet)
+            seen = big_c > 0
+            lower = p[n:]                 # a view: positions t >= n, where order n exists
+            lower[seen] = (c[seen] + big_d[seen] * lower[seen]) / (big_c[seen] + big_d[seen])
+        return -np.log2(p[start:])
+
+    def state(self) -> "NGramState":
+        """An empty incremental state (the decoder's view: it learns a token after decoding it)."""
+        return NGramState(self)
+
+
+class NGramState(_History):
+    """Incremental :class:`TokenNGram`. Order 0 is a dense count vector; order n >= 1 maps a context
+    hash to its successors: a bare int (one token seen once: most contexts, kept small), later a list
+    [tokens, counts, token -> slot, C] whose arrays ``probs`` reads without a Python loop over them."""
+
+    def __init__(self, model: TokenNGram):
+        super().__init__(model.alphabet, model.max_order)
+        self.max_order, self._tables = model.max_order, [{} for _ in range(model.max_order)]
+        self._count0, self._distinct0 = np.zeros(model.alphabet, np.float64), [0]
+
+    def absorb(self, token) -> None:
+        """Count ``token`` after each context of the next position, then append it."""
+        x, undo = self._check(token), []
+        for n in range(1, min(self.max_order, len(self._ids)) + 1):
+            table, ctx = self._tables[n - 1], self._ctx(n)
+            succ = table.get(ctx)
+            if type(succ) is list:
+                toks, cnts, slots, total = succ
+                i = slots.get(x)
+                if i is None:             # undone newest first: the pops leave the arrays as they were
+                    undo += [(slots, x, None), (toks, -1, None), (cnts, -1, None)]
+                    slots[x] = len(toks)
+                    toks.append(x)
+                    cnts.append(1.0)
+                else:
+                    undo.append((cnts, i, cnts[i]))
+                    cnts[i] += 1.0
+                undo.append((succ, 3, total))
+                succ[3] = total + 1
+            elif succ is None:            # a new context
+                undo.append((table, ctx, None))
+                table[ctx] = x
+            else:                         # a one-token context's second occurrence: widen it
+                undo.append((table, ctx, succ))
+                two, counts = ([x], [2.0]) if succ == x else ([succ, x], [1.0, 1.0])
+                table[ctx] = [array("q", two), array("d", counts), {v: i for i, v in enumerate(two)}, 2]
+        undo += [(self._count0, x, self._count0[x]), (self._distinct0, 0, self._distinct0[0])]
+        self._distinct0[0] += int(self._count0[x] == 0)
+        self._count0[x] += 1
+        self._append(x, undo)
+
+    def probs(self) -> np.ndarray:
+        """``p(x | history)`` for every x (float64, length A, sums to 1, all > 0): the unrolled
+        interpolation, each order's ``Lam_n / (C_n + D_n)`` times its counts."""
+        t = len(self._ids)
+        if not t:
+            return np.full(self.alphabet, 1.0 / self.alphabet)
+        terms = [(None, self._count0, t, self._distinct0[0])]
+        for n in range(1, min(self.max_order, t) + 1):
+            succ = self._tables[n - 1].get(self._ctx(n))
+            if type(succ) is int:         # (None: C_n = 0, the order passes p_{n-1} through)
+                terms.append((succ, 1.0, 1, 1))
+            elif succ is not None:        # views, released on return (an array.array can't grow under one)
+                terms.append((np.frombuffer(succ[0], np.int64), np.frombuffer(succ[1]), succ[3], len(succ[0])))
+        lam, coef = 1.0, []
+        for _, _, big_c, big_d in reversed(terms):
+            coef.insert(0, lam / (big_c + big_d))
+            lam *= big_d / (big_c + big_d)
+        p = self._count0 * coef[0]        # two dense passes: counts_0 * coef_0, then + Lam_{-1} / A
+        p += lam / self.alphabet
+        for (toks, cnt, _, _), k in zip(terms[1:], coef[1:]):
+            p[toks] += cnt * k            # distinct tokens: one add per entry
+        return p
+
+
+class MatchModel:
+    """The most recent longest earlier repeat (see the module docstring). ``lengths``: a strictly
+    decreasing tuple of context lengths; ``n_buckets = len(lengths) + 1``."""
+
+    def __init__(self, alphabet: int, lengths: Sequence[int] = (32, 16, 8, 4)):
+        self.alphabet = _whole(alphabet, "alphabet", 1)
+        ok = isinstance(lengths, (tuple, list)) and len(lengths) > 0 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in lengths)
+        if not ok or any(a <= b for a, b in zip(lengths, lengths[1:])):
+            raise ValueError(f"lengths must be a non-empty, strictly decreasing tuple of positive ints "
+                             f"(longest context first), e.g. (32, 16, 8, 4); got {lengths!r}")
+        self.lengths = tuple(int(v) for v in lengths)
+        self.n_buckets = len(self.lengths) + 1
+
+    def bits_and_buckets(self, ids, start: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+        """``(bits, buckets)`` for t = start .. len(ids)-1, from one pass."""
+        ids = _as_ids(ids, self.alphabet)
+        start, a = _whole(start, "start", 0, len(ids)), self.alphabet
+        bucket, guess = np.zeros(len(ids), np.int64), np.full(len(ids), -1, np.int64)
+        prefix = _prefix_hashes(ids)
+        for rung, length in enumerate(self.lengths):
+            if length >= len(ids):
+                continue
+            ctx = _windows(prefix, length)
+            order = np.argsort(ctx, kind="stable")   # by (context, position): a run's previous
+            same = ctx[order[1:]] == ctx[order[:-1]]   # entry is the most recent earlier match
+            earlier = np.full(len(ctx), -1, np.int64)
+            earlier[order[1:][same]] = order[:-1][same] + length
+            free = (earlier >= 0) & (bucket[length:] == 0)   # no longer rung matched here
+            bucket[length:][free] = rung + 1
+            guess[length:][free] = ids[earlier[free]]
+        if a == 1:
+            return np.zeros(len(ids) - start), bucket[start:]
+        hit, p = guess == ids, np.full(len(ids), 1.0 / a)
+        for b in range(1, self.n_buckets):
+            inb = bucket == b
+            tries, hits = np.cumsum(inb) - inb, np.cumsum(inb & hit) - (inb & hit)
+            q = (hits[inb] + 0.5) / (tries[inb] + 1)
+            p[inb] = np.where(hit[inb], q, (1 - q) / (a - 1))
+        return -np.log2(p[start:]), bucket[start:]
+
+    def bits(self, ids, start: int = 0) -> np.ndarray:
+        """``-log2 p(ids[t] | ids[:t])`` for t = start .. len(ids)-1 (float64, bits)."""
+        return self.bits_and_buckets(ids, start)[0]
+
+    def buckets(self, ids, start: int = 0) -> np.ndarray:
+        """Each position's bucket (int64; 0 = no match, else the matched rung's index + 1)."""
+        return self.bits_and_buckets(ids, start)[1]
+
+    def state(self) -> "MatchState":
+        """An empty incremental state."""
+        return MatchState(self)
+
+
+class MatchState(_History):
+    """Incremental :class:`MatchModel`: per rung a dict context hash -> the latest position u whose
+    ``L`` preceding tokens had that hash; per bucket the counts of tries and hits."""
+
+    def __init__(self, model: MatchModel):
+        super().__init__(model.alphabet, model.lengths[0])
+        self.lengths, self._tables = model.lengths, [{} for _ in model.lengths]
+        self._tries, self._hits = [0] * model.n_buckets, [0] * model.n_buckets
+
+    def _predict(self) -> Tuple[int, int]:
+        t = len(self._ids)
+        for rung, length in enumerate(self.lengths):
+            if t > length:                # an earlier match needs L <= u < t
+                u = self._tables[rung].get(self._ctx(length))
+                if u is not None:
+                    return rung + 1, self._ids[u]
+        return 0, -1
+
+    def bucket(self) -> int:
+        """The next position's bucket (0 = no match)."""
+        return self._predict()[0]
+
+    def absorb(self, token) -> None:
+        """Score this position's prediction, record where each context ended, append the token."""
+        x = self._check(token)
+        b, y = self._predict()
+        t, undo = len(self._ids), [(self._tries, b, self._tries[b]), (self._hits, b, self._hits[b])]
+        for rung, length in enumerate(self.lengths):
+            if t >= length:
+                table, ctx = self._tables[rung], self._ctx(length)
+                undo.append((table, ctx, table.get(ctx)))
+                table[ctx] = t
+        self._tries[b] += 1
+        self._hits[b] += int(y == x)
+        self._append(x, undo)
+
+    def probs(self) -> np.ndarray:
+        """The next-token distribution (float64, length A, sums to 1, all > 0)."""
+        a, (b, y) = self.alphabet, self._predict()
+        if a == 1:
+            return np.ones(1)
+        if b == 0:
+            return np.full(a, 1.0 / a)
+        q = (self._hits[b] + 0.5) / (self._tries[b] + 1)
+        p = np.full(a, (1 - q) / (a - 1))
+        p[y] = q
+        return p

@@ -1,0 +1,146 @@
+"""lm-online's mixture (kolmo.lm.mixture): ideal code lengths, never worse than a part, real
+coding through the one engine (round trips, verification, safe mode), and its options.
+
+Tiny models only (the scratch byte transformer of width 32, tests/tiny_lm.py's random Llama), one
+torch thread.
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import kolmo  # noqa: E402
+from kolmo.cache import config_hash  # noqa: E402
+
+TEXT = (b"In the beginning God created the heaven and the earth. And the earth was without form, and void; "
+        b"and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. ")
+SCRATCH = dict(model="scratch", layers=2, width=32, heads=4, context=64, ngram=0, block_tokens=32, lr=3e-3,
+               train_on="block", progress=False)
+ALL_SCRATCH = ("learner", "ngram", "match")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def scratch(**kw):
+    return kolmo.get_compressor("lm-online", **{**SCRATCH, **kw})
+
+
+@pytest.fixture
+def tiny(tiny_model_dir):
+    def make(**kw):
+        opts = dict(model=str(tiny_model_dir), window=48, block_tokens=16, lr=1e-2, progress=False)
+        return kolmo.get_compressor("lm-online", **{**opts, **kw})
+    return make
+
+
+def test_a_mixture_of_one_learner_is_the_learner():
+    assert scratch(mix=("learner",)).bits(TEXT) == pytest.approx(scratch().bits(TEXT), rel=1e-9)
+
+
+def test_parts_code_what_their_models_code():
+    from kolmo.lm.ngram import MatchModel, TokenNGram
+    ids = np.frombuffer(TEXT, dtype=np.uint8).astype(np.int64)
+    assert scratch(mix="ngram", mix_order=3).bits(TEXT) == pytest.approx(TokenNGram(256, 3).bits(ids).sum(), rel=1e-9)
+    match = MatchModel(256, (16, 8, 4))
+    assert scratch(mix="match", match_lengths=(16, 8, 4), gate=None).bits(TEXT) == pytest.approx(
+        match.bits(ids).sum(), rel=1e-9)
+
+
+def test_never_worse_than_its_best_part():
+    """The issue's property: C(Y) and C(Y | X) of the mixture <= its best single part's + 1% + 32 bits."""
+    x, y = TEXT, TEXT[:120] + b"and the evening and the morning were the first day. " + TEXT[40:90]
+    mixed = scratch(mix=ALL_SCRATCH)
+    parts = {p: scratch(mix=(p,), gate="match") for p in ALL_SCRATCH}
+    for measure in (lambda c: c.bits(y), lambda c: c.conditional_bits(y, x)):
+        best = min(measure(c) for c in parts.values())
+        assert measure(mixed) <= best * 1.01 + 32
+
+
+def test_mixture_learns_an_exact_repeat_better_than_the_learner():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, 600, dtype=np.uint8).tobytes()
+    alone, mixed = scratch(), scratch(mix=ALL_SCRATCH)
+    assert mixed.conditional_bits(x, x) < 0.2 * alone.conditional_bits(x, x)
+
+
+def test_per_token_parts_sum_to_bits():
+    comp = scratch(mix=ALL_SCRATCH)
+    parts = comp.code_parts(TEXT)
+    assert parts.total == pytest.approx(comp.bits(TEXT), rel=1e-9)
+    assert comp.block_bits(TEXT).sum() == pytest.approx(comp.bits(TEXT), rel=1e-9)
+
+
+@pytest.mark.parametrize("mix", [ALL_SCRATCH, ("ngram", "match"), ("learner", "ngram")])
+def test_round_trip_scratch(mix):
+    comp = scratch(mix=mix)
+    data = TEXT * 2 + bytes(range(40))
+    blob = comp.compress(data)
+    assert comp.safe_blocks == []
+    assert comp.decompress(blob) == data
+    assert len(blob) <= comp.bits(data) / 8 * 1.02 + 64  # the real stream is its ideal code length
+
+
+def test_round_trip_tiny_with_frozen(tiny):
+    comp = tiny(mix=("learner", "frozen", "ngram", "match"))
+    data = TEXT + "héllo wörld ☃ ".encode() * 3 + bytes([0, 255, 128])
+    blob = comp.compress(data)
+    assert comp.safe_blocks == []
+    assert comp.decompress(blob) == data
+    frozen = tiny(steps=0)  # the frozen model alone is lm-online without learning
+    assert tiny(mix="frozen").bits(data) == pytest.approx(frozen.bits(data), rel=1e-6)
+
+
+def test_a_safe_block_keeps_encoder_and_decoder_together(monkeypatch):
+    """A block stored in the safe mode updates the memories with its tokens, and leaves the weights."""
+    from kolmo.lm import engine
+    comp = scratch(mix=ALL_SCRATCH)
+    data = TEXT * 2
+    real, calls = engine.intervals, [0]
+
+    def differing(model, seqs, *args):  # the verification run of block 2 sees other frequencies
+        calls[0] += 1
+        s, f = real(model, seqs, *args)
+        return (s, f + 1) if calls[0] == 6 else (s, f)
+
+    monkeypatch.setattr(engine, "intervals", differing)
+    blob = comp.compress(data)
+    monkeypatch.setattr(engine, "intervals", real)
+    assert comp.safe_blocks == [(2, 0)]
+    assert comp.decompress(blob) == data
+
+
+def test_config_names_the_mixture():
+    a, b = scratch(mix=ALL_SCRATCH), scratch(mix=ALL_SCRATCH, share=1e-3)
+    assert a.config["mix"] == list(ALL_SCRATCH) and a.config["mixer"] == "fixed-share"
+    assert config_hash(a.config) != config_hash(b.config) != config_hash(scratch().config)
+    assert "mix" not in scratch().config
+
+
+@pytest.mark.parametrize("opts, msg", [
+    (dict(mix=("learner", "oracle")), "distinct parts"),
+    (dict(mix=("learner", "learner")), "distinct parts"),
+    (dict(mix=("frozen",)), "no.*frozen|'frozen' is a pretrained"),
+    (dict(mix_order=3), "pass mix="),
+    (dict(mix="ngram", match_lengths=(4, 8)), "decreasing"),
+    (dict(mix="ngram", gate="order"), "gate"),
+    (dict(mix="ngram", share=1.5), "share"),
+])
+def test_bad_options_say_what_was_expected(opts, msg):
+    with pytest.raises(ValueError, match=msg):
+        scratch(**opts)
+
+
+def test_each_part_in_the_mixtures_run_is_that_part_alone():
+    """The benchmark reads every part's code length from the mixture's run: the parts never see the mixture."""
+    comp = scratch(mix=ALL_SCRATCH)
+    comp.bits(TEXT)
+    cols = comp.engine.last_columns.sum(axis=0)
+    for k, part in enumerate(ALL_SCRATCH):
+        assert cols[k] == pytest.approx(scratch(mix=(part,)).bits(TEXT), rel=1e-9)
