@@ -62,7 +62,7 @@ def conditional_table(comp, x: bytes, y: bytes):
     head_mix = sum(eng.run(sxy, stop_block=shared)) if shared else 0.0
     if shared:
         runs["head"] = (eng.last_columns, eng.last_contexts)
-    head_cols = eng.last_columns.sum(axis=0) if shared else np.zeros(len(eng.parts))
+    head_cols = eng.last_columns.sum(axis=0) if shared else np.zeros(len(eng.experts))
     snap = eng.snapshot()
     for name, seq in (("x", sx), ("xy", sxy)):
         eng.restore(snap)
@@ -72,7 +72,7 @@ def conditional_table(comp, x: bytes, y: bytes):
             runs[name] = (eng.last_columns, eng.last_contexts)
         totals.append((mix, cols))
     (mx, cx), (mxy, cxy) = totals
-    return mxy - mx, dict(zip(eng.parts, (cxy - cx).tolist())), time.perf_counter() - t, runs
+    return mxy - mx, dict(zip(eng.experts, (cxy - cx).tolist())), time.perf_counter() - t, runs
 
 
 def part_genesis(a, root: Path, which: str) -> dict:
@@ -90,7 +90,7 @@ def part_genesis(a, root: Path, which: str) -> dict:
     ppmd = kolmo.get_compressor("ppmd", order=6)
     comp = _mixture(a)
     print(f"\n{which}: C(Y|X) bits, Y = {len(y)} bytes, X = up to {len(x_all)} bytes; mixture {comp.config['mix']}")
-    print(f"   {'|X|':>7} {'lm ctx':>8} {'ppmd':>8} " + " ".join(f"{p:>8}" for p in comp.engine.parts)
+    print(f"   {'|X|':>7} {'lm ctx':>8} {'ppmd':>8} " + " ".join(f"{p:>8}" for p in comp.engine.experts)
           + f" {'mixture':>8} {'mix/lm':>7}  seconds (lm, mixture)")
     rows = []
     for n in sizes:
@@ -110,6 +110,13 @@ def part_genesis(a, root: Path, which: str) -> dict:
     return {"y_bytes": len(y), "rows": rows, "config": comp.config}
 
 
+def _save(a, which: str, n: int, eng) -> None:
+    """--save-columns: one run's per-part bits and mixer contexts (as 'xy', for trying other mixers)."""
+    if a.save_columns:
+        extra = {} if eng.last_contexts is None else {"xy_ctx": eng.last_contexts}
+        np.savez(f"{a.save_columns}-{which}-{n}.npz", xy_bits=eng.last_columns, **extra)
+
+
 def part_alice(a, root: Path) -> dict:
     data = (root / "canterbury-mixed" / "alice29.txt").read_bytes()
     data = data[:a.alice_bytes] if a.alice_bytes else data
@@ -117,7 +124,8 @@ def part_alice(a, root: Path) -> dict:
     t = time.perf_counter()
     bits = comp.bits(data)
     secs = time.perf_counter() - t
-    parts = dict(zip(comp.engine.parts, (comp.engine.last_columns.sum(axis=0) / len(data)).tolist()))
+    parts = dict(zip(comp.engine.experts, (comp.engine.last_columns.sum(axis=0) / len(data)).tolist()))
+    _save(a, "alice", len(data), comp.engine)
     print(f"\nalice29.txt, {len(data)} bytes, ideal bits/byte: mixture {bits / len(data):.4f} in {secs:.0f} s; parts "
           + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()), flush=True)
     out = {"bytes": len(data), "mixture_bpb": bits / len(data), "seconds": secs, "parts_bpb": parts,
@@ -147,7 +155,8 @@ def part_scratch(a, root: Path) -> dict:
     t = time.perf_counter()
     bits = comp.bits(data)
     secs = time.perf_counter() - t
-    parts = dict(zip(comp.engine.parts, (comp.engine.last_columns.sum(axis=0) / len(data)).tolist()))
+    parts = dict(zip(comp.engine.experts, (comp.engine.last_columns.sum(axis=0) / len(data)).tolist()))
+    _save(a, "scratch", len(data), comp.engine)
     print(f"\nscratch + memories on {len(data)} bytes of English: mixture {bits / len(data):.4f} bits/byte "
           f"({bits / c_p - 1:+.1%} against PPMd order 6's {c_p / len(data):.4f}) in {secs:.0f} s; parts "
           + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()), flush=True)
@@ -167,7 +176,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int)
     p.add_argument("--progress", action="store_true")
-    p.add_argument("--save-columns", help="finnish / english: save each run's per-part bits to PREFIX-part-size.npz")
+    p.add_argument("--save-columns", help="save each run's per-part bits to PREFIX-part-size.npz")
     p.add_argument("--json")
     a = p.parse_args(argv)
     import torch

@@ -98,7 +98,8 @@ def test_lm_tests_pass_under_every_other_kernel_level():
     levels = other_levels()
     if not levels:
         pytest.skip("torch offers no other CPU kernel level on this machine")
-    files = ["tests/test_lm_coding.py", "tests/test_lm_online.py", "tests/test_rans.py"]
+    files = ["tests/test_lm_coding.py", "tests/test_lm_online.py", "tests/test_rans.py", "tests/test_mixer.py",
+             "tests/test_mixture.py"]
     for level in levels:
         env = {**os.environ, "ATEN_CPU_CAPABILITY": level, "KOLMO_LEVEL_RUN": level}
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",

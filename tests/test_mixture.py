@@ -45,19 +45,29 @@ def test_a_mixture_of_one_learner_is_the_learner():
 
 
 def test_parts_code_what_their_models_code():
-    from kolmo.lm.ngram import MatchModel, TokenNGram
+    from kolmo.lm.match import MatchModel
+    from kolmo.lm.ngram import TokenNGram
     ids = np.frombuffer(TEXT, dtype=np.uint8).astype(np.int64)
-    assert scratch(mix="ngram", mix_order=3).bits(TEXT) == pytest.approx(TokenNGram(256, 3).bits(ids).sum(), rel=1e-9)
+    assert scratch(mix="ngram", ngram_orders=3).bits(TEXT) == pytest.approx(TokenNGram(256, 3).bits(ids).sum(), rel=1e-9)
     match = MatchModel(256, (16, 8, 4))
     assert scratch(mix="match", match_lengths=(16, 8, 4), gate=None).bits(TEXT) == pytest.approx(
         match.bits(ids).sum(), rel=1e-9)
 
 
-def test_never_worse_than_its_best_part():
+def _inputs():
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, 150, dtype=np.uint8).tobytes()
+    yield TEXT, TEXT[:120] + b"and the evening and the morning were the first day. " + TEXT[40:90]
+    yield noise, noise[:70] + TEXT[:60]  # X teaches nothing but an exact repeat
+    yield TEXT[:100], bytes(rng.integers(97, 123, 160, dtype=np.uint8))  # Y: random letters
+    yield b"", b"abcabcabd" * 15
+
+
+@pytest.mark.parametrize("x, y", list(_inputs()), ids=["english", "noise", "letters", "no-x"])
+def test_never_worse_than_its_best_part(x, y):
     """The issue's property: C(Y) and C(Y | X) of the mixture <= its best single part's + 1% + 32 bits."""
-    x, y = TEXT, TEXT[:120] + b"and the evening and the morning were the first day. " + TEXT[40:90]
     mixed = scratch(mix=ALL_SCRATCH)
-    parts = {p: scratch(mix=(p,), gate="match") for p in ALL_SCRATCH}
+    parts = {p: scratch(mix=(p,)) for p in ALL_SCRATCH}
     for measure in (lambda c: c.bits(y), lambda c: c.conditional_bits(y, x)):
         best = min(measure(c) for c in parts.values())
         assert measure(mixed) <= best * 1.01 + 32
@@ -127,7 +137,7 @@ def test_config_names_the_mixture():
     (dict(mix=("learner", "oracle")), "distinct parts"),
     (dict(mix=("learner", "learner")), "distinct parts"),
     (dict(mix=("frozen",)), "no.*frozen|'frozen' is a pretrained"),
-    (dict(mix_order=3), "pass mix="),
+    (dict(ngram_orders=3), "pass mix="),
     (dict(mix="ngram", match_lengths=(4, 8)), "decreasing"),
     (dict(mix="ngram", gate="order"), "gate"),
     (dict(mix="ngram", share=1.5), "share"),
@@ -138,9 +148,21 @@ def test_bad_options_say_what_was_expected(opts, msg):
 
 
 def test_each_part_in_the_mixtures_run_is_that_part_alone():
-    """The benchmark reads every part's code length from the mixture's run: the parts never see the mixture."""
-    comp = scratch(mix=ALL_SCRATCH)
+    """The benchmark reads every expert's code length from the mixture's run: the parts never see the mixture."""
+    comp = scratch(mix=ALL_SCRATCH, ngram_orders=(1, 3))
     comp.bits(TEXT)
-    cols = comp.engine.last_columns.sum(axis=0)
-    for k, part in enumerate(ALL_SCRATCH):
-        assert cols[k] == pytest.approx(scratch(mix=(part,)).bits(TEXT), rel=1e-9)
+    cols = dict(zip(comp.engine.experts, comp.engine.last_columns.sum(axis=0)))
+    assert list(cols) == ["learner", "ngram1", "ngram3", "match"]
+    assert cols["learner"] == pytest.approx(scratch(mix="learner").bits(TEXT), rel=1e-9)
+    for n in (1, 3):
+        assert cols[f"ngram{n}"] == pytest.approx(scratch(mix="ngram", ngram_orders=n).bits(TEXT), rel=1e-9)
+    assert cols["match"] == pytest.approx(scratch(mix="match").bits(TEXT), rel=1e-9)
+
+
+def test_never_worse_than_its_best_part_with_a_pretrained_model(tiny):
+    x, y = TEXT, "héllo wörld, the face of the waters ".encode() * 2
+    parts = ("learner", "frozen", "ngram", "match")
+    mixed = tiny(mix=parts)
+    for measure in (lambda c: c.bits(y), lambda c: c.conditional_bits(y, x)):
+        best = min(measure(tiny(mix=(p,))) for p in parts)
+        assert measure(mixed) <= best * 1.01 + 32

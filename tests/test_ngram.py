@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kolmo.lm.ngram import MatchModel, TokenNGram
+from kolmo.lm.match import MatchModel
+from kolmo.lm.ngram import TokenNGram
 
 RTOL, ATOL = 1e-9, 1e-12      # ATOL: bits near 0, where p rounds near 1 in either computation
 
@@ -196,3 +197,28 @@ def test_speed_smoke():
         t0 = time.perf_counter()
         assert model.bits(ids).shape == (200_000,)
         assert time.perf_counter() - t0 < 10.0, model
+
+
+@pytest.mark.parametrize("orders", [(0, 2), (1, 2, 4), (3,)])
+def test_every_order_is_a_prediction_of_its_own(orders):
+    """bits_by_order's columns are the single-order models' bits, and the state's probs_by_order
+    gives the same numbers token by token (the same operations: equal to float rounding)."""
+    rng = np.random.default_rng(5)
+    ids = np.concatenate([rng.integers(0, 7, 150), rng.integers(0, 7, 40)] * 2)
+    many = TokenNGram(7, orders)
+    cols = many.bits_by_order(ids)
+    for j, n in enumerate(orders):
+        assert np.allclose(cols[:, j], TokenNGram(7, n).bits(ids), rtol=1e-12, atol=1e-12)
+    state = many.state()
+    for t in range(len(ids)):
+        got = state.probs_by_order()
+        assert len(got) == len(orders)
+        for j in range(len(orders)):
+            assert -np.log2(got[j][ids[t]]) == pytest.approx(cols[t, j], rel=1e-9, abs=1e-12)
+            assert got[j].sum() == pytest.approx(1.0, abs=1e-12)
+        state.absorb(int(ids[t]))
+
+
+def test_orders_must_increase():
+    with pytest.raises(ValueError, match="increasing tuple"):
+        TokenNGram(5, (3, 1))

@@ -6,8 +6,9 @@ of the distributions of its *parts*, each optional:
 ``"learner"``  the learning model of :class:`kolmo.lm.online.Prequential` (trained after each block)
 ``"frozen"``   the pretrained model as loaded, never trained, reading the same windows: ``lm`` in context
 ``"ngram"``    :class:`kolmo.lm.ngram.TokenNGram` over every token coded so far (X and the part of
-               Y already coded), interpolated over orders 0 .. ``mix_order``
-``"match"``    :class:`kolmo.lm.ngram.MatchModel`: the token that followed the longest earlier repeat
+               Y already coded): one expert per order in ``ngram_orders`` (the estimate
+               interpolated over orders 0 .. n), so the mixer weighs short and long contexts
+``"match"``    :class:`kolmo.lm.match.MatchModel`: the token that followed the longest earlier repeat
                of the recent tokens, with a confidence learned per match length
 
 The mixer's weight set is chosen per token by the match model's length bucket (``gate="match"``,
@@ -60,7 +61,7 @@ class MixtureStep:
         m = self.mixed
         named = [(p, m.ngram.state() if p == "ngram" else m.match.state()) for p in m.parts if p in ("ngram", "match")]
         self.memories = [st for _, st in named]
-        self.n_mixed = len(self.memories)
+        self.mixed_memories = list(named)
         self.gate_state = dict(named).get("match") if m.gate == "match" else None
         if m.gate == "match" and self.gate_state is None:
             self.gate_state = m.match.state()
@@ -97,8 +98,9 @@ class MixtureStep:
             h, cache = lm.hidden(lm.tensor(ids), None if past is None else past[j], True)
             probs.append(lm.step_probs(h[:, -1])[0].to(torch.float64))  # (A,)
             caches.append(cache)
-        for s in self.memories[:self.n_mixed]:
-            probs.append(torch.from_numpy(s.probs()).to(self.device))  # (A,) float64
+        for part, s in self.mixed_memories:
+            for p in (s.probs_by_order() if part == "ngram" else [s.probs()]):
+                probs.append(torch.from_numpy(p).to(self.device))  # (A,) float64
         ctx = self.gate_state.bucket() if self.gate_state is not None else 0
         w = self.work.mix(ctx)
         mixed = probs[0] * w[0]
@@ -145,18 +147,20 @@ class MixedPrequential:
     def __init__(self, inner, parts: Sequence[str], *, frozen=None, ngram=None, match=None,
                  gate: Optional[str] = "match", share: float, eta: float):
         self.inner, self.parts = inner, tuple(parts)
+        #: the mixer's experts: the parts, with "ngram" one expert per order ("ngram2", ...)
+        self.experts = tuple(e for p in self.parts for e in ([f"ngram{n}" for n in ngram.orders] if p == "ngram" else [p]))
         self.frozen, self.ngram, self.match, self.gate = frozen, ngram, match, gate
         self.share, self.eta = share, eta
         self.block_tokens, self.window, self.stride = inner.block_tokens, inner.window, inner.stride
         self.learner = inner.learner
         self.mixer = self.new_mixer()
-        self.last_columns = np.zeros((0, len(self.parts)))
+        self.last_columns = np.zeros((0, len(self.experts)))
         self.last_contexts: Optional[np.ndarray] = None
         self._step: Optional[MixtureStep] = None
 
     def new_mixer(self) -> MixerState:
         sets = self.match.n_buckets if self.gate == "match" else 1
-        return MixerState(len(self.parts), sets=sets, share=self.share, eta=self.eta)
+        return MixerState(len(self.experts), sets=sets, share=self.share, eta=self.eta)
 
     @property
     def coding_model(self) -> MixtureStep:
@@ -195,7 +199,7 @@ class MixedPrequential:
         if mode == "code":
             return self._code(seq, blocks, first_block, stop, stop_block is not None, on_block, bar)
         if first_block >= stop:
-            self.last_columns, self.last_contexts = np.zeros((0, len(self.parts))), None
+            self.last_columns, self.last_contexts = np.zeros((0, len(self.experts))), None
             return []
         span = blocks[first_block:stop]
         s0, e1 = span[0][0], span[-1][1]
@@ -209,10 +213,12 @@ class MixedPrequential:
                 cols.append(np.concatenate([self.inner._score(seq, s, e, net=self.frozen) for s, e in span]))
                 if bar is not None and "learner" not in self.parts:
                     bar.update(e1 - s0)
+            elif part == "ngram":
+                cols += list(self.ngram.bits_by_order(ids, start=s0 - 1).T)
             else:
-                cols.append((self.ngram if part == "ngram" else self.match).bits(ids, start=s0 - 1))
+                cols.append(self.match.bits(ids, start=s0 - 1))
         ctx = self.match.buckets(ids, start=s0 - 1) if self.gate == "match" else None
-        self.last_columns = np.stack(cols, axis=1)  # (T, K): each part's bits alone (for benchmarks)
+        self.last_columns = np.stack(cols, axis=1)  # (T, K): each expert's bits alone (for benchmarks)
         self.last_contexts = ctx
         bits = self.mixer.run(self.last_columns, ctx)
         cut = np.cumsum([0] + [e - s for s, e in span])

@@ -1,4 +1,4 @@
-"""Two memories over token ids for the mixture compressor: an n-gram and a longest-repeat model.
+"""The token n-gram memory of the mixture compressor, and what its sibling :mod:`kolmo.lm.match` shares.
 
 Both predict ``ids[t]`` from ``ids[:t]`` over the alphabet ``0 .. A-1``, in two ways that agree to
 float rounding: ``bits(ids, start)`` (vectorised: numpy sorts and cumulative sums, a Python loop per
@@ -14,12 +14,6 @@ followed by x, ``C_n = sum_x c_n(x)`` and ``D_n = #{x : c_n(x) > 0}``:
 and ``p = p_{max_order}``, each level normalised by construction. Unrolled, ``p(x) = Lam_{-1} / A +
 sum_n Lam_n c_n(x) / (C_n + D_n)`` with ``Lam_n = prod_{m > n} D_m / (C_m + D_m)``: ``probs()`` fills
 one dense vector and adds each order's sparse successors, O(A + successors) rather than O(A * orders).
-
-:class:`MatchModel`, the most recent longest repeat. For each L of the decreasing ladder ``lengths``,
-the most recent u < t (u >= L) with ``ids[u-L:u] == ids[t-L:t]``; the longest L with one predicts
-``y = ids[u]`` in bucket b = rung index + 1 (b = 0: no match). With ``tries_b``, ``hits_b`` the earlier
-positions in bucket b and those predicted right, ``q_b = (hits_b + 1/2) / (tries_b + 1)``,
-``p(y) = q_b`` and ``p(x != y) = (1 - q_b) / (A - 1)``; without a match p = 1 / A (p = 1 if A = 1).
 
 Contexts are keyed by a 64-bit polynomial hash: ``P_0 = 0``, ``P_{t+1} = P_t B + ids[t] + 1 mod 2^64``
 (B odd), and ``ids[t-n:t]`` hashes to ``P_t - P_{t-n} B^n mod 2^64``. Equal hashes of two windows of
@@ -155,24 +149,38 @@ class _History:
 
 
 class TokenNGram:
-    """Interpolated Witten-Bell over token ids, orders 0 .. ``max_order`` (see the module docstring)."""
+    """Interpolated Witten-Bell over token ids (see the module docstring). ``orders``: an int (the
+    highest order) or an increasing tuple of orders, each a prediction of its own (the mixture
+    mixes them as separate experts); the highest is ``max_order``."""
 
-    def __init__(self, alphabet: int, max_order: int):
+    def __init__(self, alphabet: int, orders):
         self.alphabet = _whole(alphabet, "alphabet", 1)
-        self.max_order = _whole(max_order, "max_order", 0)
+        seq = (orders,) if isinstance(orders, (int, np.integer)) and not isinstance(orders, bool) else orders
+        if not isinstance(seq, (tuple, list)) or not seq or list(seq) != sorted(set(seq)):
+            raise ValueError(f"orders must be an int >= 0 or an increasing tuple of them, e.g. (1, 2, 4); got {orders!r}")
+        self.orders = tuple(_whole(n, "every order (max_order)", 0) for n in seq)
+        self.max_order = self.orders[-1]
 
     def bits(self, ids, start: int = 0) -> np.ndarray:
-        """``-log2 p(ids[t] | ids[:t])`` for t = start .. len(ids)-1 (float64, bits)."""
+        """``-log2 p(ids[t] | ids[:t])`` for t = start .. len(ids)-1 (float64, bits), at ``max_order``."""
+        return self.bits_by_order(ids, start)[:, -1]
+
+    def bits_by_order(self, ids, start: int = 0) -> np.ndarray:
+        """(len(ids) - start, len(orders)) float64: column j the bits of the estimate of order ``orders[j]``."""
         ids = _as_ids(ids, self.alphabet)
         start = _whole(start, "start", 0, len(ids))
         p = np.full(len(ids), 1.0 / self.alphabet)
+        out = np.empty((len(ids) - start, len(self.orders)))
         prefix = _prefix_hashes(ids)
-        for n in range(min(self.max_order, len(ids) - 1) + 1):
-            c, big_c, big_d = _counts_before(_windows(prefix, n), ids[n:], self.alphabet)
-            seen = big_c > 0
-            lower = p[n:]                 # a view: positions t >= n, where order n exists
-            lower[seen] = (c[seen] + big_d[seen] * lower[seen]) / (big_c[seen] + big_d[seen])
-        return -np.log2(p[start:])
+        for n in range(self.max_order + 1):
+            if n < len(ids):
+                c, big_c, big_d = _counts_before(_windows(prefix, n), ids[n:], self.alphabet)
+                seen = big_c > 0
+                lower = p[n:]             # a view: positions t >= n, where order n exists
+                lower[seen] = (c[seen] + big_d[seen] * lower[seen]) / (big_c[seen] + big_d[seen])
+            if n in self.orders:
+                out[:, self.orders.index(n)] = -np.log2(p[start:])
+        return out
 
     def state(self) -> "NGramState":
         """An empty incremental state (the decoder's view: it learns a token after decoding it)."""
@@ -187,6 +195,7 @@ class NGramState(_History):
     def __init__(self, model: TokenNGram):
         super().__init__(model.alphabet, model.max_order)
         self.max_order, self._tables = model.max_order, [{} for _ in range(model.max_order)]
+        self.model_orders = model.orders
         self._count0, self._distinct0 = np.zeros(model.alphabet, np.float64), [0]
 
     def absorb(self, token) -> None:
@@ -243,105 +252,26 @@ class NGramState(_History):
             p[toks] += cnt * k            # distinct tokens: one add per entry
         return p
 
-
-class MatchModel:
-    """The most recent longest earlier repeat (see the module docstring). ``lengths``: a strictly
-    decreasing tuple of context lengths; ``n_buckets = len(lengths) + 1``."""
-
-    def __init__(self, alphabet: int, lengths: Sequence[int] = (32, 16, 8, 4)):
-        self.alphabet = _whole(alphabet, "alphabet", 1)
-        ok = isinstance(lengths, (tuple, list)) and len(lengths) > 0 and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in lengths)
-        if not ok or any(a <= b for a, b in zip(lengths, lengths[1:])):
-            raise ValueError(f"lengths must be a non-empty, strictly decreasing tuple of positive ints "
-                             f"(longest context first), e.g. (32, 16, 8, 4); got {lengths!r}")
-        self.lengths = tuple(int(v) for v in lengths)
-        self.n_buckets = len(self.lengths) + 1
-
-    def bits_and_buckets(self, ids, start: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-        """``(bits, buckets)`` for t = start .. len(ids)-1, from one pass."""
-        ids = _as_ids(ids, self.alphabet)
-        start, a = _whole(start, "start", 0, len(ids)), self.alphabet
-        bucket, guess = np.zeros(len(ids), np.int64), np.full(len(ids), -1, np.int64)
-        prefix = _prefix_hashes(ids)
-        for rung, length in enumerate(self.lengths):
-            if length >= len(ids):
-                continue
-            ctx = _windows(prefix, length)
-            order = np.argsort(ctx, kind="stable")   # by (context, position): a run's previous
-            same = ctx[order[1:]] == ctx[order[:-1]]   # entry is the most recent earlier match
-            earlier = np.full(len(ctx), -1, np.int64)
-            earlier[order[1:][same]] = order[:-1][same] + length
-            free = (earlier >= 0) & (bucket[length:] == 0)   # no longer rung matched here
-            bucket[length:][free] = rung + 1
-            guess[length:][free] = ids[earlier[free]]
-        if a == 1:
-            return np.zeros(len(ids) - start), bucket[start:]
-        hit, p = guess == ids, np.full(len(ids), 1.0 / a)
-        for b in range(1, self.n_buckets):
-            inb = bucket == b
-            tries, hits = np.cumsum(inb) - inb, np.cumsum(inb & hit) - (inb & hit)
-            q = (hits[inb] + 0.5) / (tries[inb] + 1)
-            p[inb] = np.where(hit[inb], q, (1 - q) / (a - 1))
-        return -np.log2(p[start:]), bucket[start:]
-
-    def bits(self, ids, start: int = 0) -> np.ndarray:
-        """``-log2 p(ids[t] | ids[:t])`` for t = start .. len(ids)-1 (float64, bits)."""
-        return self.bits_and_buckets(ids, start)[0]
-
-    def buckets(self, ids, start: int = 0) -> np.ndarray:
-        """Each position's bucket (int64; 0 = no match, else the matched rung's index + 1)."""
-        return self.bits_and_buckets(ids, start)[1]
-
-    def state(self) -> "MatchState":
-        """An empty incremental state."""
-        return MatchState(self)
-
-
-class MatchState(_History):
-    """Incremental :class:`MatchModel`: per rung a dict context hash -> the latest position u whose
-    ``L`` preceding tokens had that hash; per bucket the counts of tries and hits."""
-
-    def __init__(self, model: MatchModel):
-        super().__init__(model.alphabet, model.lengths[0])
-        self.lengths, self._tables = model.lengths, [{} for _ in model.lengths]
-        self._tries, self._hits = [0] * model.n_buckets, [0] * model.n_buckets
-
-    def _predict(self) -> Tuple[int, int]:
-        t = len(self._ids)
-        for rung, length in enumerate(self.lengths):
-            if t > length:                # an earlier match needs L <= u < t
-                u = self._tables[rung].get(self._ctx(length))
-                if u is not None:
-                    return rung + 1, self._ids[u]
-        return 0, -1
-
-    def bucket(self) -> int:
-        """The next position's bucket (0 = no match)."""
-        return self._predict()[0]
-
-    def absorb(self, token) -> None:
-        """Score this position's prediction, record where each context ended, append the token."""
-        x = self._check(token)
-        b, y = self._predict()
-        t, undo = len(self._ids), [(self._tries, b, self._tries[b]), (self._hits, b, self._hits[b])]
-        for rung, length in enumerate(self.lengths):
-            if t >= length:
-                table, ctx = self._tables[rung], self._ctx(length)
-                undo.append((table, ctx, table.get(ctx)))
-                table[ctx] = t
-        self._tries[b] += 1
-        self._hits[b] += int(y == x)
-        self._append(x, undo)
-
-    def probs(self) -> np.ndarray:
-        """The next-token distribution (float64, length A, sums to 1, all > 0)."""
-        a, (b, y) = self.alphabet, self._predict()
-        if a == 1:
-            return np.ones(1)
-        if b == 0:
-            return np.full(a, 1.0 / a)
-        q = (self._hits[b] + 0.5) / (self._tries[b] + 1)
-        p = np.full(a, (1 - q) / (a - 1))
-        p[y] = q
-        return p
+    def probs_by_order(self) -> list:
+        """The distributions of every order in ``orders`` (float64 arrays of length A), by the
+        recursion of the module docstring, in the operations of :meth:`TokenNGram.bits_by_order`."""
+        orders = self.model_orders
+        if len(orders) == 1:
+            return [self.probs()]
+        t, a, out = len(self._ids), self.alphabet, []
+        p = np.full(a, 1.0 / a)
+        for n in range(orders[-1] + 1):
+            if n == 0 and t:
+                p = (self._count0 + self._distinct0[0] * p) / (t + self._distinct0[0])
+            elif 0 < n <= t:
+                succ = self._tables[n - 1].get(self._ctx(n))
+                if succ is not None:
+                    toks, cnt, big_c, big_d = ((succ, 1.0, 1, 1) if type(succ) is int else
+                                               (np.frombuffer(succ[0], np.int64), np.frombuffer(succ[1]), succ[3],
+                                                len(succ[0])))
+                    p = big_d * p
+                    p[toks] += cnt
+                    p /= big_c + big_d
+            if n in orders:
+                out.append(p.copy())
+        return out
