@@ -104,11 +104,23 @@ def frequencies_host(probs: np.ndarray, precision: int = DEFAULT_PRECISION) -> n
     and floor, integer sums, first argmax), so the same tables bit for bit, without torch's
     per-operation overhead, which dominates for small alphabets (a byte model's 256 symbols)."""
     m, a = 1 << precision, probs.shape[1]
-    p = np.nan_to_num(np.asarray(probs, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-    np.clip(p, 0.0, 1.0, out=p)
-    p *= float(m - a)
+    scale = float(m - a)
+    # p * (2**P - A) in float64 (exact widening of float32), then clamped to [0, 2**P - A] with
+    # NaN -> 0 (fmax and fmin return the number where one side is NaN): the floats of clamping p
+    # to [0, 1] (NaN -> 0, +inf -> 1) before the product, as frequencies() does, since rounding a
+    # product is monotonic and 0 and 1 times the scale are exact; fewer passes, no nan_to_num
+    p = np.multiply(probs, scale, dtype=np.float64)
+    np.fmax(p, 0.0, out=p)
+    np.fmin(p, scale, out=p)
     f = p.astype(np.int64)
     f += 1
+    if f.shape[0] == 1:  # one stream (lm-online): Python scalars, fewer array operations per step
+        total = int(f.sum())
+        if total > m:
+            f = 1 + (f - 1) * (m - a) // max(total - a, 1)
+            total = int(f.sum())
+        f[0, int(f.argmax())] += m - total  # the first largest count
+        return f
     total = f.sum(axis=1, keepdims=True)
     over = total > m
     if over.any():
@@ -124,13 +136,29 @@ class HostTables:
 
     def __init__(self, freq: np.ndarray):
         self.freq = freq
-        self.ends = np.cumsum(freq, axis=1)
+        self._ends = None
+
+    @property
+    def ends(self) -> np.ndarray:
+        """(B, A) inclusive cumulative counts, made on first use (an encoder's step of one stream
+        needs one start, a sum of the counts before its symbol)."""
+        if self._ends is None:
+            self._ends = np.cumsum(self.freq, axis=1)
+        return self._ends
 
     def interval_host(self, symbols: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        rows = np.arange(self.freq.shape[0])
+        n_rows, n_symbols = self.freq.shape
+        if n_rows == 1 and np.shape(symbols) == (1,):  # one stream: scalar indexing, no fancy indexing
+            s = int(symbols[0])
+            if not 0 <= s < n_symbols:
+                raise ValueError(f"symbols must be in [0, {n_symbols}), got {s}")
+            f = int(self.freq[0, s])
+            start = int(self.freq[0, :s].sum()) if self._ends is None else int(self._ends[0, s]) - f
+            return np.array([start]), np.array([f])
+        rows = np.arange(n_rows)
         sym = np.asarray(symbols, dtype=np.int64)
-        if sym.size and (sym.min() < 0 or sym.max() >= self.freq.shape[1]):
-            raise ValueError(f"symbols must be in [0, {self.freq.shape[1]}), got {sym.min()}..{sym.max()}")
+        if sym.size and (sym.min() < 0 or sym.max() >= n_symbols):
+            raise ValueError(f"symbols must be in [0, {n_symbols}), got {sym.min()}..{sym.max()}")
         f = self.freq[rows, sym]
         return self.ends[rows, sym] - f, f
 

@@ -19,7 +19,8 @@ The coder (range-variant ANS, Duda 2013; interleaving as in Giesen, "Interleaved
   shifts it out; after decoding, if ``x < L`` the decoder shifts the next word in. One word is
   always enough either way (``f <= M <= 2**31`` keeps the encoder's ``(x // f) * M`` below
   ``2**64`` and the result at least ``L``), so every step is a fixed handful of numpy operations
-  on all B states at once.
+  on all B states at once. One stream (lm-online) runs the same rule in Python ints, where
+  numpy's overhead per call would cost more than the arithmetic.
 
 rANS is last-in first-out, so :class:`BatchEncoder` buffers the pushed steps and encodes them in
 reverse in :meth:`BatchEncoder.finish`; :class:`BatchDecoder` then runs forward, in the order the
@@ -64,7 +65,7 @@ words or a wrong final state.
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 import numpy as np
 
@@ -121,6 +122,17 @@ def _intervals(start, freq, n_streams: int, precision: int):
     return s.view(np.uint64), f.view(np.uint64)  # all non-negative: the view is exact
 
 
+def _interval_one(start, freq, precision: int) -> Tuple[int, int]:
+    """:func:`_intervals` of one stream, as Python ints (a step of one stream: scalar arithmetic
+    costs far less than numpy's per-call overhead); the same checks and errors."""
+    s, f = int(_as_steps(start, "start", 1)[0]), int(_as_steps(freq, "freq", 1)[0])
+    if s < 0 or f < 1 or s + f > 1 << precision:
+        raise ValueError(f"stream 0: the interval start={s}, freq={f} is not inside [0, 2**{precision}) with "
+                         f"freq >= 1; intervals must come from a table of integer frequencies >= 1 summing to "
+                         f"2**{precision} (the coder's precision)")
+    return s, f
+
+
 class BatchEncoder:
     """Encodes B streams in lock-step: one :meth:`push` per step, then :meth:`finish` once.
 
@@ -147,6 +159,11 @@ class BatchEncoder:
         """
         if self._done:
             raise RuntimeError("this BatchEncoder has already finished; start a new one")
+        if self.n_streams == 1:  # Python ints, encoded by _finish_one
+            s1, f1 = _interval_one(start, freq, self.precision)
+            self._starts.append(s1)
+            self._freqs.append(f1)
+            return
         s, f = _intervals(start, freq, self.n_streams, self.precision)
         # uint32 halves the buffer: start < 2**31 and freq <= 2**31 for precision <= 31
         self._starts.append(s.astype(np.uint32))
@@ -157,6 +174,8 @@ class BatchEncoder:
         if self._done:
             raise RuntimeError("this BatchEncoder has already finished; start a new one")
         self._done = True
+        if self.n_streams == 1:
+            return self._finish_one()
         p = np.uint64(self.precision)
         top = np.uint64(64 - self.precision)
         x = np.full(self.n_streams, _L, dtype=np.uint64)
@@ -177,6 +196,22 @@ class BatchEncoder:
         head[1::2] = (x & _WORD_MASK).astype(np.uint32)
         chunks.append(head)
         return np.concatenate(chunks[::-1])
+
+    def _finish_one(self) -> np.ndarray:
+        """:meth:`finish` of one stream in Python ints: the same rule, state and word layout."""
+        p, top = self.precision, 64 - self.precision
+        x = 1 << 32
+        words: List[int] = []  # in reverse step order
+        for s, f in zip(reversed(self._starts), reversed(self._freqs)):
+            if x >> top >= f:  # encoding would overflow 64 bits: emit the low word first
+                words.append(x & 0xFFFFFFFF)
+                x >>= 32
+            q, r = divmod(x, f)
+            x = (q << p) + r + s
+        self._starts, self._freqs = [], []
+        if not words and x == 1 << 32:
+            return np.zeros(0, dtype=np.uint32)
+        return np.array([x >> 32, x & 0xFFFFFFFF] + words[::-1], dtype=np.uint32)
 
 
 class BatchDecoder:
@@ -216,11 +251,15 @@ class BatchDecoder:
 
     def slots(self) -> np.ndarray:
         """(B,) int64: the value in ``[0, 2**P)`` each stream's next symbol's interval must contain."""
+        if self.n_streams == 1:
+            return np.array([int(self._x[0]) & ((1 << self.precision) - 1)], dtype=np.int64)
         return (self._x & self._mask).astype(np.int64)
 
     def advance(self, start, freq) -> None:
         """Consume one step: stream ``i``'s symbol has interval ``[start[i], start[i] + freq[i])``,
         which must contain ``slots()[i]``."""
+        if self.n_streams == 1:
+            return self._advance_one(*_interval_one(start, freq, self.precision))
         s, f = _intervals(start, freq, self.n_streams, self.precision)
         offset = (self._x & self._mask) - s  # slot - start; wraps to a huge value if slot < start
         bad = offset >= f
@@ -240,6 +279,22 @@ class BatchDecoder:
             x[need] = (x[need] << _WORD_BITS) | self._words[self._pos:end]
             self._pos = end
         self._x = x
+
+    def _advance_one(self, s: int, f: int) -> None:
+        """:meth:`advance` of one stream in Python ints: the same rule, checks and errors."""
+        x = int(self._x[0])
+        slot = x & ((1 << self.precision) - 1)
+        if not s <= slot < s + f:
+            raise ValueError(f"stream 0: the interval [{s}, {s + f}) does not contain the stream's slot {slot}; "
+                             "pass the interval of the symbol found for slots() (Tables.find), in the same table")
+        x = f * (x >> self.precision) + slot - s
+        if x < 1 << 32:
+            if self._pos >= self._words.size:
+                raise CorruptStreamError(f"the word stream is truncated or corrupted: decoding needs word "
+                                         f"{self._pos} but the stream has only {self._words.size}")
+            x = (x << 32) | int(self._words[self._pos])
+            self._pos += 1
+        self._x[0] = x
 
     def check_end(self) -> None:
         """Raise CorruptStreamError unless every word was read and every state is back at ``2**32``."""

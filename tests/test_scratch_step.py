@@ -1,0 +1,228 @@
+"""The scratch model's coding steps (kolmo.lm.scratch.StepCache) and the one-stream fast paths of
+the tables (kolmo.lm.quantize) and the rANS coder (kolmo.lm.rans).
+
+The steps take their own code path (preallocated buffers, functional calls, rearranged weights):
+it must give the batched forward's hidden states to float rounding (stated tolerance below), the
+same floats bit for bit every time it runs, and leave the training path as it was. The fast paths
+of one stream must give exactly what the vectorised paths give.
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from kolmo.errors import CorruptStreamError  # noqa: E402
+from kolmo.lm.quantize import HostTables, frequencies, frequencies_host  # noqa: E402
+from kolmo.lm.rans import BatchDecoder, BatchEncoder  # noqa: E402
+from kolmo.lm.scratch import START, ScratchLearner, StepCache, bucket_row  # noqa: E402
+
+#: steps against the batched forward: hidden states (after the final LayerNorm, of order 1) agree
+#: to this absolute and relative tolerance (measured: below 1e-6)
+TOL = 1e-5
+TEXT = b"In the beginning God created the heaven and the earth. And the earth was without form, and void."
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def learner(ngram=6, seed=3, random_table=True, **kw):
+    opts = dict(layers=2, width=32, heads=4, context=64, ngram=ngram, buckets=257, seed=seed)
+    lr = ScratchLearner(**{**opts, **kw}, device=torch.device("cpu"), dtype=torch.float32)
+    if ngram and random_table:  # random rows make a wrong bucket visible (the table starts at zero)
+        with torch.no_grad():
+            lr.module.hashed.weight.normal_(generator=torch.Generator().manual_seed(seed))
+    return lr
+
+
+def ids(data=TEXT[:60]):
+    return np.array([START] + list(data), dtype=np.int64)
+
+
+def run_window(lr, seq, split):
+    """The schedule's calls: a prefill of seq[:split], then one step per position; hidden states
+    (1, len(seq), width) and the probabilities of every step."""
+    with torch.inference_mode():
+        h, cache = lr.hidden(lr.tensor(seq[None, :split]), None, True)
+        hs, probs = [h], [lr.step_probs(h[:, -1])]
+        for p in range(split, len(seq)):
+            h, cache = lr.hidden(lr.tensor(seq[None, p:p + 1]), cache, True)
+            assert isinstance(cache, StepCache)
+            hs.append(h)
+            probs.append(lr.step_probs(h[:, -1]))
+    return torch.cat(hs, dim=1), torch.cat(probs)
+
+
+@pytest.mark.parametrize("ngram", [0, 2, 6])
+@pytest.mark.parametrize("split", [1, 7, 40])
+def test_steps_match_the_batched_forward(ngram, split):
+    lr, seq = learner(ngram), ids()
+    got, probs = run_window(lr, seq, split)
+    with torch.inference_mode():
+        full, _ = lr.hidden(lr.tensor(seq[None]))
+        want = torch.softmax(lr.module.head(full[0]), dim=-1)
+    torch.testing.assert_close(got, full, atol=TOL, rtol=TOL)
+    torch.testing.assert_close(probs, want[split - 1:], atol=TOL, rtol=TOL)
+
+
+def test_steps_are_bit_identical_every_run():
+    lr, seq = learner(), ids()
+    a, pa = run_window(lr, seq, 9)
+    run_window(lr, ids(TEXT[5:50]), 3)  # another window in between: nothing of it may stay behind
+    b, pb = run_window(lr, seq, 9)
+    assert torch.equal(a, b) and torch.equal(pa, pb)
+    c, pc = run_window(learner(), seq, 9)  # a fresh learner with the same weights
+    assert torch.equal(a, c) and torch.equal(pa, pc)
+
+
+def test_a_later_window_takes_the_buffers_over():
+    lr, seq = learner(), ids()
+    with torch.inference_mode():
+        _, old = lr.hidden(lr.tensor(seq[None, :5]), None, True)
+        _, new = lr.hidden(lr.tensor(seq[None, :8]), None, True)
+        lr.hidden(lr.tensor(seq[None, 8:9]), new, True)
+        with pytest.raises(RuntimeError, match="later window"):
+            lr.hidden(lr.tensor(seq[None, 5:6]), old, True)
+
+
+def test_steps_stop_at_the_context():
+    lr = learner(context=12)
+    seq = ids(TEXT[:12])
+    with torch.inference_mode():
+        _, cache = lr.hidden(lr.tensor(seq[None, :10]), None, True)
+        for p in range(10, 12):
+            _, cache = lr.hidden(lr.tensor(seq[None, p:p + 1]), cache, True)
+        with pytest.raises(ValueError, match="context of 12"):
+            lr.hidden(lr.tensor(seq[None, 12:13]), cache, True)
+
+
+def test_a_longer_input_continues_a_step_cache():
+    lr, seq = learner(), ids()
+    with torch.inference_mode():
+        full, _ = lr.hidden(lr.tensor(seq[None]))
+        _, cache = lr.hidden(lr.tensor(seq[None, :10]), None, True)
+        _, cache = lr.hidden(lr.tensor(seq[None, 10:11]), cache, True)
+        h, cache = lr.hidden(lr.tensor(seq[None, 11:30]), cache, True)  # T > 1 on a StepCache
+        h2, _ = lr.hidden(lr.tensor(seq[None, 30:31]), cache, True)
+    torch.testing.assert_close(h, full[:, 11:30], atol=TOL, rtol=TOL)
+    torch.testing.assert_close(h2, full[:, 30:31], atol=TOL, rtol=TOL)
+
+
+def test_training_keeps_the_batched_path():
+    lr, seq = learner(), ids()
+    h, cache = lr.hidden(lr.tensor(seq[None]), None, True)  # gradients on: the module's own cache
+    assert not isinstance(cache, StepCache) and isinstance(cache[0], list)
+    lr.target_logp(h[0, :-1], seq[1:]).sum().backward()
+    grads = {n: p.grad for n, p in lr.module.named_parameters()}
+    assert all(g is not None for g in grads.values())
+    assert grads["hashed.weight"].is_sparse
+
+
+def test_bucket_row_is_the_int64_hash():
+    """bucket_row against the same hash in torch's wrapping int64 arithmetic (as _ngrams does it)."""
+    rng = np.random.default_rng(0)
+    for ngram, buckets in [(2, 257), (6, 1 << 20), (9, 1 << 16)]:
+        back = np.concatenate([rng.integers(0, 257, (200, ngram)), np.full((1, ngram), START)])
+        h = torch.zeros(back.shape[0], dtype=torch.int64)
+        want = []
+        for j in range(ngram):
+            h = h * 0x5BD1E995 + torch.from_numpy(back[:, j]) + 1
+            if j:
+                want.append(torch.remainder((h ^ (j * 0x2545F491)) >> 3, buckets))
+        want = torch.stack(want, dim=1).tolist()
+        assert [bucket_row(list(r), ngram, buckets) for r in back.tolist()] == want
+
+
+# -- one stream: tables and coder ------------------------------------------------------------------
+
+def odd_rows(a):
+    gen = torch.Generator().manual_seed(a)
+    p = torch.softmax(torch.randn(8, a, generator=gen) * 5, dim=-1)
+    p[1] *= 1.01  # sums to more than 1: the integer rescaling
+    p[2, 0] = float("nan")
+    p[3, -1] = float("inf")
+    p[4, 0] = float("-inf")
+    p[5, -1] = -0.25
+    p[6] = float("nan")
+    p[7, :] = 2.0
+    return p
+
+
+@pytest.mark.parametrize("a", [1, 2, 256, 300])
+def test_one_row_tables_equal_the_device_tables(a):
+    for probs in (odd_rows(a), odd_rows(a).double()):
+        for row in probs:
+            want = frequencies(row[None], 24).numpy()
+            got = frequencies_host(row[None].numpy(), 24)
+            np.testing.assert_array_equal(got, want)
+            one, many, found = HostTables(got), HostTables(np.repeat(got, 2, axis=0)), HostTables(got)
+            found.find_host(np.array([0]))  # the cumulative counts made: interval_host reads them
+            for s in {0, a // 2, a - 1}:
+                want = np.stack(many.interval_host(np.array([s, s])))[:, :1]
+                np.testing.assert_array_equal(np.stack(one.interval_host(np.array([s]))), want)
+                np.testing.assert_array_equal(np.stack(found.interval_host(np.array([s]))), want)
+
+
+def test_one_row_interval_rejects_bad_symbols():
+    t = HostTables(frequencies_host(odd_rows(4)[:1].numpy(), 24))
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match="symbols must be in"):
+            t.interval_host(np.array([bad]))
+
+
+def one_stream_steps(n=300, seed=1):
+    rng = np.random.default_rng(seed)
+    p = torch.softmax(torch.from_numpy(rng.normal(size=(n, 40)) * 3), dim=-1)
+    freq = frequencies_host(p.numpy(), 24)
+    sym = np.array([rng.choice(40, p=f / f.sum()) for f in freq])
+    ends = np.cumsum(freq, axis=1)
+    return freq, ends, sym
+
+
+def test_one_stream_writes_stream_0_of_the_vectorised_coder():
+    freq, ends, sym = one_stream_steps()
+    one, two = BatchEncoder(1), BatchEncoder(2)
+    for f, e, s in zip(freq, ends, sym):
+        one.push([e[s] - f[s]], [f[s]])
+        two.push([e[s] - f[s]] * 2, [f[s]] * 2)  # two equal streams: every word twice
+    w1, w2 = one.finish(), two.finish()
+    np.testing.assert_array_equal(w1, np.concatenate([w2[:2], w2[4::2]]))
+    assert w1.dtype == np.uint32
+
+
+def decode_one(words, freq, ends):
+    dec = BatchDecoder(words, 1)
+    out = []
+    for f, e in zip(freq, ends):
+        s = int(np.searchsorted(e, dec.slots()[0], side="right"))
+        dec.advance([e[s] - f[s]], [f[s]])
+        out.append(s)
+    dec.check_end()
+    return out
+
+
+def test_one_stream_decodes_and_checks_like_the_vectorised_coder():
+    freq, ends, sym = one_stream_steps()
+    enc = BatchEncoder(1)
+    for f, e, s in zip(freq, ends, sym):
+        enc.push(np.array([e[s] - f[s]]), np.array([f[s]]))
+    words = enc.finish()
+    assert decode_one(words, freq, ends) == sym.tolist()
+    for cut in (0, 1, 2, words.size // 2, words.size - 1):
+        with pytest.raises(CorruptStreamError):
+            decode_one(words[:cut], freq, ends)
+    with pytest.raises(CorruptStreamError, match="left"):
+        decode_one(np.concatenate([words, [7]]).astype(np.uint32), freq, ends)
+    dec = BatchDecoder(words, 1)
+    slot = int(dec.slots()[0])
+    with pytest.raises(ValueError, match="stream 0: the interval"):
+        dec.advance([slot + 1], [1])  # an interval without the slot
+    with pytest.raises(ValueError, match="not inside"):
+        BatchEncoder(1).push([(1 << 24) - 1], [2])
+    with pytest.raises(TypeError, match="integer"):
+        BatchEncoder(1).push([0.0], [1.0])
