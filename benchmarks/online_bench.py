@@ -71,15 +71,20 @@ def _part1_learner(a):
     """Part 1's learner: the default model with the command line's options, or ``--learner scratch``."""
     import kolmo
     if a.learner == "scratch":
-        return kolmo.get_compressor("lm-online", model="scratch", device=a.device, progress=a.progress,
+        return kolmo.get_compressor("lm-online", model="scratch", mix=_mix(a), device=a.device, progress=a.progress,
                                     **json.loads(a.scratch_opts))
     return kolmo.get_compressor("lm-online", device=a.device, progress=a.progress, **_lm_opts(a))
+
+
+def _mix(a):
+    """--mix: the learner alone by default (this benchmark's figures); benchmarks/mix_bench.py measures mixtures."""
+    return json.loads(a.mix)
 
 
 def _lm_opts(a) -> dict:
     opts = {"block_tokens": a.block_tokens, "window": a.window, "lr": a.lr, "steps": a.steps,
             "adapter": a.adapter, "train_on": a.train_on}
-    return {k: v for k, v in opts.items() if v is not None}
+    return {"mix": _mix(a), **{k: v for k, v in opts.items() if v is not None}}
 
 
 def part_alice(a, root: Path) -> dict:
@@ -111,7 +116,7 @@ def part_scratch(a, root: Path) -> dict:
     data = b"".join((d / f).read_bytes() for f in ("alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt"))
     data = data[:a.scratch_bytes] if a.scratch_bytes else (data[:65536] if a.quick else data)
     ppmd = kolmo.get_compressor("ppmd", order=6)
-    scratch = kolmo.get_compressor("lm-online", model="scratch", device=a.device, progress=a.progress,
+    scratch = kolmo.get_compressor("lm-online", model="scratch", mix=_mix(a), device=a.device, progress=a.progress,
                                    **json.loads(a.scratch_opts))
     print(f"\n3. From scratch: {len(data)} bytes of English (Canterbury texts)")
     c_p, t_p, cpu_p = _timed(ppmd.bits, data)
@@ -151,7 +156,7 @@ def part_speed(a, root: Path) -> dict:
     text = (root / "canterbury-mixed" / "lcet10.txt").read_bytes()
     out = {}
     print(f"\n4. Speed on {a.device}: real coding against ideal coding and the bare steps")
-    cases = [("scratch", dict(model="scratch", **json.loads(a.scratch_opts)), 2048 if a.quick else 8192),
+    cases = [("scratch", dict(model="scratch", mix=_mix(a), **json.loads(a.scratch_opts)), 2048 if a.quick else 8192),
              ("default", _lm_opts(a), 512 if a.quick else 2048)]
     cases = [c for c in cases if c[0] in a.speed_models.split(",")]
     for name, opts, n in cases:
@@ -201,6 +206,8 @@ def main(argv=None):
     p.add_argument("--adapter", choices=["lora"])
     p.add_argument("--train-on", choices=["block", "window"])
     p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument("--mix", default="null", help='JSON: lm-online\'s mix option (default null: the learner alone; '
+                   '"auto": the mixture)')
     p.add_argument("--json")
     a = p.parse_args(argv)
     a.progress = True if a.progress else False

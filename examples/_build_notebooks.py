@@ -199,7 +199,7 @@ the one before), no hashed n-grams, one Adam step (learning rate 1e-3) per 64-by
 image, the positional bytes."""),
 ("code", '''LM_TRAIN, LM_TEST = (5, 10) if SMALL else (30, 100)
 ONLINE = dict(model="scratch", layers=2, width=128, heads=4, context=128, ngram=0, block_tokens=64,
-              lr=1e-3, steps=1, train_on="block", progress=False)
+              lr=1e-3, steps=1, train_on="block", mix=None, progress=False)  # mix=None: the learner alone
 lm_train = {c: train[c][:LM_TRAIN] for c in range(10)}
 lm_test = test[:LM_TEST]
 fmt = dict(values="positional", layout=best_fmt.get("layout", "row"))
@@ -475,7 +475,7 @@ for telling, (xq, xt, label) in conditions[:1] if SMALL else conditions:   # sma
 ("code", '''ONLINE_STORIES, ONLINE_N = (2, 2) if SMALL else (30, 8)
 online = kolmo.get_compressor("lm-online", model="scratch", layers=2, width=128, heads=4, context=256,
                               ngram=6, buckets=1 << 16, block_tokens=128, lr=2e-3, steps=1,
-                              train_on="window", seed=0, progress=False)
+                              train_on="window", seed=0, mix=None, progress=False)  # the learner alone
 for telling, (xq, xt, label) in conditions[:1] if SMALL else conditions:
     rows.append(atl(online, xq[:ONLINE_STORIES], xt[:ONLINE_STORIES], telling, ONLINE_N, label))
     show(rows[-1])'''),
@@ -694,7 +694,7 @@ compressors = {
     # settings pinned: 2 layers of width 128, a 256-byte context, hashed 2..6-grams, one Adam step per 128 bytes
     "lm-online (scratch, learning)": kolmo.get_compressor(
         "lm-online", model="scratch", layers=2, width=128, heads=4, context=256, ngram=6, buckets=1 << 16,
-        block_tokens=128, lr=2e-3, steps=1, train_on="window", seed=0, progress=False),
+        block_tokens=128, lr=2e-3, steps=1, train_on="window", seed=0, mix=None, progress=False),
 }
 rows = {name: [] for name in compressors}
 for n in sizes:
@@ -755,7 +755,7 @@ cut = kjv_book.find(b"Now the serpent was more subtil")
 x_book = kjv_book[cut:] if cut >= 0 else kjv_book     # chapter 3 on (the stand-in corpus: all of it)
 y_book = genesis("english-web", 1024 if SMALL else 4096)
 book_sizes = [0, 1024, 4096] if SMALL else [0, 2048, 8192, 32768, 65536, len(x_book)]
-learner = kolmo.get_compressor("lm-online", model="scratch", progress=False)
+learner = kolmo.get_compressor("lm-online", model="scratch", mix=None, progress=False)  # the learner alone
 book_compressors = {"zstd": compressors["zstd"], "lzma": compressors["lzma"],
                     "SmolLM2 (lm, in context)": compressors["SmolLM2 (lm, in context)"],
                     "lm-online (scratch, learning)": learner}
@@ -795,7 +795,13 @@ benchmarks.online_bench --parts 1`) does *not* help here: 2077 bits with no X, 1
 at the default 1e-4 it rises sooner (2218 bits with 32 kB). It knows Genesis already, and learning the King James English pulls
 it away from the WEB's modern English. Learning from a dataset pays where the dataset teaches the
 model something it did not know; on alice29.txt, in-domain, the same fine-tuning codes 0.998 bits
-per byte against the in-context model's 1.093."""),
+per byte against the in-context model's 1.093.
+
+The curves here are `lm-online`'s learner alone (`mix=None`). Its default is now a *mixture* of
+the learner, the frozen model reading the same windows, and two memories of the tokens coded so
+far, weighed per token by what has coded best: reading and learning at once, never much worse than
+the better of the two. `07_learning_against_reading.ipynb` measures it on a language SmolLM2
+hardly knows."""),
 ],
 
 "04_clustering_by_compression.ipynb": [
@@ -832,6 +838,64 @@ Nothing but compressed sizes went in."""),
 
 "05_digits_as_sequences.ipynb": digits_cells(),
 "06_archetypal_transfer.ipynb": archetype_cells(),
+"07_learning_against_reading.ipynb": [
+("md", """# Learning against reading: a language the model hardly knows
+
+SmolLM2 knows English far better than Finnish. So here Y is the first 2 kB of the Finnish Genesis
+(as UTF-8) and X is the same book from "käärme" (the serpent, chapter 3) on: the same language,
+other verses. Seven ways to use X, each C(Y | X) = C(XY) - C(X) in bits:
+
+* **lm (in context)**: SmolLM2 reads X in its window (2048 tokens, about 4 kB of Finnish);
+* **PPMd** (order 6): X in its model's statistics, however long;
+* **lm-online**, the mixture's parts alone: the **learner** (SmolLM2 fine-tuned on X while it codes),
+  the **frozen** model (SmolLM2 untouched, reading the same windows), the token **ngram** memory and
+  the **match** model (the token after the longest earlier repeat);
+* **the mixture** of all four, weights learned per token (`lm-online` with `mix=(...)`).
+
+The language-model rows take tens of minutes on a CPU (learning is three forward passes per token),
+so they come from the benchmark's saved run (`python -m benchmarks.mix_bench --parts finnish --json
+benchmarks/out/mix_finnish.json`); the cheap rows are measured again here, live."""),
+("code", SETUP),
+("code", '''import json
+saved = json.loads((Path.cwd().parent / "benchmarks" / "out" / "mix_finnish.json").read_text())["finnish"]
+print(f"saved run: {saved['config']['mix']}, kolmo {saved['config']['kolmo_version']}, torch {saved['config']['torch_version']}")
+names = ["lm", "ppmd", *saved["rows"][0]["parts"], "mixture"]
+print(f"{'|X| bytes':>10} " + " ".join(f"{n:>9}" for n in names) + "   mixture / lm")
+for r in saved["rows"]:
+    vals = [r["lm"], r["ppmd"], *r["parts"].values(), r["mixture"]]
+    print(f"{r['x_bytes']:>10} " + " ".join(f"{v:>9.0f}" for v in vals) + f"   {r['mixture'] / r['lm']:.3f}")
+
+# live: PPMd and the two memories (no language model involved: seconds)
+fi = genesis("finnish", 10**7).decode("latin-1").encode("utf-8")
+cut = fi.find("käärme".encode())
+y_fi, x_fi = fi[:2048], fi[cut:] if cut >= 0 else fi[2048:]
+live_sizes = [0, 4096] if SMALL else [r["x_bytes"] for r in saved["rows"]]
+ppmd = kolmo.get_compressor("ppmd", order=6)
+memories = kolmo.get_compressor("lm-online", mix=("ngram", "match"), progress=False)
+for n in live_sizes:
+    print(f"live, |X| = {n:6d}: PPMd {ppmd.conditional_bits(y_fi, x_fi[:n]):6.0f} bits, "
+          f"n-gram + match memories {memories.conditional_bits(y_fi, x_fi[:n]):6.0f} bits")'''),
+("code", '''xs = [max(r["x_bytes"], 1024) for r in saved["rows"]]
+fig, ax = plt.subplots(figsize=(9, 5))
+curves = {"lm (in context)": [r["lm"] for r in saved["rows"]], "PPMd order 6": [r["ppmd"] for r in saved["rows"]]}
+for part in ("learner", "frozen"):
+    curves[f"{part} alone"] = [r["parts"][part] for r in saved["rows"]]
+orders = [k for k in saved["rows"][0]["parts"] if k.startswith("ngram")]
+curves["n-gram memory alone (its best order)"] = [min(r["parts"][k] for k in orders) for r in saved["rows"]]
+curves["mixture"] = [r["mixture"] for r in saved["rows"]]
+for k, (name, vals) in enumerate(curves.items()):
+    ax.plot(xs, np.array(vals) / len(y_fi), "o-" if name != "mixture" else "s-", color=f"C{k}", label=name,
+            lw=3 if name == "mixture" else 1.5)
+ax.set_xscale("log")
+ax.set_ylim(top=4.5)
+ax.set_xlabel("|X| in bytes: the Finnish Genesis from chapter 3 on (0 plotted at 1024)")
+ax.set_ylabel("C(Y | X)  (bits per byte of Y)")
+ax.set_title("coding 2 kB of Finnish Genesis 1-2 given more of the book")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()'''),
+("md", """READING_IT"""),
+],
 }
 
 

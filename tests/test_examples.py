@@ -33,9 +33,9 @@ def kernel_env(tmp_path_factory):
             os.environ[k] = v
 
 
-def test_there_are_six_notebooks_with_plots():
+def test_there_are_seven_notebooks_with_plots():
     import nbformat
-    assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04", "05", "06"]
+    assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04", "05", "06", "07"]
     for path in EXAMPLES:
         book = nbformat.read(path, as_version=4)
         images = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", [])

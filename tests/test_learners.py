@@ -22,7 +22,7 @@ def one_thread():
 @pytest.fixture
 def tiny(tiny_model_dir):
     def make(**kw):
-        opts = dict(model=str(tiny_model_dir), window=48, block_tokens=16, progress=False)
+        opts = dict(model=str(tiny_model_dir), window=48, block_tokens=16, progress=False, mix=None)
         return kolmo.get_compressor("lm-online", **{**opts, **kw})
     return make
 

@@ -1,4 +1,5 @@
 """The learning compressor lm-online: prequential code lengths, learning, conditioning and streams.
+The learner alone (``mix=None``); tests/test_mixture.py tests the default, a mixture around it.
 
 Tiny models only (the scratch byte transformer with 2 layers of width 32, and tests/tiny_lm.py's
 random Llama), one torch thread (faster for tiny tensors on a shared machine; restored after).
@@ -17,7 +18,7 @@ from kolmo.errors import CorruptStreamError, StreamMismatchError  # noqa: E402
 TEXT = (b"In the beginning God created the heaven and the earth. And the earth was without form, and void; "
         b"and darkness was upon the face of the deep. ")
 SCRATCH = dict(model="scratch", layers=2, width=32, heads=4, context=64, ngram=0, block_tokens=32, lr=3e-3,
-               train_on="block", progress=False)
+               train_on="block", progress=False, mix=None)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,7 +36,7 @@ def scratch(**kw):
 @pytest.fixture
 def tiny(tiny_model_dir):
     def make(**kw):
-        opts = dict(model=str(tiny_model_dir), window=48, block_tokens=16, lr=1e-2, progress=False)
+        opts = dict(model=str(tiny_model_dir), window=48, block_tokens=16, lr=1e-2, progress=False, mix=None)
         return kolmo.get_compressor("lm-online", **{**opts, **kw})
     return make
 

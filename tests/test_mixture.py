@@ -41,7 +41,7 @@ def tiny(tiny_model_dir):
 
 
 def test_a_mixture_of_one_learner_is_the_learner():
-    assert scratch(mix=("learner",)).bits(TEXT) == pytest.approx(scratch().bits(TEXT), rel=1e-9)
+    assert scratch(mix=("learner",)).bits(TEXT) == pytest.approx(scratch(mix=None).bits(TEXT), rel=1e-9)
 
 
 def test_parts_code_what_their_models_code():
@@ -76,7 +76,7 @@ def test_never_worse_than_its_best_part(x, y):
 def test_mixture_learns_an_exact_repeat_better_than_the_learner():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, 600, dtype=np.uint8).tobytes()
-    alone, mixed = scratch(), scratch(mix=ALL_SCRATCH)
+    alone, mixed = scratch(mix=None), scratch(mix=ALL_SCRATCH)
     assert mixed.conditional_bits(x, x) < 0.2 * alone.conditional_bits(x, x)
 
 
@@ -103,7 +103,7 @@ def test_round_trip_tiny_with_frozen(tiny):
     blob = comp.compress(data)
     assert comp.safe_blocks == []
     assert comp.decompress(blob) == data
-    frozen = tiny(steps=0)  # the frozen model alone is lm-online without learning
+    frozen = tiny(steps=0, mix=None)  # the frozen model alone is lm-online without learning
     assert tiny(mix="frozen").bits(data) == pytest.approx(frozen.bits(data), rel=1e-6)
 
 
@@ -128,16 +128,17 @@ def test_a_safe_block_keeps_encoder_and_decoder_together(monkeypatch):
 
 def test_config_names_the_mixture():
     a, b = scratch(mix=ALL_SCRATCH), scratch(mix=ALL_SCRATCH, share=1e-3)
-    assert a.config["mix"] == list(ALL_SCRATCH) and a.config["mixer"] == "fixed-share"
-    assert config_hash(a.config) != config_hash(b.config) != config_hash(scratch().config)
-    assert "mix" not in scratch().config
+    assert a.config["mix"] == list(ALL_SCRATCH) and a.config["mixer"] == "soft-bayes, fixed share"
+    assert config_hash(a.config) != config_hash(b.config) != config_hash(scratch(mix=None).config)
+    assert "mix" not in scratch(mix=None).config  # the learner alone, as before mixtures
+    assert scratch().config["mix"] == list(ALL_SCRATCH)  # the default: every part the model has
 
 
 @pytest.mark.parametrize("opts, msg", [
     (dict(mix=("learner", "oracle")), "distinct parts"),
     (dict(mix=("learner", "learner")), "distinct parts"),
     (dict(mix=("frozen",)), "no.*frozen|'frozen' is a pretrained"),
-    (dict(ngram_orders=3), "pass mix="),
+    (dict(mix=None, ngram_orders=3), "pass mix="),
     (dict(mix="ngram", match_lengths=(4, 8)), "decreasing"),
     (dict(mix="ngram", gate="order"), "gate"),
     (dict(mix="ngram", share=1.5), "share"),

@@ -43,8 +43,9 @@ defaults: ``block_tokens`` 32, ``lr`` 3e-4, ``train_on`` "window" (measured in :
 The mixture (:mod:`kolmo.lm.mixture`): ``mix`` a tuple of parts, each optional: "learner" (the
 model above, learning), "frozen" (the pretrained model untouched, in context), "ngram" (token
 n-gram memory of orders 0 .. ``mix_order``), "match" (the longest earlier repeat, context lengths
-``match_lengths``); mixed per token by fixed-share weights (``share``, ``eta``; weight set chosen
-by the match length with ``gate="match"``, one set with None). ``mix=None``: the learner alone.
+``match_lengths``); mixed per token (Soft-Bayes rate ``eta``, fixed ``share``; weight set chosen by
+the match length with ``gate="match"``, one set with None). Default ``mix="auto"``: every part the
+model has (scratch: no "frozen"), measured in benchmarks/mix_bench.py. ``mix=None``: the learner alone.
 
 Both:
 

@@ -36,9 +36,12 @@ _MATCH_LENGTHS = {False: (16, 8, 4, 2), True: (32, 16, 8, 4)}
 
 
 def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta) -> Optional[Tuple[str, ...]]:
-    """``mix`` as a tuple of part names (None: the learner alone, no mixture), checked."""
+    """``mix`` as a tuple of part names (None: the learner alone, no mixture; "auto": every part the
+    model has, the measured default), checked."""
     from .mixer import MixerState
     from .mixture import GATES, PARTS
+    if isinstance(mix, str) and mix == "auto":
+        mix = tuple(p for p in PARTS if not (scratch and p == "frozen"))
     if mix is None:
         if any(v is not None for v in (order, lengths)):
             raise ValueError("ngram_orders and match_lengths set the mixture's memories; pass mix=(...) to use one")
@@ -87,7 +90,7 @@ class OnlineSettings:
                  layers: Optional[int] = None, width: Optional[int] = None, heads: Optional[int] = None,
                  context: Optional[int] = None, ngram: Optional[int] = None, buckets: Optional[int] = None,
                  ngram_lr: Optional[float] = None, device: Optional[str] = "auto", dtype: Optional[str] = "float32",
-                 train_on: Optional[str] = None, mix: Any = None, ngram_orders: Any = None,
+                 train_on: Optional[str] = None, mix: Any = "auto", ngram_orders: Any = None,
                  match_lengths: Optional[Sequence[int]] = None, gate: Optional[str] = "match",
                  share: float = 1e-4, eta: Optional[float] = None):
         from .online import OPTIMIZERS, TRAIN_ON
@@ -211,4 +214,4 @@ class OnlineSettings:
             return {}
         return {"mix": list(self.mix), "ngram_orders": list(self.ngram_orders) if "ngram" in self.mix else None,
                 "match_lengths": list(self.match_lengths) if "match" in self.mix or self.gate else None,
-                "gate": self.gate, "share": self.share, "eta": self.eta, "mixer": "fixed-share"}
+                "gate": self.gate, "share": self.share, "eta": self.eta, "mixer": "soft-bayes, fixed share"}
