@@ -126,6 +126,11 @@ def test_a_safe_block_keeps_encoder_and_decoder_together(monkeypatch):
     assert comp.decompress(blob) == data
 
 
+def test_parts_are_mixed_in_one_order():
+    a, b = scratch(mix=("match", "learner", "ngram")), scratch(mix=ALL_SCRATCH)
+    assert a.config == b.config and a.engine.experts[0] == "learner"
+
+
 def test_config_names_the_mixture():
     a, b = scratch(mix=ALL_SCRATCH), scratch(mix=ALL_SCRATCH, share=1e-3)
     assert a.config["mix"] == list(ALL_SCRATCH) and a.config["mixer"] == "soft-bayes, fixed share"

@@ -63,7 +63,7 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta) -> Opt
     if gate not in GATES:
         raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
     MixerState(len(mix), share=share, eta=1.0 if eta is None else eta)  # checks share and eta
-    return tuple(mix)
+    return tuple(p for p in PARTS if p in mix)  # one order of experts everywhere: the config's and the coder's
 
 
 def _positive_int(name: str, value: Any, *, zero: bool = False, none: bool = True) -> None:
