@@ -110,22 +110,24 @@ def part_genesis(a, root: Path, which: str) -> dict:
     return {"y_bytes": len(y), "rows": rows, "config": comp.config}
 
 
-def _save(a, which: str, n: int, eng) -> None:
-    """--save-columns: one run's per-part bits and mixer contexts (as 'xy', for trying other mixers)."""
+def _ideal_run(a, comp, data: bytes, which: str):
+    """The mixture's ideal bits of ``data``, the seconds they took and each expert's bits/byte from
+    the same run; with --save-columns the run's per-expert bits and mixer contexts (as 'xy')."""
+    t = time.perf_counter()
+    bits = comp.bits(data)
+    secs = time.perf_counter() - t
+    eng = comp.engine
     if a.save_columns:
         extra = {} if eng.last_contexts is None else {"xy_ctx": eng.last_contexts}
-        np.savez(f"{a.save_columns}-{which}-{n}.npz", xy_bits=eng.last_columns, **extra)
+        np.savez(f"{a.save_columns}-{which}-{len(data)}.npz", xy_bits=eng.last_columns, **extra)
+    return bits, secs, dict(zip(eng.experts, (eng.last_columns.sum(axis=0) / len(data)).tolist()))
 
 
 def part_alice(a, root: Path) -> dict:
     data = (root / "canterbury-mixed" / "alice29.txt").read_bytes()
     data = data[:a.alice_bytes] if a.alice_bytes else data
     comp = _mixture(a)
-    t = time.perf_counter()
-    bits = comp.bits(data)
-    secs = time.perf_counter() - t
-    parts = dict(zip(comp.engine.experts, (comp.engine.last_columns.sum(axis=0) / len(data)).tolist()))
-    _save(a, "alice", len(data), comp.engine)
+    bits, secs, parts = _ideal_run(a, comp, data, "alice")
     print(f"\nalice29.txt, {len(data)} bytes, ideal bits/byte: mixture {bits / len(data):.4f} in {secs:.0f} s; parts "
           + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()), flush=True)
     out = {"bytes": len(data), "mixture_bpb": bits / len(data), "seconds": secs, "parts_bpb": parts,
@@ -152,11 +154,7 @@ def part_scratch(a, root: Path) -> dict:
     data = data[:a.scratch_bytes] if a.scratch_bytes else data
     c_p = kolmo.get_compressor("ppmd", order=6).bits(data)
     comp = _mixture(a, scratch=True)
-    t = time.perf_counter()
-    bits = comp.bits(data)
-    secs = time.perf_counter() - t
-    parts = dict(zip(comp.engine.experts, (comp.engine.last_columns.sum(axis=0) / len(data)).tolist()))
-    _save(a, "scratch", len(data), comp.engine)
+    bits, secs, parts = _ideal_run(a, comp, data, "scratch")
     print(f"\nscratch + memories on {len(data)} bytes of English: mixture {bits / len(data):.4f} bits/byte "
           f"({bits / c_p - 1:+.1%} against PPMd order 6's {c_p / len(data):.4f}) in {secs:.0f} s; parts "
           + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()), flush=True)

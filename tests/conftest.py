@@ -28,6 +28,16 @@ def pytest_configure(config):
     os.environ.setdefault("KOLMO_CACHE_DIR", str(config.rootpath / ".pytest_cache" / "kolmo"))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-model tests (faster on a shared machine; restored after)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     pytest.importorskip("torch")

@@ -11,12 +11,7 @@ from kolmo.cache import config_hash  # noqa: E402
 TEXT = b"the cat sat on the mat. " * 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

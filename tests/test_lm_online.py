@@ -21,12 +21,7 @@ SCRATCH = dict(model="scratch", layers=2, width=32, heads=4, context=64, ngram=0
                train_on="block", progress=False, mix=None)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def scratch(**kw):

@@ -23,12 +23,7 @@ TOL = 1e-5
 TEXT = b"In the beginning God created the heaven and the earth. And the earth was without form, and void."
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def learner(ngram=6, seed=3, random_table=True, **kw):

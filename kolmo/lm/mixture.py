@@ -230,8 +230,7 @@ class MixedPrequential:
         out = []
         for k in range(first, stop):
             s, e = blocks[k]
-            step.begin_run()
-            coded = on_block(k, s, e)
+            coded = on_block(k, s, e)  # a schedule run starts with step.begin_run() (run_windows)
             step.end_block(seq, s, e, coded is not False)
             if "learner" in self.parts and self.inner.steps > 0 and (continued or k + 1 < len(blocks)):
                 self.inner._train(seq, s, e, score=False)
