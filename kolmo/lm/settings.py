@@ -53,13 +53,14 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta) -> Opt
     if scratch and "frozen" in mix:
         raise ValueError("mix part 'frozen' is a pretrained model read in context; model='scratch' has none "
                          "(its 'learner' starts from random weights)")
-    if order is not None:
-        from .ngram import TokenNGram
-        TokenNGram(2, order)  # checks the orders
-    if lengths is not None and (not isinstance(lengths, (tuple, list)) or not lengths
-                                or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths)
-                                or list(lengths) != sorted(set(lengths), reverse=True)):
-        raise ValueError(f"match_lengths must be a decreasing sequence of positive ints, got {lengths!r}")
+    from .match import MatchModel
+    from .ngram import TokenNGram
+    for name, value, model in (("ngram_orders", order, TokenNGram), ("match_lengths", lengths, MatchModel)):
+        if value is not None:
+            try:
+                model(2, value)  # the memory's own check of its orders / its ladder of lengths
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{name}: {exc}") from None
     if gate not in GATES:
         raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
     MixerState(len(mix), share=share, eta=1.0 if eta is None else eta)  # checks share and eta
