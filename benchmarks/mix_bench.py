@@ -1,6 +1,6 @@
 """Benchmark: the mixture (lm-online with mix=...) against its parts, the in-context lm and PPMd.
 
-    python -m benchmarks.mix_bench [--corpus ../shared/corpus] [--parts finnish,english,alice,scratch]
+    python -m benchmarks.mix_bench [--corpus ../shared/corpus] [--parts finnish,english,alice,scratch,learners]
                                    [--sizes 0,16384] [--alice-bytes N] [--code-bytes N]
                                    [--scratch-bytes N] [--threads N] [--json out.json]
 
@@ -20,6 +20,12 @@ alice     alice29.txt bits/byte (ideal), with the time; real coding of its first
           (16 kB): stream bits/byte against the ideal. Goal: <= 0.90 ideal, real within 0.01.
 scratch   the four Canterbury English texts (1.19 MB; ``--scratch-bytes``) with model="scratch" and
           the memories, against PPMd order 6. Goal: >= 5% under PPMd.
+learners  the curve of bits against time that picks the default learner: ``bits()`` of the first
+          ``--curve-bytes`` (12 kB) of lcet10.txt for the learner alone (``mix=None``, lm-online's
+          default before the mixture: the baseline) and the default mixture with each learner of
+          ``--curve-learners`` (full fine-tuning, ``adapter="last"``, ``"bias"``, ``"lora"``), each
+          after a 200-byte warm-up, in one process. Rule: the fewest bits among those no slower
+          than 1.5 x the baseline.
 """
 
 from __future__ import annotations
@@ -162,14 +168,39 @@ def part_scratch(a, root: Path) -> dict:
             "seconds": secs, "config": comp.config}
 
 
+def part_learners(a, root: Path) -> dict:
+    data = (root / "canterbury-mixed" / "lcet10.txt").read_bytes()[:a.curve_bytes]
+    runs = [("learner alone (mix=None)", dict(mix=None))]
+    runs += [(f"mixture, {name}", dict(adapter=None if name == "full" else name))
+             for name in a.curve_learners.split(",")]
+    print(f"\nlearners: ideal bits/byte of lcet10.txt[:{len(data)}] against seconds (one process, in turn)")
+    rows = []
+    for label, opts in runs:
+        comp = _mixture(a, **opts)
+        comp.bits(data[:200])                     # loads the model, warms the kernels
+        t = time.perf_counter()
+        bits = comp.bits(data)
+        secs = time.perf_counter() - t
+        rows.append({"learner": label, "options": opts, "bpb": bits / len(data), "seconds": secs})
+        base = rows[0]["seconds"]
+        print(f"   {label:32s} {bits / len(data):.4f} bits/byte  {secs:6.0f} s  ({secs / base:.2f} x the learner alone)",
+              flush=True)
+    ok = [r for r in rows[1:] if r["seconds"] <= 1.5 * rows[0]["seconds"]]
+    best = min(ok, key=lambda r: r["bpb"]) if ok else None
+    print(f"   fewest bits within 1.5 x the learner alone's time: {best['learner'] if best else 'none'}")
+    return {"bytes": len(data), "rows": rows, "pick": best["learner"] if best else None}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
-    p.add_argument("--parts", default="finnish,english,alice,scratch")
+    p.add_argument("--parts", default="finnish,english,alice,scratch,learners")
     p.add_argument("--sizes", help="finnish / english: comma-separated sizes of X in bytes")
     p.add_argument("--alice-bytes", type=int, help="alice: bytes of alice29.txt (default all)")
     p.add_argument("--code-bytes", type=int, default=16384, help="alice: bytes really coded (0: none)")
     p.add_argument("--scratch-bytes", type=int, help="scratch: bytes of English (default 1.19 MB)")
+    p.add_argument("--curve-bytes", type=int, default=12000, help="learners: bytes of lcet10.txt")
+    p.add_argument("--curve-learners", default="full,last,bias,lora", help="learners: the mixture's learners")
     p.add_argument("--mix-opts", default="{}", help="JSON options for every mixture (e.g. '{\"share\": 1e-3}')")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int)
@@ -194,7 +225,7 @@ def main(argv=None):
         if key in ("finnish", "english"):
             res[key] = part_genesis(a, root, key)
         else:
-            res[key] = {"alice": part_alice, "scratch": part_scratch}[key](a, root)
+            res[key] = {"alice": part_alice, "scratch": part_scratch, "learners": part_learners}[key](a, root)
         print(f"   ({key}: {time.perf_counter() - t:.0f} s)", flush=True)
         if a.json:
             Path(a.json).write_text(json.dumps(res, indent=2, default=str))

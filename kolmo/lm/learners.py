@@ -32,7 +32,9 @@ from .online import new_dynamic_cache
 from .quantize import with_virtual
 from .tokens import VIRTUAL_MASS
 
-ADAPTERS = (None, "lora", "last", "bias")
+#: each adapter and its default learning rate (lm-online's ``lr`` when not given; None: full fine-tuning)
+ADAPTER_LR = {None: 1e-4, "lora": 1e-3, "last": 1e-4, "bias": 1e-2}
+ADAPTERS = tuple(ADAPTER_LR)
 
 
 class HFLearner:

@@ -22,8 +22,6 @@ NGRAM_LR_SCALE = 30.0
 _SCRATCH_SIZE = {"layers": 2, "width": 128, "heads": 4, "context": 128, "ngram": 6, "buckets": 1 << 20}
 
 
-#: the default learning rate of each adapter of kolmo.lm.learners (None: full fine-tuning)
-_ADAPTER_LR = {None: 1e-4, "lora": 1e-3, "last": 1e-4, "bias": 1e-2}
 #: the mixture's memories by alphabet (index: model == "scratch", bytes), from benchmarks/mix_bench.py
 #: (SmolLM2 tokens: alone, order 2 codes the Finnish Genesis in 2.43 bits/byte, 1/3/4/6: 2.61/2.46/2.50/2.55;
 #: the match ladder (16, 8, 4, 2) 5.31 against (24, 12, 6, 3) 5.78; bytes of English: order 4 2.28,
@@ -115,8 +113,9 @@ class OnlineSettings:
             train_on = "window" if scratch else "block"
         if train_on not in TRAIN_ON:
             raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
-        if adapter not in _ADAPTER_LR:
-            raise ValueError(f"adapter must be one of {tuple(_ADAPTER_LR)} (None: full fine-tuning), got {adapter!r}")
+        from .learners import ADAPTER_LR
+        if adapter not in ADAPTER_LR:
+            raise ValueError(f"adapter must be one of {tuple(ADAPTER_LR)} (None: full fine-tuning), got {adapter!r}")
         if adapter and scratch:
             raise ValueError(f"adapter={adapter!r} applies to pretrained models; model='scratch' trains all its weights")
         _positive_int("last_layers", last_layers, none=False)
@@ -142,7 +141,7 @@ class OnlineSettings:
             raise ValueError("layers, width, heads, context, ngram and buckets set the size of model='scratch'; "
                              f"a pretrained model ({model or 'the default'}) has its own")
         self.model_name, self.adapter, self.lora_rank = model, adapter, lora_rank
-        self.lr = float(lr) if lr is not None else (3e-4 if scratch else _ADAPTER_LR[adapter])
+        self.lr = float(lr) if lr is not None else (3e-4 if scratch else ADAPTER_LR[adapter])
         self.last_layers = last_layers
         self.ngram_lr = None
         if scratch and size["ngram"] > 1:
