@@ -56,29 +56,25 @@ def _mixture(a, scratch: bool = False, **kw):
 
 
 def conditional_table(comp, x: bytes, y: bytes):
-    """(C(Y|X) of the mixture, {part: C(Y|X)}, seconds): one shared run through X, then X and XY."""
-    from kolmo.lm.online import common_blocks
+    """(C(Y|X) of the mixture, {part: C(Y|X)}, seconds, runs): :func:`kolmo.lm.online.shared_runs`
+    through X and XY, reading each run's per-token columns and mixer contexts as it ends (``runs``:
+    "head", "x", "xy", for trying other mixers offline with --save-columns)."""
+    from kolmo.lm.online import shared_runs
     eng = comp.engine
-    sx, sxy = comp._seq(comp.tokens(x)), comp._seq(comp.tokens(x + y))
-    t = time.perf_counter()
-    shared = common_blocks(sx[1:], sxy[1:], eng.block_tokens) if len(x) else 0
-    eng.reset()
-    totals = []
-    runs = {}  # per-token columns and mixer contexts, for trying other mixers offline (--save-columns)
-    head_mix = sum(eng.run(sxy, stop_block=shared)) if shared else 0.0
-    if shared:
-        runs["head"] = (eng.last_columns, eng.last_contexts)
-    head_cols = eng.last_columns.sum(axis=0) if shared else np.zeros(len(eng.experts))
-    snap = eng.snapshot()
-    for name, seq in (("x", sx), ("xy", sxy)):
-        eng.restore(snap)
-        mix = head_mix + sum(eng.run(seq, first_block=shared)) if len(seq) > 1 else 0.0
-        cols = head_cols + (eng.last_columns.sum(axis=0) if len(seq) > 1 else 0.0)
-        if len(seq) > 1:
+    runs, sums = {}, {}
+
+    def grab(key, block_bits):
+        if block_bits:
+            name = {"head": "head", 0: "x", 1: "xy"}[key]
             runs[name] = (eng.last_columns, eng.last_contexts)
-        totals.append((mix, cols))
-    (mx, cx), (mxy, cxy) = totals
-    return mxy - mx, dict(zip(eng.experts, (cxy - cx).tolist())), time.perf_counter() - t, runs
+            sums[name] = eng.last_columns.sum(axis=0)
+
+    t = time.perf_counter()
+    mx, mxy = shared_runs(eng, [comp._seq(comp.tokens(x)), comp._seq(comp.tokens(x + y))], on_run=grab)
+    secs = time.perf_counter() - t
+    zero = np.zeros(len(eng.experts))
+    parts = sums.get("xy", zero) - sums.get("x", zero)  # the shared head cancels
+    return mxy - mx, dict(zip(eng.experts, parts.tolist())), secs, runs
 
 
 def part_genesis(a, root: Path, which: str) -> dict:

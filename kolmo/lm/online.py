@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -223,17 +223,26 @@ def common_blocks(a: Sequence[int], b: Sequence[int], block_tokens: int) -> int:
     return same // block_tokens
 
 
-def shared_runs(engine: Prequential, seqs: Sequence[np.ndarray], bar=None) -> List[float]:
+def shared_runs(engine: Prequential, seqs: Sequence[np.ndarray], bar=None,
+                on_run: Optional[Callable[[Any, List[float]], None]] = None) -> List[float]:
     """Ideal code lengths of sequences ([start] + tokens) that may share a prefix: the engine
     trains through their common whole blocks once, then continues each from a copy of the weights
-    and optimizer state (the same floats as a run from the start)."""
+    and optimizer state (the same floats as a run from the start). ``on_run(key, block_bits)``, if
+    given, is called after each run of the engine (key ``"head"`` for the shared blocks, then each
+    sequence's index), while the engine still holds what the run left (e.g. the mixture's
+    per-expert columns)."""
     shared = min(common_blocks(seqs[0][1:], s[1:], engine.block_tokens) for s in seqs) if len(seqs) > 1 else 0
     engine.reset()
     head = engine.run(seqs[0], stop_block=shared, bar=bar) if shared else []
+    if shared and on_run is not None:
+        on_run("head", head)
     snap = engine.snapshot() if shared and len(seqs) > 1 else None
     out = []
     for j, seq in enumerate(seqs):
         if j:
             engine.restore(snap) if snap is not None else engine.reset()
-        out.append(float(sum(head + engine.run(seq, first_block=shared, bar=bar))))
+        tail = engine.run(seq, first_block=shared, bar=bar)
+        if on_run is not None:
+            on_run(j, tail)
+        out.append(float(sum(head + tail)))
     return out
