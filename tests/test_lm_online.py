@@ -157,6 +157,22 @@ def test_conditional_is_joint_minus_single(tiny):
     assert kolmo.ncd(x, y, compressor=comp) == r.ncd
 
 
+def test_shared_runs_reports_each_run_and_sums_its_blocks():
+    from kolmo.lm.online import shared_runs
+    comp = scratch()
+    x, y = TEXT * 2, b"and the Spirit of God moved upon the face of the waters. "
+    seqs = [comp._seq(comp.tokens(x)), comp._seq(comp.tokens(x + y))]
+    seen = []
+    totals = shared_runs(comp.engine, seqs, on_run=lambda key, bits: seen.append((key, sum(bits))))
+    assert [k for k, _ in seen] == ["head", 0, 1]  # x and xy share whole blocks: one head run, then each
+    head = seen[0][1]
+    assert head > 0 and totals == [head + seen[1][1], head + seen[2][1]]
+    assert totals == [scratch().bits(x), scratch().bits(x + y)]
+    seen.clear()
+    shared_runs(comp.engine, [comp._seq(comp.tokens(b"")), seqs[1]], on_run=lambda key, bits: seen.append(key))
+    assert seen == [0, 1]  # nothing shared: no head run
+
+
 def test_matrix_entries_equal_joint_gap(tmp_path):
     items = {"a": TEXT[:60], "b": TEXT[40:120], "c": bytes(range(50))}
     comp = scratch()
