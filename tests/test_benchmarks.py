@@ -52,31 +52,26 @@ def test_calibration_prints_json_with_versions(capsys):
     assert len(rates) == 6 and all(0 <= r <= 1 for r in rates)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_mix_bench_conditional_table_is_the_compressors_conditional_code():
     """mix_bench's C(Y|X) table reads the parts' columns from the same shared runs that
     ``conditional_bits`` makes: the mixture's figure is the compressor's, and each part's is the
     difference of its XY and X columns (a tiny scratch mixture: no corpus, no pretrained model)."""
-    torch = pytest.importorskip("torch")
     import kolmo
     from benchmarks.mix_bench import conditional_table
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        opts = dict(model="scratch", layers=1, width=32, heads=2, context=32, ngram=0, block_tokens=16,
-                    progress=False)
-        comp = kolmo.get_compressor("lm-online", **opts)
-        y = b"the cat sat on the hat. "
-        for x, tails in ((b"the cat sat on the mat. " * 4 + b"!", {"head", "x", "xy"}),
-                         (b"the cat sat on the mat. " * 4, {"head", "xy"})):  # X ends on a block: no X tail
-            mix, parts, secs, runs = conditional_table(comp, x, y)
-            assert mix == kolmo.get_compressor("lm-online", **opts).conditional_bits(y, x)
-            assert set(runs) == tails and secs >= 0 and list(parts) == list(comp.engine.experts)
-            zero = 0 * runs["xy"][0].sum(axis=0)
-            cx = runs["x"][0].sum(axis=0) if "x" in runs else zero
-            assert parts == dict(zip(comp.engine.experts, (runs["xy"][0].sum(axis=0) - cx).tolist()))
-            alone = kolmo.get_compressor("lm-online", **{**opts, "mix": None}).conditional_bits(y, x)
-            assert parts["learner"] == pytest.approx(alone, rel=1e-9)  # the learner never sees the mixture
-        mix0, parts0, _, runs0 = conditional_table(comp, b"", y)
-        assert set(runs0) == {"xy"} and mix0 == kolmo.get_compressor("lm-online", **opts).bits(y)
-    finally:
-        torch.set_num_threads(threads)
+    opts = dict(model="scratch", layers=1, width=32, heads=2, context=32, ngram=0, block_tokens=16,
+                progress=False)
+    comp = kolmo.get_compressor("lm-online", **opts)
+    y = b"the cat sat on the hat. "
+    for x, tails in ((b"the cat sat on the mat. " * 4 + b"!", {"head", "x", "xy"}),
+                     (b"the cat sat on the mat. " * 4, {"head", "xy"})):  # X ends on a block: no X tail
+        mix, parts, secs, runs = conditional_table(comp, x, y)
+        assert mix == kolmo.get_compressor("lm-online", **opts).conditional_bits(y, x)
+        assert set(runs) == tails and secs >= 0 and list(parts) == list(comp.engine.experts)
+        zero = 0 * runs["xy"][0].sum(axis=0)
+        cx = runs["x"][0].sum(axis=0) if "x" in runs else zero
+        assert parts == dict(zip(comp.engine.experts, (runs["xy"][0].sum(axis=0) - cx).tolist()))
+        alone = kolmo.get_compressor("lm-online", **{**opts, "mix": None}).conditional_bits(y, x)
+        assert parts["learner"] == pytest.approx(alone, rel=1e-9)  # the learner never sees the mixture
+    mix0, parts0, _, runs0 = conditional_table(comp, b"", y)
+    assert set(runs0) == {"xy"} and mix0 == kolmo.get_compressor("lm-online", **opts).bits(y)
