@@ -1,6 +1,6 @@
 """Benchmark: the mixture (lm-online with mix=...) against its parts, the in-context lm and PPMd.
 
-    python -m benchmarks.mix_bench [--corpus ../shared/corpus] [--parts finnish,english,alice,scratch,learners]
+    python -m benchmarks.mix_bench [--corpus ../shared/corpus] [--parts finnish,english,alice,scratch,learners,coding]
                                    [--sizes 0,16384] [--alice-bytes N] [--code-bytes N]
                                    [--scratch-bytes N] [--threads N] [--json out.json]
 
@@ -26,6 +26,11 @@ learners  the curve of bits against time that picks the default learner: ``bits(
           ``--curve-learners`` (full fine-tuning, ``adapter="last"``, ``"bias"``, ``"lora"``), each
           after a 200-byte warm-up, in one process. Rule: the fewest bits among those no slower
           than 1.5 x the baseline.
+coding    what the memories and the mixer cost real coding with model="scratch": compress (with
+          verification) and decompress of the first ``--coding-bytes`` (4 kB) of lcet10.txt with the
+          learner alone and with the default mixture, alternating, best of ``--coding-rounds`` (3),
+          in CPU seconds of this process (steadier than wall time on a shared machine). Goal: the
+          mixture <= 1.2 x the learner alone.
 """
 
 from __future__ import annotations
@@ -187,16 +192,43 @@ def part_learners(a, root: Path) -> dict:
     return {"bytes": len(data), "rows": rows, "pick": best["learner"] if best else None}
 
 
+def part_coding(a, root: Path) -> dict:
+    """What the memories and the mixer cost real coding with model="scratch" (goal: <= 1.2 x)."""
+    data = (root / "canterbury-mixed" / "lcet10.txt").read_bytes()[:a.coding_bytes]
+    comps = {"learner alone": _mixture(a, scratch=True, mix=None), "mixture": _mixture(a, scratch=True)}
+    best = {name: [float("inf"), float("inf")] for name in comps}
+    for comp in comps.values():
+        comp.bits(data[:200])                     # makes the model and the optimizer state
+    print(f"\ncoding: model='scratch', lcet10.txt[:{len(data)}], CPU seconds (best of {a.coding_rounds}, "
+          "alternating), compress with verification / decompress")
+    for _ in range(a.coding_rounds):
+        for name, comp in comps.items():
+            t = time.process_time()
+            blob = comp.compress(data)
+            t_enc = time.process_time() - t
+            back = comp.decompress(blob)
+            t_dec = time.process_time() - t - t_enc
+            if back != data:
+                raise SystemExit(f"coding: the {name}'s stream did not decode to its input")
+            best[name] = [min(best[name][0], t_enc), min(best[name][1], t_dec)]
+    (e0, d0), (e1, d1) = best["learner alone"], best["mixture"]
+    print(f"   learner alone {e0:.1f} / {d0:.1f} s; mixture {e1:.1f} / {d1:.1f} s: compress {e1 / e0:.2f} x, "
+          f"decompress {d1 / d0:.2f} x the learner alone (goal <= 1.2 x)", flush=True)
+    return {"bytes": len(data), "cpu_seconds": best, "compress_ratio": e1 / e0, "decompress_ratio": d1 / d0}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
-    p.add_argument("--parts", default="finnish,english,alice,scratch,learners")
+    p.add_argument("--parts", default="finnish,english,alice,scratch,learners,coding")
     p.add_argument("--sizes", help="finnish / english: comma-separated sizes of X in bytes")
     p.add_argument("--alice-bytes", type=int, help="alice: bytes of alice29.txt (default all)")
     p.add_argument("--code-bytes", type=int, default=16384, help="alice: bytes really coded (0: none)")
     p.add_argument("--scratch-bytes", type=int, help="scratch: bytes of English (default 1.19 MB)")
     p.add_argument("--curve-bytes", type=int, default=12000, help="learners: bytes of lcet10.txt")
     p.add_argument("--curve-learners", default="full,last,bias,lora", help="learners: the mixture's learners")
+    p.add_argument("--coding-bytes", type=int, default=4096, help="coding: bytes of lcet10.txt")
+    p.add_argument("--coding-rounds", type=int, default=3, help="coding: rounds of each (best of)")
     p.add_argument("--mix-opts", default="{}", help="JSON options for every mixture (e.g. '{\"share\": 1e-3}')")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int)
@@ -221,7 +253,8 @@ def main(argv=None):
         if key in ("finnish", "english"):
             res[key] = part_genesis(a, root, key)
         else:
-            res[key] = {"alice": part_alice, "scratch": part_scratch, "learners": part_learners}[key](a, root)
+            res[key] = {"alice": part_alice, "scratch": part_scratch, "learners": part_learners,
+                        "coding": part_coding}[key](a, root)
         print(f"   ({key}: {time.perf_counter() - t:.0f} s)", flush=True)
         if a.json:
             Path(a.json).write_text(json.dumps(res, indent=2, default=str))

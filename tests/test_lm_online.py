@@ -303,9 +303,9 @@ def test_a_block_that_fails_verification_goes_to_the_safe_mode(monkeypatch):
     data = TEXT * 2
     real, calls = engine.intervals, [0]
 
-    def differing(model, seqs, *args):  # the verification run of block 2 sees other frequencies
+    def differing(model, seqs, *args, **kwargs):  # the verification run of block 2 sees other frequencies
         calls[0] += 1
-        s, f = real(model, seqs, *args)
+        s, f = real(model, seqs, *args, **kwargs)
         return (s, f + 1) if calls[0] == 6 else (s, f)
 
     monkeypatch.setattr(engine, "intervals", differing)

@@ -109,9 +109,9 @@ def test_a_safe_block_keeps_encoder_and_decoder_together(monkeypatch):
     data = TEXT * 2
     real, calls = engine.intervals, [0]
 
-    def differing(model, seqs, *args):  # the verification run of block 2 sees other frequencies
+    def differing(model, seqs, *args, **kwargs):  # the verification run of block 2 sees other frequencies
         calls[0] += 1
-        s, f = real(model, seqs, *args)
+        s, f = real(model, seqs, *args, **kwargs)
         return (s, f + 1) if calls[0] == 6 else (s, f)
 
     monkeypatch.setattr(engine, "intervals", differing)
@@ -119,6 +119,30 @@ def test_a_safe_block_keeps_encoder_and_decoder_together(monkeypatch):
     monkeypatch.setattr(engine, "intervals", real)
     assert comp.safe_blocks == [(2, 0)]
     assert comp.decompress(blob) == data
+
+
+def test_a_verification_rerun_replays_the_memories_exactly():
+    """The encoder's second run of a block (again=True) replays the memories' rows from the first
+    run's tape: its intervals are those of a run that computes everything again, and a rerun of
+    other tokens is refused instead of replaying rows that belong to the first."""
+    from kolmo.lm.schedule import intervals
+    comp = scratch(mix=ALL_SCRATCH)
+    pre = comp.engine
+    seq = np.concatenate([[pre.learner.start], np.frombuffer(TEXT, np.uint8)]).astype(np.int64)[None]
+    step = pre.coding_model
+    pre.reset()
+    (s, e), = pre.blocks(len(TEXT))[:1]
+    first = intervals(step, seq, pre.windows(s, e))
+    replayed = intervals(step, seq, pre.windows(s, e), again=True)
+    fresh = intervals(step, seq, pre.windows(s, e))
+    for a, b, c in zip(first, replayed, fresh):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert step._tape is not None and len(step._tape) == e - s
+    other = seq.copy()
+    other[0, s + 3] ^= 1
+    with pytest.raises(RuntimeError, match="repeat the last run's tokens"):
+        intervals(step, other, pre.windows(s, e), again=True)
 
 
 def test_parts_are_mixed_in_one_order():

@@ -23,7 +23,8 @@ intervals are disjoint), and its rANS state then updates exactly as the encoder'
 induction every token decodes. A segment that differs anywhere goes to the **safe mode**: its
 bytes, deflated, are stored instead (the decoder still trains on a safe block; a safe chunk still
 runs in its group, so the others keep the batch shape they were verified with). Learning itself
-is not run twice: on a CPU it repeats the same operations in the same order; what a decoder's
+is not run twice: on a CPU it repeats the same operations in the same order (nor are the mixture's
+memories: exact functions of the tokens, replayed in the second run); what a decoder's
 floats depend on beyond that is recorded in the payload (:mod:`kolmo.lm.machine`) and checked
 before decoding.
 
@@ -106,7 +107,7 @@ class Engine:
         got = intervals(self.model, seqs, windows, self.kv_cache, bar)
         bad = np.full(seqs.shape[0], -1)
         if self.verify and got[0].size:
-            again = intervals(self.model, seqs, windows, self.kv_cache, bar)
+            again = intervals(self.model, seqs, windows, self.kv_cache, bar, again=True)
             differ = (again[0] != got[0]) | (again[1] != got[1])
             rows = np.flatnonzero(differ.any(axis=0))
             bad[rows] = differ[:, rows].argmax(axis=0)

@@ -12,7 +12,7 @@ positions in bucket b and those predicted right, ``q_b = (hits_b + 1/2) / (tries
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -78,18 +78,27 @@ class MatchState(_History):
     ``L`` preceding tokens had that hash; per bucket the counts of tries and hits."""
 
     def __init__(self, model: MatchModel):
-        super().__init__(model.alphabet, model.lengths[0])
+        super().__init__(model.alphabet, model.lengths)  # _contexts()[rung]
         self.lengths, self._tables = model.lengths, [{} for _ in model.lengths]
         self._tries, self._hits = [0] * model.n_buckets, [0] * model.n_buckets
+        self._next: Optional[Tuple[int, int]] = None  # _predict()'s answer until the history changes
 
     def _predict(self) -> Tuple[int, int]:
-        t = len(self._ids)
-        for rung, length in enumerate(self.lengths):
-            if t > length:                # an earlier match needs L <= u < t
-                u = self._tables[rung].get(self._ctx(length))
-                if u is not None:
-                    return rung + 1, self._ids[u]
-        return 0, -1
+        """(bucket, predicted token) of the next position; a coding step asks three times
+        (``bucket``, ``probs``, ``absorb``), so the answer is kept until the history changes."""
+        if self._next is None:
+            t, self._next = len(self._ids), (0, -1)
+            for rung, (length, ctx) in enumerate(zip(self.lengths, self._contexts())):
+                if t > length:                # an earlier match needs L <= u < t
+                    u = self._tables[rung].get(ctx)
+                    if u is not None:
+                        self._next = (rung + 1, self._ids[u])
+                        break
+        return self._next
+
+    def rollback(self) -> None:
+        super().rollback()
+        self._next = None
 
     def bucket(self) -> int:
         """The next position's bucket (0 = no match)."""
@@ -100,14 +109,14 @@ class MatchState(_History):
         x = self._check(token)
         b, y = self._predict()
         t, undo = len(self._ids), [(self._tries, b, self._tries[b]), (self._hits, b, self._hits[b])]
-        for rung, length in enumerate(self.lengths):
-            if t >= length:
-                table, ctx = self._tables[rung], self._ctx(length)
+        for table, ctx in zip(self._tables, self._contexts()):
+            if ctx is not None:
                 undo.append((table, ctx, table.get(ctx)))
                 table[ctx] = t
         self._tries[b] += 1
         self._hits[b] += int(y == x)
         self._append(x, undo)
+        self._next = None
 
     def probs(self) -> np.ndarray:
         """The next-token distribution (float64, length A, sums to 1, all > 0)."""

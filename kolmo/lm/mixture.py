@@ -43,6 +43,9 @@ from .mixer import MixerState
 
 PARTS = ("learner", "frozen", "ngram", "match")
 GATES = (None, "match")
+#: the most bytes of memory rows a block's verification replays (:meth:`MixtureStep.begin_run`);
+#: a larger alphabet's memories are run again (a pretrained model's step dwarfs them there)
+TAPE_BYTES = 64 << 20
 
 
 class MixtureStep:
@@ -68,7 +71,14 @@ class MixtureStep:
             self.memories.append(self.gate_state)  # followed for its buckets, not mixed
         self.committed = m.new_mixer()
         self.work = self.committed.copy()
-        self.pending: Optional[Tuple[int, List[torch.Tensor]]] = None
+        self.pending: Optional[Tuple[int, np.ndarray]] = None  # (weight set, (K, A) expert probs)
+        self._probs = np.empty((len(m.experts), self.alphabet))
+        # the memories' rows and weight set of each step of the last run, for a verification
+        # rerun to replay (where a block's rows take at most TAPE_BYTES), and the rerun's position
+        n_rows = len(m.experts) - len(self.lms)
+        self._taping = n_rows > 0 and m.block_tokens * n_rows * self.alphabet * 8 <= TAPE_BYTES
+        self._tape: Optional[list] = None
+        self._replay: Optional[int] = None
         for s in self.memories:
             s.mark()
 
@@ -79,10 +89,18 @@ class MixtureStep:
     def new_cache(self, kind: str, length: int):
         return None
 
-    def begin_run(self) -> None:
-        """Every run of a block's schedule starts from the block's start."""
-        for s in self.memories:
-            s.rollback()
+    def begin_run(self, again: bool = False) -> None:
+        """Every run of a block's schedule starts from the block's start. ``again``: the run repeats
+        the last one on the same tokens (the encoder's verification): the memories' rows and
+        buckets, exact functions of the tokens (float64 + - * / elementwise), are replayed from
+        that run's tape, and the memories stay where it left them; the language models' steps and
+        the mixer's updates, which read the models' floats, run again."""
+        if again and self._tape is not None:
+            self._replay = 0
+        else:
+            for s in self.memories:
+                s.rollback()
+            self._tape, self._replay = ([] if self._taping else None), None
         self.work, self.pending = self.committed.copy(), None
 
     def hidden(self, ids: np.ndarray, past=None, use_cache: bool = True):
@@ -91,23 +109,40 @@ class MixtureStep:
         ``ids``: a step's one token, or a later window's last context token) is learned first."""
         if ids.shape[0] != 1:
             raise ValueError(f"the mixture codes one sequence at a time, got {ids.shape[0]} rows")
-        if self.pending is not None:
-            self._absorb(int(ids[0, -1]), learn=True)
-        probs, caches = [], []
+        token = int(ids[0, -1]) if self.pending is not None else None
+        if token is not None:
+            self._absorb(token, learn=True)
+        # the experts' distributions, one row each, in a (K, A) float64 buffer that _absorb reads
+        # before the next step fills it again
+        probs, caches, k = self._probs, [], 0
         for j, lm in enumerate(self.lms):
             h, cache = lm.hidden(lm.tensor(ids), None if past is None else past[j], True)
-            probs.append(lm.step_probs(h[:, -1])[0].to(torch.float64))  # (A,)
+            probs[k] = lm.step_probs(h[:, -1])[0].cpu().numpy()  # float32 -> float64 is exact
             caches.append(cache)
-        for part, s in self.mixed_memories:
-            for p in (s.probs_by_order() if part == "ngram" else [s.probs()]):
-                probs.append(torch.from_numpy(p).to(self.device))  # (A,) float64
-        ctx = self.gate_state.bucket() if self.gate_state is not None else 0
-        w = self.work.mix(ctx)
-        mixed = probs[0] * w[0]
-        for k in range(1, len(probs)):
-            mixed = mixed + probs[k] * w[k]  # fixed order: the same floats in encoder and decoder
+            k += 1
+        if self._replay is not None:
+            if self._replay >= len(self._tape) or self._tape[self._replay][0] != token:
+                raise RuntimeError("a verification rerun of the mixture's schedule must repeat the last run's "
+                                   "tokens and steps (begin_run(again=True))")
+            _, ctx, probs[k:] = self._tape[self._replay]
+            self._replay += 1
+        else:
+            for part, s in self.mixed_memories:
+                if part == "ngram":
+                    s.probs_by_order(out=probs[k:k + len(s.model_orders)])
+                    k += len(s.model_orders)
+                else:
+                    probs[k] = s.probs()
+                    k += 1
+            ctx = self.gate_state.bucket() if self.gate_state is not None else 0
+            if self._tape is not None:
+                self._tape.append((token, ctx, probs[len(self.lms):].copy()))
+        terms = probs * np.array(self.work.mix(ctx))[:, None]  # w_k p_k(x): one IEEE product each
+        # sum_k in the fixed order k = 0, 1, ... (accumulate is sequential by definition): the
+        # same floats in encoder and decoder, on any machine
+        mixed = np.add.accumulate(terms, axis=0)[-1]
         self.pending = (ctx, probs)
-        return mixed[None, None], caches
+        return torch.from_numpy(mixed)[None, None], caches
 
     def step_probs(self, h: torch.Tensor) -> torch.Tensor:
         return h  # hidden() returns the mixed distribution itself
@@ -115,15 +150,17 @@ class MixtureStep:
     def _absorb(self, token: int, learn: bool) -> None:
         ctx, probs = self.pending
         if learn:
-            self.work.update(ctx, [float(p[token]) for p in probs])
-        for s in self.memories:
-            s.absorb(token)
+            self.work.update(ctx, probs[:, token].tolist())
+        if self._replay is None:  # (a rerun's memories already hold the token)
+            for s in self.memories:
+                s.absorb(token)
         self.pending = None
 
     # -- blocks ---------------------------------------------------------------------------------
     def end_block(self, seq: np.ndarray, s: int, e: int, coded: bool) -> None:
         """Commit block [s, e): the last token of a coded block is learned (its distribution is
         pending); a safe block's tokens go to the memories only."""
+        self._tape, self._replay = None, None
         if coded and self.pending is not None:
             self._absorb(int(seq[e - 1]), learn=True)
             self.committed = self.work

@@ -106,18 +106,26 @@ def _counts_before(ctx: np.ndarray, tok: np.ndarray, alphabet: int) -> np.ndarra
 class _History:
     """The absorbed tokens, their prefix hashes, and the undo log since the last mark."""
 
-    def __init__(self, alphabet: int, longest: int):
-        self.alphabet, self._pows = alphabet, [pow(_B, n, _BITS64) for n in range(longest + 1)]
+    def __init__(self, alphabet: int, lengths: Sequence[int]):
+        self.alphabet, self._lengths = alphabet, tuple(lengths)  # the context lengths the model reads
+        self._pows = [pow(_B, n, _BITS64) for n in self._lengths]
         self._ids, self._prefix = [], [0]                # the tokens; P_0 .. P_t
         self._log, self._mark = None, 0                  # since the mark, per absorb: [(where, key, old)]
+        self._hashes: Optional[list] = None              # _contexts() of the current history
 
     def __len__(self) -> int:
         return len(self._ids)
 
-    def _ctx(self, n: int) -> int:
-        """The hash of the last n tokens: the next position's order-n context."""
-        t = len(self._ids)
-        return (self._prefix[t] - self._prefix[t - n] * self._pows[n]) & _MASK
+    def _contexts(self) -> list:
+        """The hashes of the last n tokens for each n of ``lengths`` (None where n > t): the next
+        position's contexts. A coding step reads them twice (``probs``, then ``absorb``), so they
+        are kept until the history changes."""
+        if self._hashes is None:
+            t, pre = len(self._ids), self._prefix
+            last = pre[t]
+            self._hashes = [(last - pre[t - n] * b) & _MASK if n <= t else None
+                            for n, b in zip(self._lengths, self._pows)]
+        return self._hashes
 
     def _check(self, token) -> int:
         token = operator.index(token)
@@ -130,6 +138,7 @@ class _History:
             self._log.append(undo)
         self._ids.append(token)
         self._prefix.append((self._prefix[-1] * _B + token + 1) & _MASK)
+        self._hashes = None
 
     def mark(self) -> None:
         """Remember this point: :meth:`rollback` returns here (and the mark stays)."""
@@ -146,6 +155,7 @@ class _History:
                 else:
                     where[key] = old
         del self._ids[self._mark:], self._prefix[self._mark + 1:]
+        self._hashes = None
 
 
 class TokenNGram:
@@ -193,16 +203,16 @@ class NGramState(_History):
     [tokens, counts, token -> slot, C] whose arrays ``probs`` reads without a Python loop over them."""
 
     def __init__(self, model: TokenNGram):
-        super().__init__(model.alphabet, model.max_order)
+        super().__init__(model.alphabet, range(1, model.max_order + 1))  # _contexts()[n - 1]: order n
         self.max_order, self._tables = model.max_order, [{} for _ in range(model.max_order)]
         self.model_orders = model.orders
         self._count0, self._distinct0 = np.zeros(model.alphabet, np.float64), [0]
+        self._row: Optional[np.ndarray] = None  # probs_by_order's working distribution
 
     def absorb(self, token) -> None:
         """Count ``token`` after each context of the next position, then append it."""
         x, undo = self._check(token), []
-        for n in range(1, min(self.max_order, len(self._ids)) + 1):
-            table, ctx = self._tables[n - 1], self._ctx(n)
+        for table, ctx in zip(self._tables, self._contexts()[:len(self._ids)]):
             succ = table.get(ctx)
             if type(succ) is list:
                 toks, cnts, slots, total = succ
@@ -236,8 +246,8 @@ class NGramState(_History):
         if not t:
             return np.full(self.alphabet, 1.0 / self.alphabet)
         terms = [(None, self._count0, t, self._distinct0[0])]
-        for n in range(1, min(self.max_order, t) + 1):
-            succ = self._tables[n - 1].get(self._ctx(n))
+        for table, ctx in zip(self._tables, self._contexts()[:t]):
+            succ = table.get(ctx)
             if type(succ) is int:         # (None: C_n = 0, the order passes p_{n-1} through)
                 terms.append((succ, 1.0, 1, 1))
             elif succ is not None:        # views, released on return (an array.array can't grow under one)
@@ -252,26 +262,32 @@ class NGramState(_History):
             p[toks] += cnt * k            # distinct tokens: one add per entry
         return p
 
-    def probs_by_order(self) -> list:
-        """The distributions of every order in ``orders`` (float64 arrays of length A), by the
-        recursion of the module docstring, in the operations of :meth:`TokenNGram.bits_by_order`."""
-        orders = self.model_orders
-        if len(orders) == 1:
-            return [self.probs()]
-        t, a, out = len(self._ids), self.alphabet, []
-        p = np.full(a, 1.0 / a)
+    def probs_by_order(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """The distributions of every order in ``orders``: row j of a (len(orders), A) float64 array
+        (``out``, filled in place, or a new one), by the recursion of the module docstring, in the
+        operations of :meth:`TokenNGram.bits_by_order` (in place: no array is allocated per order)."""
+        orders, t, a = self.model_orders, len(self._ids), self.alphabet
+        if out is None:
+            out = np.empty((len(orders), a))
+        p = self._row if self._row is not None else np.empty(a)
+        self._row = p
+        p.fill(1.0 / a)
+        hashes, j = self._contexts(), 0
         for n in range(orders[-1] + 1):
             if n == 0 and t:
-                p = (self._count0 + self._distinct0[0] * p) / (t + self._distinct0[0])
+                np.multiply(p, self._distinct0[0], out=p)
+                p += self._count0
+                p /= t + self._distinct0[0]
             elif 0 < n <= t:
-                succ = self._tables[n - 1].get(self._ctx(n))
+                succ = self._tables[n - 1].get(hashes[n - 1])
                 if succ is not None:
                     toks, cnt, big_c, big_d = ((succ, 1.0, 1, 1) if type(succ) is int else
                                                (np.frombuffer(succ[0], np.int64), np.frombuffer(succ[1]), succ[3],
                                                 len(succ[0])))
-                    p = big_d * p
+                    np.multiply(p, big_d, out=p)
                     p[toks] += cnt
                     p /= big_c + big_d
-            if n in orders:
-                out.append(p.copy())
+            if n == orders[j]:
+                out[j] = p
+                j += 1
         return out

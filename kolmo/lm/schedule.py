@@ -53,15 +53,17 @@ def step_tables(model, h: torch.Tensor):
 
 @torch.inference_mode()
 def run_windows(model, seqs: np.ndarray, windows: Sequence[Window], step: Step, kv_cache: str = "dynamic",
-                tables: Callable = step_tables) -> None:
+                tables: Callable = step_tables, again: bool = False) -> None:
     """Run the schedule over ``seqs`` (B, L): ``step(p, tables)`` receives position ``p``'s tables
     and returns the B ids at ``p`` (the known ones when encoding, the decoded ones when decoding),
     which are written into ``seqs``. ``kv_cache``: the model's ``new_cache`` kind, per window.
     A model with state of its own beyond the KV cache (the mixture of :mod:`kolmo.lm.mixture`)
-    has ``begin_run()``, called first: every run of a schedule starts from the same state."""
+    has ``begin_run(again)``, called first: every run of a schedule starts from the same state.
+    ``again``: this run repeats the previous one on the same tokens (the encoder's verification),
+    so such a model may replay what it computes exactly, without floats that could differ."""
     begin_run = getattr(model, "begin_run", None)
     if begin_run is not None:
-        begin_run()
+        begin_run(again)
     for begin, split, end in windows:
         past = model.new_cache(kv_cache, end - begin)
         hidden, cache = model.hidden(model.tensor(seqs[:, begin:split]), past, True)
@@ -78,9 +80,9 @@ def coded_positions(windows: Sequence[Window]) -> int:
 
 
 def intervals(model, seqs: np.ndarray, windows: Sequence[Window], kv_cache: str = "dynamic",
-              bar=None) -> Tuple[np.ndarray, np.ndarray]:
+              bar=None, again: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """(start, freq) of every known token the windows code, on the decoder's schedule: two
-    (positions, B) uint64 arrays, positions in coding order."""
+    (positions, B) uint64 arrays, positions in coding order. ``again``: as :func:`run_windows`."""
     batch = seqs.shape[0]
     n = coded_positions(windows)
     starts = np.zeros((n, batch), dtype=np.uint64)
@@ -94,7 +96,7 @@ def intervals(model, seqs: np.ndarray, windows: Sequence[Window], kv_cache: str 
             bar.update(batch)
         return seqs[:, p]
 
-    run_windows(model, seqs, windows, step, kv_cache)
+    run_windows(model, seqs, windows, step, kv_cache, again=again)
     return starts, freqs
 
 
