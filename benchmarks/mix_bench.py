@@ -117,12 +117,17 @@ def part_genesis(a, root: Path, which: str) -> dict:
     return {"y_bytes": len(y), "rows": rows, "config": comp.config}
 
 
+def _timed_bits(comp, data: bytes):
+    """``comp.bits(data)`` and the seconds it took."""
+    t = time.perf_counter()
+    bits = comp.bits(data)
+    return bits, time.perf_counter() - t
+
+
 def _ideal_run(a, comp, data: bytes, which: str):
     """The mixture's ideal bits of ``data``, the seconds they took and each expert's bits/byte from
     the same run; with --save-columns the run's per-expert bits and mixer contexts (as 'xy')."""
-    t = time.perf_counter()
-    bits = comp.bits(data)
-    secs = time.perf_counter() - t
+    bits, secs = _timed_bits(comp, data)
     eng = comp.engine
     if a.save_columns:
         extra = {} if eng.last_contexts is None else {"xy_ctx": eng.last_contexts}
@@ -179,9 +184,7 @@ def part_learners(a, root: Path) -> dict:
     for label, opts in runs:
         comp = _mixture(a, **opts)
         comp.bits(data[:200])                     # loads the model, warms the kernels
-        t = time.perf_counter()
-        bits = comp.bits(data)
-        secs = time.perf_counter() - t
+        bits, secs = _timed_bits(comp, data)
         rows.append({"learner": label, "options": opts, "bpb": bits / len(data), "seconds": secs})
         base = rows[0]["seconds"]
         print(f"   {label:32s} {bits / len(data):.4f} bits/byte  {secs:6.0f} s  ({secs / base:.2f} x the learner alone)",

@@ -117,7 +117,7 @@ class MixtureStep:
         probs, caches, k = self._probs, [], 0
         for j, lm in enumerate(self.lms):
             h, cache = lm.hidden(lm.tensor(ids), None if past is None else past[j], True)
-            probs[k] = lm.step_probs(h[:, -1])[0].cpu().numpy()  # float32 -> float64 is exact
+            probs[k] = lm.step_probs(h.select(1, -1)).cpu().numpy()[0]  # float32 -> float64 is exact
             caches.append(cache)
             k += 1
         if self._replay is not None:
@@ -142,7 +142,7 @@ class MixtureStep:
         # same floats in encoder and decoder, on any machine
         mixed = np.add.accumulate(terms, axis=0)[-1]
         self.pending = (ctx, probs)
-        return torch.from_numpy(mixed)[None, None], caches
+        return torch.from_numpy(mixed).view(1, 1, -1), caches
 
     def step_probs(self, h: torch.Tensor) -> torch.Tensor:
         return h  # hidden() returns the mixed distribution itself
