@@ -698,18 +698,16 @@ y = web[start:start + (300 if SMALL else 1200)]                 # the passage to
 mid = int((start + len(y) / 2) * len(kjv) / len(web))           # the parallel verses' middle in the KJV
 far = len(kjv) // 2                                             # the middle of the book: other content
 sizes = [0, 300, 1000] if SMALL else [0, 300, 1000, 2000, 4000, 6000]
+# settings pinned: 2 layers of width 128, a 256-byte context, hashed 2..6-grams, one Adam step per 128 bytes
+scratch = dict(model="scratch", layers=2, width=128, heads=4, context=256, ngram=6, buckets=1 << 16,
+               block_tokens=128, lr=2e-3, steps=1, train_on="window", seed=0, progress=False)
 compressors = {
     "zstd": kolmo.get_compressor("zstd"),
     "lzma": kolmo.get_compressor("lzma"),
     "SmolLM2 (lm, in context)": kolmo.get_compressor("lm", progress=False),
-    # settings pinned: 2 layers of width 128, a 256-byte context, hashed 2..6-grams, one Adam step per 128 bytes
-    "lm-online (scratch, learning)": kolmo.get_compressor(
-        "lm-online", model="scratch", layers=2, width=128, heads=4, context=256, ngram=6, buckets=1 << 16,
-        block_tokens=128, lr=2e-3, steps=1, train_on="window", seed=0, mix=None, progress=False),
+    "lm-online (scratch, learning)": kolmo.get_compressor("lm-online", mix=None, **scratch),
     # the same learner mixed with its memories of the bytes coded so far (lm-online's default mix)
-    "lm-online (scratch, mixture)": kolmo.get_compressor(
-        "lm-online", model="scratch", layers=2, width=128, heads=4, context=256, ngram=6, buckets=1 << 16,
-        block_tokens=128, lr=2e-3, steps=1, train_on="window", seed=0, progress=False),
+    "lm-online (scratch, mixture)": kolmo.get_compressor("lm-online", **scratch),
 }
 rows = {name: [] for name in compressors}
 short = lambda name: name.split()[0] + (" mix" if "mixture" in name else "")   # a column label

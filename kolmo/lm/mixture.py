@@ -25,7 +25,9 @@ per-token bits (the language models' from batched passes, the memories' vectoris
 whole sequence) in one :meth:`~kolmo.lm.mixer.MixerState.run`. Real coding runs
 :class:`MixtureStep`, a step model of :mod:`kolmo.lm.schedule`, through the one engine
 (:mod:`kolmo.lm.engine`, with its verification and safe mode): per step it runs each language
-model's one-token step, asks each memory for its full distribution and returns the mixed one.
+model's one-token step, asks each memory for its full distribution and returns the mixed one
+(float64 on the host, summed over the experts in a fixed order; the encoder's verification run
+replays the memories' rows from its first run, see :meth:`MixtureStep.begin_run`).
 Its own state (the memories' tables, the mixer's weights) restarts at the block's start for every
 run of the block's schedule (``begin_run``: the memories roll back their undo logs) and is
 committed after the block; a block stored in the safe mode updates the memories with its tokens
@@ -34,7 +36,7 @@ and leaves the weights as they were (the weights would need the floats that diff
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
