@@ -213,6 +213,8 @@ def test_every_order_is_a_prediction_of_its_own(orders):
     for t in range(len(ids)):
         got = state.probs_by_order()
         assert len(got) == len(orders)
+        buf = np.full((len(orders), 7), np.nan)
+        assert state.probs_by_order(out=buf) is buf and buf.tobytes() == got.tobytes()  # in place, same floats
         for j in range(len(orders)):
             assert -np.log2(got[j][ids[t]]) == pytest.approx(cols[t, j], rel=1e-9, abs=1e-12)
             assert got[j].sum() == pytest.approx(1.0, abs=1e-12)
