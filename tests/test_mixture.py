@@ -145,6 +145,24 @@ def test_a_verification_rerun_replays_the_memories_exactly():
         intervals(step, other, pre.windows(s, e), again=True)
 
 
+def test_compress_asks_the_memories_once_per_step(monkeypatch):
+    """compress's verification replays the memories (again=True from the engine): they are asked
+    for their rows as often as when decoding, not twice as often."""
+    from kolmo.lm.ngram import NGramState
+    real, calls = NGramState.probs_by_order, [0]
+
+    def counted(self, out=None):
+        calls[0] += 1
+        return real(self, out)
+
+    monkeypatch.setattr(NGramState, "probs_by_order", counted)
+    comp = scratch(mix=ALL_SCRATCH)
+    blob = comp.compress(TEXT)
+    encoding, calls[0] = calls[0], 0
+    assert comp.decompress(blob) == TEXT
+    assert encoding == calls[0] > 0
+
+
 def test_parts_are_mixed_in_one_order():
     a, b = scratch(mix=("match", "learner", "ngram")), scratch(mix=ALL_SCRATCH)
     assert a.config == b.config and a.engine.experts[0] == "learner"
