@@ -344,3 +344,22 @@ def test_coding_steps_hash_the_same_ngram_buckets():
     with torch.no_grad():
         model.hashed.weight.normal_(generator=torch.Generator().manual_seed(0))
     assert_steps_match_full_forward(model, torch.randint(0, 256, (3, 40), generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("opts", [dict(ngram=4, buckets=1 << 10), dict(optimizer="adamw"), dict(optimizer="sgd")])
+def test_a_reset_optimizer_is_a_new_one(opts):
+    """reset() zeroes the last optimizer's state in place instead of making a new one: every run
+    after the first gives the floats of a compressor that has never run (Adam's and SparseAdam's
+    moments and step counts, SGD's empty state)."""
+    used = scratch(**opts)
+    used.bits(TEXT[:100])
+    assert used.engine.opts and any(o.state for o in used.engine.opts) == (opts.get("optimizer") != "sgd")
+    assert used.bits(TEXT) == scratch(**opts).bits(TEXT)
+    blob = used.compress(TEXT)
+    assert blob == scratch(**opts).compress(TEXT) and used.decompress(blob) == TEXT
+
+
+def test_a_reset_learner_with_an_adapter_is_a_new_one(tiny):
+    used = tiny(adapter="lora")
+    used.bits(TEXT[:80])
+    assert used.bits(TEXT) == tiny(adapter="lora").bits(TEXT)
