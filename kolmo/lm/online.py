@@ -126,7 +126,7 @@ class Prequential:
         without allocating its moments again; for the scratch model's hashed table that is 1 GB
         of memory to fault in, about a second per run)."""
         for n, p in self.learner.named_trainable():
-            p.copy_(self.learner.initial[n])
+            p.copy_(self.learner.initial[n])  # (a 0-d initial value fills the whole parameter)
         if not self.opts:
             self.opts = make_optimizers(self.optimizer_name, self.dense, self.sparse, lr=self.lr,
                                         weight_decay=self.weight_decay, sparse_lr=self.sparse_lr)

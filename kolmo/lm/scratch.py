@@ -297,7 +297,10 @@ class ScratchLearner:
         self.module = ByteTransformer(layers=layers, width=width, heads=heads, context=context, ngram=ngram,
                                       buckets=buckets, seed=seed)
         self.module.to(device=device, dtype=dtype)
-        self.initial = {n: p.detach().clone() for n, p in self.module.named_parameters()}
+        # theta_0 by name; the hashed table starts at zero, kept as one zero that copy_ broadcasts
+        # (not a second copy of a table of buckets x width floats: 512 MB by default)
+        self.initial = {n: (p.new_zeros(()) if n == "hashed.weight" else p.detach().clone())
+                        for n, p in self.module.named_parameters()}
         self.sparse_names = {"hashed.weight"}  # the hashed n-gram table: lazy (sparse) updates
         self._work: Optional[_Workspace] = None  # the coding steps' buffers (made at the first window)
 
