@@ -96,8 +96,8 @@ class MatchState(_History):
                         break
         return self._next
 
-    def rollback(self) -> None:
-        super().rollback()
+    def _changed(self) -> None:
+        super()._changed()
         self._next = None
 
     def bucket(self) -> int:
@@ -116,7 +116,6 @@ class MatchState(_History):
         self._tries[b] += 1
         self._hits[b] += int(y == x)
         self._append(x, undo)
-        self._next = None
 
     def probs(self) -> np.ndarray:
         """The next-token distribution (float64, length A, sums to 1, all > 0)."""

@@ -116,17 +116,17 @@ class MixtureStep:
             self._absorb(token, learn=True)
         # the experts' distributions, one row each, in a (K, A) float64 buffer that _absorb reads
         # before the next step fills it again
-        probs, caches, k = self._probs, [], 0
+        probs, caches = self._probs, []
         for j, lm in enumerate(self.lms):
             h, cache = lm.hidden(lm.tensor(ids), None if past is None else past[j], True)
-            probs[k] = lm.step_probs(h.select(1, -1)).cpu().numpy()[0]  # float32 -> float64 is exact
+            probs[j] = lm.step_probs(h.select(1, -1)).cpu().numpy()[0]  # float32 -> float64 is exact
             caches.append(cache)
-            k += 1
+        k = first = len(self.lms)  # the memories' rows follow the language models'
         if self._replay is not None:
             if self._replay >= len(self._tape) or self._tape[self._replay][0] != token:
                 raise RuntimeError("a verification rerun of the mixture's schedule must repeat the last run's "
                                    "tokens and steps (begin_run(again=True))")
-            _, ctx, probs[k:] = self._tape[self._replay]
+            _, ctx, probs[first:] = self._tape[self._replay]
             self._replay += 1
         else:
             for part, s in self.mixed_memories:
@@ -138,7 +138,7 @@ class MixtureStep:
                     k += 1
             ctx = self.gate_state.bucket() if self.gate_state is not None else 0
             if self._tape is not None:
-                self._tape.append((token, ctx, probs[len(self.lms):].copy()))
+                self._tape.append((token, ctx, probs[first:].copy()))
         terms = probs * np.array(self.work.mix(ctx))[:, None]  # w_k p_k(x): one IEEE product each
         # sum_k in the fixed order k = 0, 1, ... (accumulate is sequential by definition): the
         # same floats in encoder and decoder, on any machine

@@ -138,7 +138,7 @@ class _History:
             self._log.append(undo)
         self._ids.append(token)
         self._prefix.append((self._prefix[-1] * _B + token + 1) & _MASK)
-        self._hashes = None
+        self._changed()
 
     def mark(self) -> None:
         """Remember this point: :meth:`rollback` returns here (and the mark stays)."""
@@ -155,6 +155,10 @@ class _History:
                 else:
                     where[key] = old
         del self._ids[self._mark:], self._prefix[self._mark + 1:]
+        self._changed()
+
+    def _changed(self) -> None:
+        """The history changed (a token appended or rolled back): drop what was kept for the last one."""
         self._hashes = None
 
 
@@ -207,7 +211,7 @@ class NGramState(_History):
         self.max_order, self._tables = model.max_order, [{} for _ in range(model.max_order)]
         self.model_orders = model.orders
         self._count0, self._distinct0 = np.zeros(model.alphabet, np.float64), [0]
-        self._row: Optional[np.ndarray] = None  # probs_by_order's working distribution
+        self._row = np.empty(model.alphabet)  # probs_by_order's working distribution
 
     def absorb(self, token) -> None:
         """Count ``token`` after each context of the next position, then append it."""
@@ -269,8 +273,7 @@ class NGramState(_History):
         orders, t, a = self.model_orders, len(self._ids), self.alphabet
         if out is None:
             out = np.empty((len(orders), a))
-        p = self._row if self._row is not None else np.empty(a)
-        self._row = p
+        p = self._row
         p.fill(1.0 / a)
         hashes, j = self._contexts(), 0
         for n in range(orders[-1] + 1):
