@@ -12,7 +12,7 @@ def environment(device: str = "cpu") -> Dict[str, Any]:
     from kolmo._version import __version__
     env: Dict[str, Any] = {"kolmo": __version__, "python": sys.version.split()[0],
                            "platform": platform.platform(), "cpu_count": os.cpu_count(), "device": device}
-    for mod in ("numpy", "zstandard", "torch", "transformers", "constriction"):
+    for mod in ("numpy", "zstandard", "torch", "transformers", "constriction", "numba"):
         try:
             env[mod] = __import__(mod).__version__
         except Exception:  # not installed: say so rather than fail

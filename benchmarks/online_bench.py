@@ -134,7 +134,7 @@ def part_scratch(a, root: Path) -> dict:
 
 
 def bare_steps_seconds(comp, data: bytes) -> float:
-    """Seconds of the model's prefill and one-token steps alone over ``data``'s coding schedule
+    """CPU seconds of the model's prefill and one-token steps alone over ``data``'s coding schedule
     (every block's windows; no tables, no coder, no learning): what real coding cannot avoid."""
     import numpy as np
 
@@ -142,20 +142,25 @@ def bare_steps_seconds(comp, data: bytes) -> float:
     eng = comp.engine
     ids = comp.tokens(data)
     seq = np.concatenate([[eng.learner.start], ids]).astype(np.int64)[None]
-    t = time.perf_counter()
+    t = time.process_time()
     for s, e in eng.blocks(len(ids)):
         run_windows(eng.learner, seq, eng.windows(s, e), lambda p, t: seq[:, p], tables=lambda m, h: None)
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def part_speed(a, root: Path) -> dict:
     """Real coding against ideal coding and against the bare steps it has to run (issue goals:
     scratch compress with verification and decompress each <= 2 x ideal; SmolLM2 decompress <=
-    1.2 x (ideal + one step per token), compress with verification <= 1.2 x (ideal + two))."""
+    1.2 x (ideal + one step per token), compress with verification <= 1.2 x (ideal + two)).
+    CPU seconds of this process, best of ``--speed-rounds`` rounds that alternate ideal, compress
+    and decompress (each round codes the text with its last byte changed: the results cache
+    does not answer), after a warm-up that makes the model, its optimizer state and the
+    compiled steps (one-time costs of a process)."""
     import kolmo
     text = (root / "canterbury-mixed" / "lcet10.txt").read_bytes()
     out = {}
-    print(f"\n4. Speed on {a.device}: real coding against ideal coding and the bare steps")
+    print(f"\n4. Speed on {a.device}: real coding against ideal coding and the bare steps (CPU seconds, best of "
+          f"{a.speed_rounds})")
     cases = [("scratch", dict(model="scratch", mix=_mix(a), **json.loads(a.scratch_opts)), 2048 if a.quick else 8192),
              ("default", _lm_opts(a), 512 if a.quick else 2048)]
     cases = [c for c in cases if c[0] in a.speed_models.split(",")]
@@ -163,14 +168,22 @@ def part_speed(a, root: Path) -> dict:
         comp = kolmo.get_compressor("lm-online", device=a.device, progress=False, **opts)
         data = text[:n]
         tokens = len(comp.tokens(data))
-        comp.bits(data[:64])  # load the model and allocate the optimizer's state before timing
-        bits, t_bits, _ = _timed(comp.bits, data)
-        blob, t_enc, _ = _timed(comp.compress, data)
-        back, t_dec, _ = _timed(comp.decompress, blob)
+        comp.decompress(comp.compress(data[:64]))  # warm-up: model, optimizer state, compiled steps
+        best = {"ideal": float("inf"), "compress": float("inf"), "decompress": float("inf")}
+        for r in range(a.speed_rounds):
+            d = data[:-1] + bytes([(data[-1] + r) % 256])
+            bits, _, best_i = _timed(comp.bits, d)
+            blob, _, c_enc = _timed(comp.compress, d)
+            back, _, c_dec = _timed(comp.decompress, blob)
+            if back != d:
+                raise SystemExit(f"speed: the {name} stream did not decode to its input")
+            best = {"ideal": min(best["ideal"], best_i), "compress": min(best["compress"], c_enc),
+                    "decompress": min(best["decompress"], c_dec)}
+        t_bits, t_enc, t_dec = best["ideal"], best["compress"], best["decompress"]
         t_step = bare_steps_seconds(comp, data)
-        r = {"bytes": n, "tokens": tokens, "ideal_s": t_bits, "compress_verify_s": t_enc, "decompress_s": t_dec,
-             "bare_steps_s": t_step, "round_trip": back == data, "stream_bytes": len(blob), "ideal_bytes": bits / 8,
-             "compress_over_ideal": t_enc / t_bits, "decompress_over_ideal": t_dec / t_bits,
+        r = {"bytes": n, "tokens": tokens, "rounds": a.speed_rounds, "ideal_s": t_bits, "compress_verify_s": t_enc,
+             "decompress_s": t_dec, "bare_steps_s": t_step, "round_trip": True, "stream_bytes": len(blob),
+             "ideal_bytes": bits / 8, "compress_over_ideal": t_enc / t_bits, "decompress_over_ideal": t_dec / t_bits,
              "decompress_over_ideal_plus_steps": t_dec / (t_bits + t_step),
              "compress_over_ideal_plus_two_steps": t_enc / (t_bits + 2 * t_step),
              "learn_and_score_tok_s": tokens / t_bits, "decode_tok_s": tokens / t_dec}
@@ -180,7 +193,7 @@ def part_speed(a, root: Path) -> dict:
               f"{r['compress_over_ideal_plus_two_steps']:.2f} x (ideal + 2 steps/token)), decompress {t_dec:.1f} s "
               f"({r['decompress_over_ideal']:.2f} x ideal, {r['decompress_over_ideal_plus_steps']:.2f} x (ideal + "
               f"1 step/token)); bare steps {t_step:.1f} s; stream {len(blob)} B vs ideal {bits / 8:.0f} B; "
-              f"round trip {'OK' if r['round_trip'] else 'FAILED'}", flush=True)
+              f"round trips OK", flush=True)
     return out
 
 
@@ -189,6 +202,7 @@ def main(argv=None):
     p.add_argument("--corpus", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
     p.add_argument("--quick", action="store_true", help="small versions of every part")
     p.add_argument("--speed-models", default="scratch,default", help="part 4: which models to time")
+    p.add_argument("--speed-rounds", type=int, default=3, help="part 4: rounds of each timing (best of)")
     p.add_argument("--parts", default="1,2,3,4")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
@@ -221,7 +235,7 @@ def main(argv=None):
     from importlib.metadata import version
     env["constriction"] = version("constriction")
     print(f"lm-online benchmark [{env['device']}{', ' + env['gpu'] if 'gpu' in env else ''}, torch {env['torch']} "
-          f"({env['torch_threads']} threads), transformers {env['transformers']}, constriction {env['constriction']}, "
+          f"({env['torch_threads']} threads), transformers {env['transformers']}, constriction {env['constriction']}, numba {env['numba']}, "
           f"{env['platform']}, {env['cpu_count']} CPUs]")
     res = {"benchmark": "online_bench", "env": env, "quick": a.quick, "argv": argv}
     parts = {"1": ("conditioning", part_conditioning), "2": ("alice", part_alice), "3": ("scratch", part_scratch),

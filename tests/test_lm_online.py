@@ -199,6 +199,21 @@ def test_config_is_the_cache_key():
         b.decompress(a.compress(TEXT[:30]))
 
 
+def test_the_coding_steps_are_in_the_config(monkeypatch):
+    """A scratch stream names the steps that computed its floats (the compiled ones on a CPU); a
+    stream made with other steps is refused before decoding, not decoded wrong."""
+    from kolmo.lm import scratch_steps
+    a = scratch()
+    assert a.config["coding_steps"] == scratch_steps.COMPILED_STEPS
+    assert scratch(dtype="bfloat16").config["coding_steps"] == "forward"
+    blob = a.compress(TEXT[:30])
+    monkeypatch.setattr(scratch_steps, "COMPILED_STEPS", "kolmo.lm.kernels/0")
+    other = scratch()
+    assert other.config["coding_steps"] == "kolmo.lm.kernels/0"
+    with pytest.raises(StreamMismatchError):
+        other.decompress(blob)
+
+
 def test_a_stream_decodes_under_another_thread_count():
     """CPU floats depend on torch's thread count: the stream records the encoder's, the decoder uses it."""
     comp = scratch(ngram=3, buckets=1 << 10, verify=False)

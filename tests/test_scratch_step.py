@@ -1,8 +1,8 @@
 """The scratch model's coding steps (kolmo.lm.scratch.StepCache) and the one-stream fast paths of
 the tables (kolmo.lm.quantize) and the rANS coder (kolmo.lm.rans).
 
-The steps take their own code path (preallocated buffers, functional calls, rearranged weights):
-it must give the batched forward's hidden states to float rounding (stated tolerance below), the
+The steps take their own code path (one compiled call per step on numpy buffers, the weights
+transposed): it must give the batched forward's hidden states to float rounding (stated tolerance below), the
 same floats bit for bit every time it runs, and leave the training path as it was. The fast paths
 of one stream must give exactly what the vectorised paths give.
 """
@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from kolmo.errors import CorruptStreamError  # noqa: E402
 from kolmo.lm.quantize import HostTables, frequencies, frequencies_host  # noqa: E402
 from kolmo.lm.rans import BatchDecoder, BatchEncoder  # noqa: E402
-from kolmo.lm.scratch import START, ScratchLearner, StepCache, bucket_row  # noqa: E402
+from kolmo.lm.scratch import START, ScratchLearner, StepCache  # noqa: E402
 
 #: steps against the batched forward: hidden states (after the final LayerNorm, of order 1) agree
 #: to this absolute and relative tolerance (measured: below 1e-6)
@@ -118,19 +118,36 @@ def test_training_keeps_the_batched_path():
     assert grads["hashed.weight"].is_sparse
 
 
-def test_bucket_row_is_the_int64_hash():
-    """bucket_row against the same hash in torch's wrapping int64 arithmetic (as _ngrams does it)."""
-    rng = np.random.default_rng(0)
-    for ngram, buckets in [(2, 257), (6, 1 << 20), (9, 1 << 16)]:
-        back = np.concatenate([rng.integers(0, 257, (200, ngram)), np.full((1, ngram), START)])
-        h = torch.zeros(back.shape[0], dtype=torch.int64)
-        want = []
-        for j in range(ngram):
-            h = h * 0x5BD1E995 + torch.from_numpy(back[:, j]) + 1
-            if j:
-                want.append(torch.remainder((h ^ (j * 0x2545F491)) >> 3, buckets))
-        want = torch.stack(want, dim=1).tolist()
-        assert [bucket_row(list(r), ngram, buckets) for r in back.tolist()] == want
+@pytest.mark.parametrize("ngram,buckets", [(2, 257), (6, 1 << 16), (9, 4099)])
+def test_compiled_ngram_sums_equal_the_module_sums(ngram, buckets):
+    """The prefill's compiled n-gram sums (no gradients) against the module's own (gradients on):
+    the same buckets (wrapping int64 hashes of long n-grams) and the same additions, bit for bit."""
+    lr = learner(ngram=ngram, buckets=buckets, width=16)
+    rng = np.random.default_rng(ngram)
+    ids = torch.from_numpy(rng.integers(0, 257, (3, 40)))
+    for recent in (None, torch.from_numpy(rng.integers(0, 257, (3, ngram - 1)))):
+        want, want_recent = lr.module._ngrams(ids, recent)  # gradients on: torch's path
+        with torch.no_grad():
+            got, got_recent = lr.module._ngrams(ids, recent)
+        assert torch.equal(got, want.detach()) and torch.equal(got_recent, want_recent)
+
+
+def test_the_step_hashes_as_the_module():
+    """A step's embedding (kernels.embed) with zero token and position tables is the sum of its
+    n-grams' rows: the module's, bit for bit, and the step's id joins the recent ids."""
+    from kolmo.lm.kernels import embed
+    lr = learner(ngram=7, buckets=1009, width=16)
+    table = lr.module.hashed.weight.detach()
+    rng = np.random.default_rng(5)
+    seq = torch.from_numpy(rng.integers(0, 257, (1, 30)))
+    want, _ = lr.module._ngrams(seq, None)
+    zeros = np.zeros((257, 16), np.float32)
+    for t in (0, 3, 6, 29):
+        recent = np.concatenate([np.full(6, START), seq[0, :t].numpy()])[-6:]
+        x = np.empty(16, np.float32)
+        embed(zeros, zeros, table.numpy(), int(seq[0, t]), 0, recent, 1009, x)
+        np.testing.assert_array_equal(x, want[0, t].detach().numpy())
+        assert recent[-1] == seq[0, t]
 
 
 # -- one stream: tables and coder ------------------------------------------------------------------

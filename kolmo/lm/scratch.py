@@ -31,10 +31,13 @@ KV cache and coding steps
     (keys, values) pair per layer, the last ``ngram - 1`` ids), positions continue from the
     cached length. The coder (:mod:`kolmo.lm.schedule`, through :meth:`ScratchLearner.hidden`)
     prefills each window with it, then computes each byte's distribution in one-token steps on a
-    :class:`StepCache` (no gradients, a CPU, one sequence): key and value buffers preallocated and
-    written in place, a few functional operations per layer on weights arranged once per window.
-    The steps give the batched forward's hidden states to float rounding and the same floats on
-    every run (encoder, its verification and decoder all take them); training is untouched.
+    :class:`StepCache` (no gradients, a CPU, one sequence, float32 or float64): each step is one
+    compiled call (:func:`kolmo.lm.kernels.scratch_step`: the n-gram hashes, every layer, the head
+    and its softmax) on numpy buffers, with the weights transposed when they changed (once per
+    block: the verification run reuses them). The steps give the batched forward's hidden states
+    and probabilities to float rounding, and the same floats on every run (encoder, verification
+    and decoder all take them; :data:`COMPILED_STEPS` is in the stream's configuration); training
+    is untouched. Elsewhere (a GPU, bfloat16) the steps are the module's forward with its cache.
 """
 
 from __future__ import annotations
@@ -47,153 +50,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .scratch_steps import STEP_DTYPES, StepCache, Workspace
+
 START = 256  #: the input id read at position 0; never coded
 VOCAB = 256  #: coding alphabet: the byte values
-
-_SIGN64, _MASK64 = 1 << 63, (1 << 64) - 1
-
-
-def bucket_row(back: List[int], ngram: int, buckets: int) -> List[int]:
-    """Hash buckets of the n-grams (n = 2 .. ngram) ending at one position, ``back`` holding its id
-    and then the ids 1, 2, ... back: :meth:`ByteTransformer._ngrams`' wrapping int64 arithmetic in
-    Python ints (a step hashes one position: no tensor overhead), wrapped to int64 at every step."""
-    h, out = 0, []
-    for j in range(ngram):
-        h = ((h * 0x5BD1E995 + back[j] + 1 + _SIGN64) & _MASK64) - _SIGN64
-        if j:  # >> of a negative int is arithmetic, as for int64; % of a positive modulus is >= 0
-            out.append(((h ^ (j * 0x2545F491)) >> 3) % buckets)
-    return out
-
-
-_RSQRT2 = 2.0 ** -0.5
-
-
-def _aligned(like: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """An empty (rows, cols) matrix whose rows start 64-byte aligned (for the matrix-vector kernel)."""
-    pad = -cols % (64 // like.element_size())
-    return like.new_empty(rows, cols + pad)[:, :cols]
-
-
-class _StepLayer:
-    """One block's buffers and weights for the coding steps (:class:`StepCache`), arranged so that a
-    step is a few functional operations, each writing where the next one reads.
-
-    * ``rows`` (context, 3 width): each position's query, key and value, as the qkv projection
-      writes them (in place: no concatenation, no copy); the heads' keys (H, D, context) and values
-      (H, context, D) are strided views. Rows not yet written are zero and masked (-inf scores,
-      weights exactly 0), so a step attends over the whole buffer with one additive mask row.
-    * each residual branch ends in one ``x + W [h; 1]``: the output projections are copied with
-      their bias as an extra column, their inputs are written into buffers ending in a 1.
-    * GELU (erf form) as ``gelu(u) = u' (1 + erf(u')) / sqrt 2``, ``u' = u / sqrt 2``: the fc and
-      out projections scale by ``1 / sqrt 2`` (their alpha and beta; the out bias column is scaled
-      by ``sqrt 2``), leaving two elementwise operations (torch's fused kernel is several times
-      slower for one position).
-    """
-
-    def __init__(self, like: torch.Tensor, width: int, heads: int, context: int):
-        C, H, L, D = width, heads, context, width // heads
-        self.rows = like.new_zeros(L, 3 * C)
-        qkv = self.rows.view(L, 3, H, D).permute(1, 2, 0, 3)  # (3, H, L, D)
-        self.keys, self.values, self.keys_t = qkv[1], qkv[2], qkv[1].transpose(1, 2)  # (H, D, L) last
-        self.row = self.rows.unbind(0)  # per position (3C,): where its qkv projection goes
-        self.query = self.rows.view(L, 3, H, 1, D)[:, 0].unbind(0)  # per position (H, 1, D)
-        self.scale = D ** -0.5
-        self.attended = like.new_ones(C + 1)  # [the heads' outputs; 1]
-        self.heads_out = self.attended[:C].view(H, 1, D)
-        self.hidden = like.new_ones(4 * C + 1)  # [sqrt 2 gelu(fc); 1]
-        self.gelu_out = self.hidden[:4 * C]
-        self.w_proj, self.w_out = _aligned(like, C, C + 1), _aligned(like, C, 4 * C + 1)
-
-    def load(self, block: "_Block", k: torch.Tensor, v: torch.Tensor) -> None:
-        """A new window: the prefill's keys and values (1, H, n, D) and the block's weights now."""
-        n, C = k.shape[2], self.w_proj.shape[0]
-        self.keys[:, :n], self.values[:, :n] = k[0], v[0]
-        self.rows[n:].zero_()
-        self.ln1 = (block.ln1.weight, block.ln1.bias, block.ln1.eps)
-        self.ln2 = (block.ln2.weight, block.ln2.bias, block.ln2.eps)
-        self.w_qkv, self.b_qkv = block.qkv.weight, block.qkv.bias  # (3C, C), (3C,)
-        self.w_fc, self.b_fc = block.fc.weight, block.fc.bias  # (4C, C), (4C,)
-        self.w_proj[:, :C], self.w_proj[:, C] = block.proj.weight, block.proj.bias  # (C, C + 1)
-        self.w_out[:, :4 * C], self.w_out[:, 4 * C] = block.out.weight, block.out.bias / _RSQRT2  # (C, 4C + 1)
-
-    def step(self, x: torch.Tensor, n: int, mask: torch.Tensor) -> torch.Tensor:
-        """The block's output (C,) for input ``x`` (C,) at position ``n``; ``mask`` (1, context):
-        0 up to ``n``, -inf after."""
-        C = x.shape[0]
-        torch.addmv(self.b_qkv, self.w_qkv, torch.layer_norm(x, (C,), *self.ln1), out=self.row[n])  # (3C,)
-        scores = torch.baddbmm(mask, self.query[n], self.keys_t, alpha=self.scale)  # (H, 1, L)
-        torch.bmm(torch.softmax(scores, dim=-1), self.values, out=self.heads_out)  # (H, 1, D)
-        x = torch.addmv(x, self.w_proj, self.attended)  # x + proj(attention)
-        y = torch.layer_norm(x, (C,), *self.ln2)
-        u = torch.addmv(self.b_fc, self.w_fc, y, beta=_RSQRT2, alpha=_RSQRT2)  # (4C,): fc(y) / sqrt 2
-        torch.addcmul(u, u, torch.erf(u), out=self.gelu_out)  # sqrt 2 gelu(fc(y))
-        return torch.addmv(x, self.w_out, self.hidden, alpha=_RSQRT2)  # x + out(gelu(fc(y)))
-
-
-class _Workspace:
-    """A learner's buffers for the coding steps, made once and reused by every window's
-    :class:`StepCache` (no allocation, no views made per window); held by one cache at a time."""
-
-    def __init__(self, model: "ByteTransformer"):
-        L, C = model.pos.weight.shape
-        self.key = self.key_of(model)
-        self.owner: Optional[StepCache] = None
-        with torch.inference_mode(False), torch.no_grad():  # ordinary tensors: writable in any mode
-            like = model.pos.weight.detach()
-            self.layers = [_StepLayer(like, C, b.heads, L) for b in model.blocks]
-            # additive attention masks (1, L) per position: 0 up to it, -inf after
-            masks = torch.full((L, L), float("-inf"), dtype=like.dtype, device=like.device).triu_(1)
-            self.mask = masks[:, None].unbind(0)
-            self.tok, self.pos = model.tok.weight.detach().unbind(0), like.unbind(0)  # (C,) rows
-            self.index = torch.zeros(max(model.ngram - 1, 0), dtype=torch.int64)  # one position's buckets
-            self.index_np = self.index.numpy()
-
-    @staticmethod
-    def key_of(model: "ByteTransformer") -> tuple:
-        """What the workspace's views depend on: the embedding tables' storage."""
-        t, p = model.tok.weight, model.pos.weight
-        return t.data_ptr(), p.data_ptr(), p.dtype, p.device
-
-
-class StepCache:
-    """A window's KV cache for the one-token coding steps of one sequence (:meth:`step`): the
-    positions held, the last ``ngram - 1`` ids, and the learner's :class:`_Workspace`, loaded with
-    the prefill's keys and values and the weights of the window (the schedule never learns within
-    a window). A later window's cache takes the workspace over; stepping this one then raises."""
-
-    def __init__(self, work: _Workspace, model: "ByteTransformer", kvs, recent: Optional[torch.Tensor]):
-        self.work, self.model, self.length = work, model, kvs[0][0].shape[2]
-        work.owner = self
-        for layer, block, (k, v) in zip(work.layers, model.blocks, kvs):
-            layer.load(block, k, v)
-        self.hashed = model.hashed.weight if model.hashed is not None else None
-        self.final = (model.ln_f.weight, model.ln_f.bias, model.ln_f.eps)
-        self.recent = recent[0].tolist() if recent is not None else []  # the last ngram - 1 ids
-
-    def as_past(self):
-        """This cache as :meth:`ByteTransformer.forward` takes it (copies of the keys and values)."""
-        n = self.length
-        kvs = [(s.keys[None, :, :n].clone(), s.values[None, :, :n].clone()) for s in self.work.layers]
-        return kvs, (torch.tensor([self.recent]) if self.hashed is not None else None)
-
-    def step(self, token: int) -> torch.Tensor:
-        """The hidden state (1, 1, width) after ``token`` at the next position, which it adds to the
-        cache: ``ByteTransformer.forward``'s to float rounding, in fewer operations."""
-        w, m, n = self.work, self.model, self.length
-        if w.owner is not self:
-            raise RuntimeError("this KV cache's buffers were taken over by a later window's cache")
-        if n >= m.context:
-            raise ValueError(f"{n + 1} positions exceed the scratch model's context of {m.context}")
-        x = w.tok[token] + w.pos[n]  # (C,)
-        if self.hashed is not None:
-            w.index_np[:] = bucket_row([token] + self.recent[::-1], m.ngram, m.buckets)  # id, then 1, 2, .. back
-            x += self.hashed.index_select(0, w.index).sum(dim=0)
-            self.recent = self.recent[1:] + [token]
-        for layer in w.layers:
-            x = layer.step(x, n, w.mask[n])
-        self.length = n + 1
-        return torch.layer_norm(x.view(1, 1, -1), x.shape, *self.final)
-
 
 class _Block(nn.Module):
     def __init__(self, width: int, heads: int):
@@ -252,11 +112,14 @@ class ByteTransformer(nn.Module):
         if recent is None:
             recent = ids.new_full((B, self.ngram - 1), START)
         full = torch.cat([recent, ids], dim=1)  # (B, ngram - 1 + T)
-        if T == 1 and ids.device.type == "cpu" and not torch.is_grad_enabled():
-            # one position without gradients (a window's prefill of one id): the same buckets from
-            # Python ints, fewer operations; the rows are summed in another order than below
-            rows = torch.tensor([bucket_row(r[::-1], self.ngram, self.buckets) for r in full.tolist()])
-            return self.hashed.weight[rows].sum(dim=1, keepdim=True), full[:, T:]
+        table = self.hashed.weight
+        if table.device.type == "cpu" and table.dtype in STEP_DTYPES and not torch.is_grad_enabled():
+            # without gradients (a coding window's prefill): the same buckets and the same sums in
+            # one compiled call
+            from .kernels import ngram_sums
+            x = table.new_empty(B, T, table.shape[1])
+            ngram_sums(table.detach().numpy(), full.numpy(), self.buckets, x.numpy())
+            return x, full[:, T:]
         h = torch.zeros_like(ids)
         x = 0
         for j in range(self.ngram):  # j bytes back; wrapping int64 arithmetic is exact and portable
@@ -302,7 +165,7 @@ class ScratchLearner:
         self.initial = {n: (p.new_zeros(()) if n == "hashed.weight" else p.detach().clone())
                         for n, p in self.module.named_parameters()}
         self.sparse_names = {"hashed.weight"}  # the hashed n-gram table: lazy (sparse) updates
-        self._work: Optional[_Workspace] = None  # the coding steps' buffers (made at the first window)
+        self._work: Optional[Workspace] = None  # the coding steps' buffers (made at the first window)
 
     def named_trainable(self) -> List[Tuple[str, nn.Parameter]]:
         return list(self.module.named_parameters())
@@ -319,16 +182,17 @@ class ScratchLearner:
     def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
         """Hidden states and the cache. Coding one sequence (a cache, no gradients, on a CPU) keeps
         a :class:`StepCache` and runs the one-token steps on it."""
-        stepping = use_cache and ids.shape[0] == 1 and ids.device.type == "cpu" and not torch.is_grad_enabled()
-        if isinstance(past, StepCache):
-            if stepping and ids.shape[1] == 1:
+        if isinstance(past, StepCache):  # made on a CPU, in a dtype of the compiled steps
+            if use_cache and ids.shape == (1, 1) and not torch.is_grad_enabled():
                 return past.step(int(ids.numpy()[0, 0])), past
             past = past.as_past()
+        stepping = (use_cache and ids.shape[0] == 1 and ids.device.type == "cpu" and not torch.is_grad_enabled()
+                    and self.dtype in STEP_DTYPES)
         h, cache = self.module(ids, past=past, use_cache=use_cache)
         if not stepping:
             return h, cache
-        if self._work is None or self._work.key != _Workspace.key_of(self.module):
-            self._work = _Workspace(self.module)
+        if self._work is None or self._work.key != Workspace.key_of(self.module):
+            self._work = Workspace(self.module)
         return h, StepCache(self._work, self.module, *cache)
 
     def target_logp(self, h: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
@@ -337,7 +201,12 @@ class ScratchLearner:
         return lp.gather(1, self.tensor(targets)[:, None])[:, 0]
 
     def step_probs(self, h: torch.Tensor) -> torch.Tensor:
-        """Next-byte distributions (n, 256), float32 on the device, for the coder's tables."""
+        """Next-byte distributions (n, 256), float32 on the device, for the coder's tables. One
+        hidden state on a CPU, without gradients, in a dtype of the compiled steps: one compiled
+        call (:func:`kolmo.lm.kernels.head_softmax`), the same as below to float rounding."""
+        probs = self._work.probs_of(h) if self._work is not None else None
+        if probs is not None:
+            return torch.from_numpy(probs)
         head = self.module.head
         return torch.softmax(F.linear(h, head.weight, head.bias).float(), dim=-1)
 

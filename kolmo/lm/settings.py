@@ -163,11 +163,13 @@ class OnlineSettings:
         from .online import Prequential
         if self.size is not None:
             from .scratch import ScratchLearner
+            from .scratch_steps import step_kind
             dev = resolve_device(self._device)
             dt = resolve_dtype(self._dtype, dev)
             learner = ScratchLearner(**self.size, seed=self.seed, device=dev, dtype=dt)
             self.fingerprint = {"model": "scratch", **self.size, "init": ScratchLearner.init_scheme,
-                                "dtype": str(dt).replace("torch.", ""), "device_type": dev.type}
+                                "dtype": str(dt).replace("torch.", ""), "device_type": dev.type,
+                                "coding_steps": step_kind(dev, dt)}
         else:
             loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=progress)
             learner = HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed,
