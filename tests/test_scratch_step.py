@@ -40,8 +40,8 @@ def ids(data=TEXT[:60]):
 
 
 def run_window(lr, seq, split):
-    """The schedule's calls: a prefill of seq[:split], then one step per position; hidden states
-    (1, len(seq), width) and the probabilities of every step."""
+    """The schedule's calls: a prefill of seq[:split] (its last position's state only), then one
+    step per position; hidden states (1, len(seq) - split + 1, width) and the probabilities."""
     with torch.inference_mode():
         h, cache = lr.hidden(lr.tensor(seq[None, :split]), None, True)
         hs, probs = [h], [lr.step_probs(h[:, -1])]
@@ -61,7 +61,7 @@ def test_steps_match_the_batched_forward(ngram, split):
     with torch.inference_mode():
         full, _ = lr.hidden(lr.tensor(seq[None]))
         want = torch.softmax(lr.module.head(full[0]), dim=-1)
-    torch.testing.assert_close(got, full, atol=TOL, rtol=TOL)
+    torch.testing.assert_close(got, full[:, split - 1:], atol=TOL, rtol=TOL)
     torch.testing.assert_close(probs, want[split - 1:], atol=TOL, rtol=TOL)
 
 
@@ -104,8 +104,22 @@ def test_a_longer_input_continues_a_step_cache():
         _, cache = lr.hidden(lr.tensor(seq[None, 10:11]), cache, True)
         h, cache = lr.hidden(lr.tensor(seq[None, 11:30]), cache, True)  # T > 1 on a StepCache
         h2, _ = lr.hidden(lr.tensor(seq[None, 30:31]), cache, True)
-    torch.testing.assert_close(h, full[:, 11:30], atol=TOL, rtol=TOL)
+    assert h.shape == (1, 1, full.shape[2])  # coding one sequence: the last position's state only
+    torch.testing.assert_close(h, full[:, 29:30], atol=TOL, rtol=TOL)
     torch.testing.assert_close(h2, full[:, 30:31], atol=TOL, rtol=TOL)
+
+
+def test_the_last_only_forward_is_the_forward():
+    """A prefill's last-position forward (the last block for one query) against the full forward:
+    the same state to float rounding and the same keys and values for every position."""
+    lr, seq = learner(), ids()
+    with torch.no_grad():
+        full, (kv_full, _) = lr.module(lr.tensor(seq[None]), use_cache=True)
+        last, (kv_last, _) = lr.module(lr.tensor(seq[None]), use_cache=True, last_only=True)
+    assert last.shape == (1, 1, full.shape[2])
+    torch.testing.assert_close(last, full[:, -1:], atol=TOL, rtol=TOL)
+    for (k1, v1), (k2, v2) in zip(kv_full, kv_last):
+        assert torch.equal(k1, k2) and torch.equal(v1, v2)
 
 
 def test_training_keeps_the_batched_path():
@@ -238,3 +252,46 @@ def test_one_stream_decodes_and_checks_like_the_vectorised_coder():
         BatchEncoder(1).push([(1 << 24) - 1], [2])
     with pytest.raises(TypeError, match="integer"):
         BatchEncoder(1).push([0.0], [1.0])
+
+
+# -- the compiled steps on other CPU targets -------------------------------------------------------
+
+_DIGEST = """
+import hashlib, numpy as np
+from kolmo.lm.kernels import scratch_step, work_size
+rng = np.random.default_rng(7)
+C, L, nl, H, A, B = 32, 16, 2, 4, 256, 97
+f = lambda *s: (rng.standard_normal(s) * 0.5).astype(np.float32)
+tok, pos, hashed = f(257, C), f(L, C), f(B, C)
+mats = tuple(m for _ in range(nl) for m in (f(C, 3 * C), f(C, C), f(C, 4 * C), f(4 * C, C))) + (f(C, A),)
+vecs = tuple(v for _ in range(nl) for v in (f(3 * C), f(C), f(4 * C), f(C), 1 + f(C), f(C), 1 + f(C), f(C)))
+vecs += (1 + f(C), f(C), f(A))
+eps = np.full((nl + 1, 2), 1e-5)
+keys, values = np.zeros((nl, H, C // H, L), np.float32), np.zeros((nl, H, L, C // H), np.float32)
+recent = np.array([256, 256, 3], dtype=np.int64)
+work, x, logits = np.empty(work_size(C, L), np.float32), np.empty(C, np.float32), np.empty(A, np.float32)
+out = hashlib.sha256()
+for n, token in enumerate(rng.integers(0, 256, L)):
+    hidden, probs = np.empty(C, np.float32), np.empty(A, np.float32)
+    scratch_step(int(token), n, recent, B, tok, pos, hashed, mats, vecs, eps, keys, values, 0.35, work, x, hidden,
+                 logits, probs)
+    out.update(hidden.tobytes() + probs.tobytes())
+print(out.hexdigest())
+"""
+
+
+def test_the_compiled_steps_give_the_same_floats_on_another_cpu_target(tmp_path):
+    """The step compiled for this CPU (its widest vectors) and for a generic x86-64 (SSE2, no FMA)
+    give the same floats bit for bit: no sum depends on the vector width (the kernels' claim)."""
+    import os
+    import subprocess
+    import sys
+    runs = []
+    for cpu in (None, "generic"):
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / (cpu or "host"))}
+        if cpu:
+            env["NUMBA_CPU_NAME"] = cpu
+        done = subprocess.run([sys.executable, "-c", _DIGEST], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(done.stdout.strip())
+    assert len(runs[0]) == 64 and runs[0] == runs[1]

@@ -13,13 +13,14 @@ KV cache (the weights and the prefill still come from torch: :mod:`kolmo.lm.mach
 gives the batched forward's hidden states to within ~1e-6 (its sums run in other orders, and
 ``erf`` here has an absolute error below 1.5e-7, Abramowitz and Stegun 7.1.26, in float64).
 
-Layout (``nl`` layers, width ``C``, ``H`` heads of ``D``, ``L`` positions), float32 or float64:
-weights transposed, input dimension first, so every matrix-vector product is a sum of scaled rows
-(vectorised across outputs, each output's sum in input order): ``wqkv`` (nl, C, 3C), ``wproj``
-(nl, C, C), ``wfc`` (nl, C, 4C), ``wout`` (nl, 4C, C); biases ``bias`` (nl, 9C) as [qkv, proj,
-fc, out]; LayerNorm gains and shifts ``norms`` (nl + 1, 2, 2, C) (layer ln1 and ln2, the final one
-in the last row, first entry), their epsilons ``eps`` (nl + 1, 2) float64; keys (nl, H, D, L) and
-values (nl, H, L, D).
+Layout (``nl`` layers, width ``C``, ``H`` heads of ``D``, ``L`` positions), float32 or float64,
+the model's parameters read in place: weights stored input dimension first (the scratch model's
+layers keep them so), so every matrix-vector product is a sum of scaled rows (vectorised across
+outputs, each output's sum in input order). ``mats``: per layer the qkv (C, 3C), proj (C, C), fc
+(C, 4C) and out (4C, C) weights, then the head's (C, A); ``vecs``: per layer the qkv, proj, fc and
+out biases and the ln1 and ln2 gains and shifts, then the final LayerNorm's gain and shift, then
+the head's bias; the LayerNorms' epsilons ``eps`` (nl + 1, 2) float64 (the final one at [nl, 0]);
+keys (nl, H, D, L) and values (nl, H, L, D).
 """
 
 from __future__ import annotations
@@ -140,36 +141,36 @@ def attend(qkv, keys, values, n, scale, scores, out) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def transformer_step(x, n, wqkv, wproj, wfc, wout, bias, norms, eps, keys, values, scale, work, out) -> None:
+def transformer_step(x, n, mats, vecs, eps, keys, values, scale, work, out) -> None:
     """One position through every layer: ``x`` (C,), its input embedding, is overwritten with the
     residual stream; the position's key and value are written at ``n``; ``out`` (C,) receives the
-    final LayerNorm's output. ``work`` (C + 3C + 4C + L + C,): scratch space. See the module
+    final LayerNorm's output. ``work`` (:func:`work_size`): scratch space. See the module
     docstring for the layout; GELU in the erf form, ``gelu(u) = u (1 + erf(u / sqrt 2)) / 2``."""
-    layers, C = wqkv.shape[0], x.shape[0]
-    heads, dim, length = keys.shape[1], keys.shape[2], keys.shape[3]
+    C = x.shape[0]
+    layers, heads, dim, length = keys.shape[0], keys.shape[1], keys.shape[2], keys.shape[3]
     y, qkv, hid = work[:C], work[C:4 * C], work[4 * C:8 * C]
     scores, tmp = work[8 * C:8 * C + length], work[8 * C + length:9 * C + length]
     for l in range(layers):
-        b = bias[l]
-        layer_norm(x, norms[l, 0, 0], norms[l, 0, 1], eps[l, 0], y)
-        affine(wqkv[l], b[:3 * C], y, qkv)
+        m, v = 4 * l, 8 * l
+        layer_norm(x, vecs[v + 4], vecs[v + 5], eps[l, 0], y)
+        affine(mats[m], vecs[v], y, qkv)
         for h in range(heads):
             for d in range(dim):
                 keys[l, h, d, n] = qkv[C + h * dim + d]
                 values[l, h, n, d] = qkv[2 * C + h * dim + d]
         attend(qkv, keys[l], values[l], n, scale, scores, y)
-        affine(wproj[l], b[3 * C:4 * C], y, tmp)
+        affine(mats[m + 1], vecs[v + 1], y, tmp)
         for i in range(C):
             x[i] += tmp[i]
-        layer_norm(x, norms[l, 1, 0], norms[l, 1, 1], eps[l, 1], y)
-        affine(wfc[l], b[4 * C:8 * C], y, hid)
+        layer_norm(x, vecs[v + 6], vecs[v + 7], eps[l, 1], y)
+        affine(mats[m + 2], vecs[v + 2], y, hid)
         for i in range(4 * C):
             u = hid[i]
             hid[i] = 0.5 * u * (1.0 + erf(u * 0.7071067811865476))
-        affine(wout[l], b[8 * C:], hid, tmp)
+        affine(mats[m + 3], vecs[v + 3], hid, tmp)
         for i in range(C):
             x[i] += tmp[i]
-    layer_norm(x, norms[layers, 0, 0], norms[layers, 0, 1], eps[layers, 0], out)
+    layer_norm(x, vecs[8 * layers], vecs[8 * layers + 1], eps[layers, 0], out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -264,14 +265,14 @@ def frequencies_row(p, precision, f) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def scratch_step(token, n, recent, buckets, tok, pos, hashed, wqkv, wproj, wfc, wout, bias, norms, eps, keys, values,
-                 scale, work, x, hidden, head_w, head_b, logits, probs) -> None:
+def scratch_step(token, n, recent, buckets, tok, pos, hashed, mats, vecs, eps, keys, values, scale, work, x, hidden,
+                 logits, probs) -> None:
     """One coding step of the scratch model: :func:`embed`, :func:`transformer_step` (the final
-    hidden state into ``hidden``) and :func:`head_softmax` (the next byte's distribution into
-    ``probs``), in one call."""
+    hidden state into ``hidden``) and :func:`head_softmax` with the head, the last of ``mats``
+    and ``vecs`` (the next byte's distribution into ``probs``), in one call."""
     embed(tok, pos, hashed, token, n, recent, buckets, x)
-    transformer_step(x, n, wqkv, wproj, wfc, wout, bias, norms, eps, keys, values, scale, work, hidden)
-    head_softmax(hidden, head_w, head_b, logits, probs)
+    transformer_step(x, n, mats, vecs, eps, keys, values, scale, work, hidden)
+    head_softmax(hidden, mats[len(mats) - 1], vecs[len(vecs) - 1], logits, probs)
 
 
 def work_size(width: int, context: int) -> int:

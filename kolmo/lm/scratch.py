@@ -55,15 +55,30 @@ from .scratch_steps import STEP_DTYPES, StepCache, Workspace
 START = 256  #: the input id read at position 0; never coded
 VOCAB = 256  #: coding alphabet: the byte values
 
+class _Linear(nn.Module):
+    """``x W + b``, the weight stored input dimension first, (in, out): the layout the compiled
+    coding steps read in place (:mod:`kolmo.lm.kernels`), so no block copies its weights."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        self.weight_t = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.empty(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_t.t(), self.bias)
+
+
 class _Block(nn.Module):
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
         self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.fc, self.out = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+        self.qkv, self.proj = _Linear(width, 3 * width), _Linear(width, width)
+        self.fc, self.out = _Linear(width, 4 * width), _Linear(4 * width, width)
 
-    def forward(self, x: torch.Tensor, past: Optional[Tuple[torch.Tensor, torch.Tensor]]):
+    def forward(self, x: torch.Tensor, past: Optional[Tuple[torch.Tensor, torch.Tensor]], last_only: bool = False):
+        """The block's output (B, T, C), or with ``last_only`` the last position's (B, 1, C), and
+        its keys and values (B, heads, P + T, C / heads) for every position."""
         B, T, C = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         mask, causal = None, True
@@ -71,8 +86,10 @@ class _Block(nn.Module):
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
             P = k.shape[2] - T
             causal = False  # query i sees keys 0 .. P + i
-            if T > 1:
+            if T > 1 and not last_only:
                 mask = torch.ones(T, P + T, dtype=torch.bool, device=x.device).tril(diagonal=P)
+        if last_only and T > 1:  # the last query sees every key
+            q, x, T, causal = q[:, :, -1:], x[:, -1:], 1, False
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and T > 1)
         x = x + self.proj(a.transpose(1, 2).reshape(B, T, C))
         x = x + self.out(F.gelu(self.fc(self.ln2(x))))
@@ -93,15 +110,17 @@ class ByteTransformer(nn.Module):
         self.pos = nn.Embedding(context, width)
         self.blocks = nn.ModuleList([_Block(width, heads) for _ in range(layers)])
         self.ln_f = nn.LayerNorm(width)
-        self.head = nn.Linear(width, VOCAB)
+        self.head = _Linear(width, VOCAB)
         g = torch.Generator().manual_seed(int(seed))
         with torch.no_grad():
             for name, p in self.named_parameters():
                 if p.dim() == 1:  # biases 0, LayerNorm gains 1
                     p.fill_(1.0 if name.endswith("weight") else 0.0)
+                elif name.endswith("weight_t"):  # drawn (out, in), as nn.Linear's weights are, then stored (in, out)
+                    std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight_t", "out.weight_t")) else 0.02
+                    p.copy_(torch.randn(p.shape[::-1], generator=g).t() * std)
                 else:
-                    std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "out.weight")) else 0.02
-                    p.copy_(torch.randn(p.shape, generator=g) * std)
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.02)
             if self.hashed is not None:
                 self.hashed.weight.zero_()
 
@@ -128,8 +147,10 @@ class ByteTransformer(nn.Module):
                 x = x + self.hashed(torch.remainder((h ^ (j * 0x2545F491)) >> 3, self.buckets))
         return x, full[:, T:]
 
-    def forward(self, ids: torch.Tensor, past=None, use_cache: bool = False):
-        """Hidden states (B, T, width) after the final LayerNorm, and the KV cache (or None)."""
+    def forward(self, ids: torch.Tensor, past=None, use_cache: bool = False, last_only: bool = False):
+        """Hidden states (B, T, width) after the final LayerNorm, and the KV cache (or None). With
+        ``last_only`` (a coding window's prefill) the last position's state only, (B, 1, width):
+        the last block computes keys and values for every position, the rest for that one."""
         kvs, recent = past if past else (None, None)
         offset = kvs[0][0].shape[2] if kvs else 0
         T = ids.shape[1]
@@ -141,7 +162,7 @@ class ByteTransformer(nn.Module):
             x = x + grams
         cache = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, kvs[i] if kvs else None)
+            x, kv = block(x, kvs[i] if kvs else None, last_only and i == len(self.blocks) - 1)
             cache.append(kv)
         return self.ln_f(x), ((cache, recent) if use_cache else None)
 
@@ -180,15 +201,16 @@ class ScratchLearner:
         return torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device)
 
     def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
-        """Hidden states and the cache. Coding one sequence (a cache, no gradients, on a CPU) keeps
-        a :class:`StepCache` and runs the one-token steps on it."""
+        """Hidden states and the cache. Coding one sequence (a cache, no gradients, on a CPU in a
+        dtype of the compiled steps) keeps a :class:`StepCache` and runs the one-token steps on it,
+        and returns only the last position's state, (1, 1, width): all the coder reads."""
         if isinstance(past, StepCache):  # made on a CPU, in a dtype of the compiled steps
             if use_cache and ids.shape == (1, 1) and not torch.is_grad_enabled():
                 return past.step(int(ids.numpy()[0, 0])), past
             past = past.as_past()
         stepping = (use_cache and ids.shape[0] == 1 and ids.device.type == "cpu" and not torch.is_grad_enabled()
                     and self.dtype in STEP_DTYPES)
-        h, cache = self.module(ids, past=past, use_cache=use_cache)
+        h, cache = self.module(ids, past=past, use_cache=use_cache, last_only=stepping)
         if not stepping:
             return h, cache
         if self._work is None or self._work.key != Workspace.key_of(self.module):
@@ -208,7 +230,7 @@ class ScratchLearner:
         if probs is not None:
             return torch.from_numpy(probs)
         head = self.module.head
-        return torch.softmax(F.linear(h, head.weight, head.bias).float(), dim=-1)
+        return torch.softmax(head(h).float(), dim=-1)
 
     def new_cache(self, kind: str, length: int):
         from .online import new_dynamic_cache

@@ -26,13 +26,10 @@ def step_kind(device: torch.device, dtype: torch.dtype) -> str:
 
 
 class Workspace:
-    """A learner's numpy buffers for the coding steps (:func:`kolmo.lm.kernels.transformer_step`'s
-    layout: weights transposed, the KV cache), made once and reused by every window's
-    :class:`StepCache`; held by one cache at a time. The embedding tables are read in place
-    (numpy views of the parameters, which the optimizers update in place). The transposed weights
-    are remade when a parameter changed: its storage or its version counter (every in-place
-    update, an optimizer's or ``copy_``, advances it), so the encoder's verification run, on the
-    same weights, reuses them."""
+    """A learner's numpy buffers for the coding steps: the KV cache and scratch space, made once
+    and reused by every window's :class:`StepCache` (held by one cache at a time), and numpy
+    views of the parameters (the layout of :func:`kolmo.lm.kernels.transformer_step`), taken again
+    for each window: the kernels read the weights in place, as the optimizers leave them."""
 
     def __init__(self, model: nn.Module):
         from .kernels import scratch_step, work_size
@@ -42,52 +39,37 @@ class Workspace:
         self.key = self.key_of(model)
         self.owner: Optional[StepCache] = None
         dt = _numpy(model.pos.weight).dtype
-        self.wqkv, self.wproj = np.empty((nl, C, 3 * C), dt), np.empty((nl, C, C), dt)
-        self.wfc, self.wout = np.empty((nl, C, 4 * C), dt), np.empty((nl, 4 * C, C), dt)
-        self.bias, self.norms = np.empty((nl, 9 * C), dt), np.empty((nl + 1, 2, 2, C), dt)
         self.eps = np.zeros((nl + 1, 2), np.float64)
         self.keys, self.values = np.zeros((nl, H, C // H, L), dt), np.zeros((nl, H, L, C // H), dt)
         self.scale = (C // H) ** -0.5
-        self.work, self.x, self.out = np.empty(work_size(C, L), dt), np.empty(C, dt), np.empty(C, dt)
-        self.tok, self.pos = _numpy(model.tok.weight), _numpy(model.pos.weight)
-        self.hashed = _numpy(model.hashed.weight) if model.hashed is not None else np.zeros((1, C), dt)
-        A = model.head.out_features  # the coding alphabet
-        self.head_w, self.head_b, self.logits = np.empty((C, A), dt), np.empty(A, dt), np.empty(A, dt)
-        self.dense = [p for n, p in model.named_parameters() if n.startswith(("blocks.", "ln_f.", "head."))]
-        self.loaded: Optional[list] = None  # the dense parameters' (storage, version) when transposed
+        self.work, self.x = np.empty(work_size(C, L), dt), np.empty(C, dt)
+        self.logits = np.empty(model.head.bias.shape[0], dt)
         self.last: Optional[tuple] = None  # the last step's (hidden state, probabilities)
 
     @staticmethod
     def key_of(model: nn.Module) -> tuple:
-        """What the workspace's views depend on: the embedding tables' storage."""
-        t, p, h = model.tok.weight, model.pos.weight, model.hashed
-        return t.data_ptr(), p.data_ptr(), h.weight.data_ptr() if h is not None else 0, p.dtype
+        """What the workspace's buffers depend on: the parameters' dtype and shapes."""
+        p = model.pos.weight
+        return p.dtype, tuple(p.shape), len(model.blocks), model.blocks[0].heads, model.head.bias.shape[0]
 
     def load(self, model: nn.Module, kvs) -> None:
-        """A new window: the prefill's keys and values (1, H, n, D) per layer, and the weights if
-        they changed since they were last arranged."""
+        """A new window: the prefill's keys and values (1, H, n, D) per layer, and views of the
+        weights now."""
         for i, (k, v) in enumerate(kvs):
             n = k.shape[2]
             self.keys[i, :, :, :n] = _numpy(k[0]).transpose(0, 2, 1)
             self.values[i, :, :n] = _numpy(v[0])
-        state = _state(self.dense)
-        if state == self.loaded:
-            return
-        C = self.x.shape[0]
-        for i, block in enumerate(model.blocks):
-            for w, lin in ((self.wqkv, block.qkv), (self.wproj, block.proj), (self.wfc, block.fc),
-                           (self.wout, block.out)):
-                w[i] = _numpy(lin.weight).T
-            b = self.bias[i]
-            b[:3 * C], b[3 * C:4 * C] = _numpy(block.qkv.bias), _numpy(block.proj.bias)
-            b[4 * C:8 * C], b[8 * C:] = _numpy(block.fc.bias), _numpy(block.out.bias)
-            for j, ln in enumerate((block.ln1, block.ln2)):
-                self.norms[i, j] = _numpy(ln.weight), _numpy(ln.bias)
-                self.eps[i, j] = ln.eps
-        self.norms[-1, 0] = _numpy(model.ln_f.weight), _numpy(model.ln_f.bias)
+        mats, vecs = [], []
+        for i, b in enumerate(model.blocks):
+            mats += [_numpy(b.qkv.weight_t), _numpy(b.proj.weight_t), _numpy(b.fc.weight_t), _numpy(b.out.weight_t)]
+            vecs += [_numpy(p) for p in (b.qkv.bias, b.proj.bias, b.fc.bias, b.out.bias, b.ln1.weight, b.ln1.bias,
+                                         b.ln2.weight, b.ln2.bias)]
+            self.eps[i] = b.ln1.eps, b.ln2.eps
         self.eps[-1, 0] = model.ln_f.eps
-        self.head_w[:], self.head_b[:] = _numpy(model.head.weight).T, _numpy(model.head.bias)
-        self.loaded = state
+        self.mats = tuple(mats + [_numpy(model.head.weight_t)])
+        self.vecs = tuple(vecs + [_numpy(model.ln_f.weight), _numpy(model.ln_f.bias), _numpy(model.head.bias)])
+        self.tok, self.pos = _numpy(model.tok.weight), _numpy(model.pos.weight)
+        self.hashed = _numpy(model.hashed.weight) if model.hashed is not None else self.x[None]
 
     def probs_of(self, h: torch.Tensor) -> Optional[np.ndarray]:
         """The distribution the last step computed with its hidden state, where ``h`` (1, width) is
@@ -98,11 +80,6 @@ class Workspace:
         if last is None or h.data_ptr() != last[0].data_ptr() or h.shape != (1, last[0].shape[0]):
             return None
         return last[1]
-
-
-def _state(params) -> list:
-    """Where parameters live and how often they were changed in place."""
-    return [(p.data_ptr(), p._version) for p in params]
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -142,9 +119,8 @@ class StepCache:
         if not 0 <= token < w.tok.shape[0]:  # the compiled step reads the tables unchecked
             raise ValueError(f"the scratch model reads ids 0 .. {w.tok.shape[0] - 1}, got {token}")
         hidden, probs = np.empty(w.x.shape[0], w.x.dtype), np.empty((1, w.logits.shape[0]), w.x.dtype)
-        w.kernel(token, n, self.recent, m.buckets, w.tok, w.pos, w.hashed, w.wqkv, w.wproj, w.wfc, w.wout,
-                     w.bias, w.norms, w.eps, w.keys, w.values, w.scale, w.work, w.x, hidden, w.head_w, w.head_b,
-                     w.logits, probs[0])
+        w.kernel(token, n, self.recent, m.buckets, w.tok, w.pos, w.hashed, w.mats, w.vecs, w.eps, w.keys, w.values,
+                 w.scale, w.work, w.x, hidden, w.logits, probs[0])
         self.length = n + 1
         h = torch.from_numpy(hidden)
         w.last = (h, probs)
