@@ -209,3 +209,16 @@ def test_never_worse_than_its_best_part_with_a_pretrained_model(tiny):
     for measure in (lambda c: c.bits(y), lambda c: c.conditional_bits(y, x)):
         best = min(measure(tiny(mix=(p,))) for p in parts)
         assert measure(mixed) <= best * 1.01 + 32
+
+
+def test_the_compiled_mix_is_numpy_s_sum_bit_for_bit():
+    """kernels.mix_rows against the products and the sequential sum of numpy (add.accumulate)."""
+    from kolmo.lm.kernels import mix_rows
+    rng = np.random.default_rng(3)
+    for k, a in [(1, 5), (3, 256), (9, 300)]:
+        probs = rng.dirichlet(np.ones(a) * 0.3, size=k)
+        w = rng.dirichlet(np.ones(k))
+        want = np.add.accumulate(probs * w[:, None], axis=0)[-1]
+        got = np.empty(a)
+        mix_rows(probs, w, got)
+        np.testing.assert_array_equal(got, want)

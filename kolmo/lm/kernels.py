@@ -275,6 +275,20 @@ def scratch_step(token, n, recent, buckets, tok, pos, hashed, mats, vecs, eps, k
     head_softmax(hidden, mats[len(mats) - 1], vecs[len(vecs) - 1], logits, probs)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def mix_rows(probs, weights, out) -> None:
+    """out = sum_k weights[k] probs[k] (probs: (K, A)): each product rounded once, the sum taken
+    in the order k = 0, 1, ... (the floats of numpy's product and ``add.accumulate``)."""
+    w = weights[0]
+    for a in range(out.shape[0]):
+        out[a] = probs[0, a] * w
+    for k in range(1, probs.shape[0]):
+        w = weights[k]
+        row = probs[k]
+        for a in range(out.shape[0]):
+            out[a] = out[a] + row[a] * w
+
+
 def work_size(width: int, context: int) -> int:
     """Length of :func:`transformer_step`'s scratch space."""
     return 9 * width + context

@@ -41,6 +41,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .kernels import mix_rows
 from .mixer import MixerState
 
 PARTS = ("learner", "frozen", "ngram", "match")
@@ -139,10 +140,10 @@ class MixtureStep:
             ctx = self.gate_state.bucket() if self.gate_state is not None else 0
             if self._tape is not None:
                 self._tape.append((token, ctx, probs[first:].copy()))
-        terms = probs * np.array(self.work.mix(ctx))[:, None]  # w_k p_k(x): one IEEE product each
-        # sum_k in the fixed order k = 0, 1, ... (accumulate is sequential by definition): the
-        # same floats in encoder and decoder, on any machine
-        mixed = np.add.accumulate(terms, axis=0)[-1]
+        # sum_k w_k p_k(x): one IEEE product each, summed in the fixed order k = 0, 1, ...: the
+        # same floats in encoder and decoder, on any machine (one compiled call)
+        mixed = np.empty(self.alphabet)
+        mix_rows(probs, np.asarray(self.work.mix(ctx), dtype=np.float64), mixed)
         self.pending = (ctx, probs)
         return torch.from_numpy(mixed).view(1, 1, -1), caches
 
