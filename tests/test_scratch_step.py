@@ -295,3 +295,15 @@ def test_the_compiled_steps_give_the_same_floats_on_another_cpu_target(tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
         runs.append(done.stdout.strip())
     assert len(runs[0]) == 64 and runs[0] == runs[1]
+
+
+def test_diverged_weights_give_nan_not_a_crash():
+    """Weights that diverged to NaN (too high a learning rate) make NaN probabilities, as torch
+    does, and the tables still code every symbol: the compiled steps never index out of a table."""
+    lr, seq = learner(), ids()
+    with torch.no_grad():
+        lr.module.blocks[0].fc.weight_t.fill_(float("nan"))
+    _, probs = run_window(lr, seq, 9)
+    assert torch.isnan(probs).all()
+    freq = frequencies_host(probs[-1:].numpy(), 24)
+    assert freq.min() >= 1 and freq.sum() == 1 << 24

@@ -1,4 +1,5 @@
-"""The scratch model's one-token coding step as one compiled function (numba), for the CPU.
+"""Compiled (numba) kernels of the coding path on a CPU: the scratch model's one-token step, its
+prefill's n-gram sums, one-row integer tables and the mixture's weighted sum.
 
 A coding step of the small byte transformer (:mod:`kolmo.lm.scratch`) is about 0.3 MFLOP; run as
 torch operations it costs ~0.45 ms, nearly all of it per-operation overhead (some 40 calls), and
@@ -39,10 +40,14 @@ _POW2 = np.ldexp(1.0, np.arange(-1080, 1)).astype(np.float64)  # 2**k, k = -1080
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def exp_neg(x: float) -> float:
     """e**x for x <= 0 in float64 (e**-745 below -745): 2**k e**r, |r| <= ln(2) / 2, e**r by its
-    Taylor polynomial of degree 12 (relative error below 1e-15). Branch-free, so loops over it
-    vectorise."""
+    Taylor polynomial of degree 12 (relative error below 1e-15). Its branches are selects, so
+    loops over it vectorise; NaN in gives NaN out."""
     x = max(x, -745.0)
     k = math.floor(x * _INV_LN2 + 0.5)
+    if not k >= -1080.0:  # NaN (weights that diverged): any finite k, never an index out of the table
+        k = -1080.0
+    if k > 0.0:
+        k = 0.0
     r = (x - k * _LN2_HI) - k * _LN2_LO
     p = 1.0 / 479001600.0
     p = p * r + 1.0 / 39916800.0
