@@ -29,7 +29,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover (numba is part of kolmo[lm])
+    raise ImportError("kolmo's compiled coding steps (model='scratch' on a CPU, lm-online's mixture) need numba; "
+                      "install it with `pip install 'kolmo[lm]'` (or `pip install numba`)") from None
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that k * _LN2_HI is exact for |k| < 2**20
 _LN2_LO = 1.90821492927058770002e-10
