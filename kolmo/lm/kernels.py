@@ -1,5 +1,5 @@
 """Compiled (numba) kernels of the coding path on a CPU: the scratch model's one-token step, its
-prefill's n-gram sums, one-row integer tables and the mixture's weighted sum.
+prefill's n-gram sums, integer frequency tables on the host and the mixture's weighted sum.
 
 A coding step of the small byte transformer (:mod:`kolmo.lm.scratch`) is about 0.3 MFLOP; run as
 torch operations it costs ~0.45 ms, nearly all of it per-operation overhead (some 40 calls), and
@@ -40,6 +40,7 @@ _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that k * _LN2_HI is exact 
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.44269504088896338700e+00
 _POW2 = np.ldexp(1.0, np.arange(-1080, 1)).astype(np.float64)  # 2**k, k = -1080 .. 0: exact
+_MULTIPLIER = np.int64(0x5BD1E995)  # of the n-gram hashes (:func:`embed`)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -183,6 +184,12 @@ def transformer_step(x, n, mats, vecs, eps, keys, values, scale, work, out) -> N
     layer_norm(x, vecs[8 * layers], vecs[8 * layers + 1], eps[layers, 0], out)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _bucket(h, j, buckets):
+    """The bucket of an n-gram from its hash ``h`` (wrapping int64) and ``j = n - 1``."""
+    return ((h ^ np.int64(j * 0x2545F491)) >> 3) % buckets
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def embed(tok, pos, hashed, token, n, recent, buckets, x) -> None:
     """x = tok[token] + pos[n] + the hashed table's rows of the n-grams (n = 2 .. len(recent) + 1)
@@ -196,9 +203,8 @@ def embed(tok, pos, hashed, token, n, recent, buckets, x) -> None:
     k = recent.shape[0]
     h = np.int64(token) + 1
     for j in range(1, k + 1):
-        h = h * np.int64(0x5BD1E995) + recent[k - j] + 1
-        r = ((h ^ np.int64(j * 0x2545F491)) >> 3) % buckets
-        row = hashed[r]
+        h = h * _MULTIPLIER + recent[k - j] + 1
+        row = hashed[_bucket(h, j, buckets)]
         for i in range(x.shape[0]):
             x[i] += row[i]
     for j in range(k - 1):
@@ -221,8 +227,8 @@ def ngram_sums(hashed, full, buckets, out) -> None:
                 o[i] = 0.0
             h = full[b, k + t] + 1
             for j in range(1, k + 1):
-                h = h * np.int64(0x5BD1E995) + full[b, k + t - j] + 1
-                row = hashed[((h ^ np.int64(j * 0x2545F491)) >> 3) % buckets]
+                h = h * _MULTIPLIER + full[b, k + t - j] + 1
+                row = hashed[_bucket(h, j, buckets)]
                 for i in range(o.shape[0]):
                     o[i] += row[i]
 
@@ -246,32 +252,35 @@ def head_softmax(h, w, bias, logits, out) -> None:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def frequencies_row(p, precision, f) -> None:
-    """:func:`kolmo.lm.quantize.frequencies` of one row ``p`` into ``f`` (int64): the same float64
-    products and truncations, integer sums and first argmax, so the same integers."""
+def frequencies_rows(probs, precision, freq) -> None:
+    """:func:`kolmo.lm.quantize.frequencies` of each row of ``probs`` (B, A) into ``freq`` (B, A)
+    int64: the same float64 products and truncations, integer sums and first argmax, so the same
+    integers."""
     m = np.int64(1) << precision
-    a = p.shape[0]
+    a = probs.shape[1]
     scale = np.float64(m - a)
-    total = np.int64(0)
-    for i in range(a):
-        v = np.float64(p[i]) * scale
-        if not v >= 0.0:  # NaN or negative
-            v = 0.0
-        if v > scale:
-            v = scale
-        f[i] = np.int64(v) + 1
-        total += f[i]
-    if total > m:
-        d = max(total - a, np.int64(1))
-        total = 0
+    for b in range(probs.shape[0]):
+        p, f = probs[b], freq[b]
+        total = np.int64(0)
         for i in range(a):
-            f[i] = 1 + (f[i] - 1) * (m - a) // d
+            v = np.float64(p[i]) * scale
+            if not v >= 0.0:  # NaN or negative
+                v = 0.0
+            if v > scale:
+                v = scale
+            f[i] = np.int64(v) + 1
             total += f[i]
-    top = 0
-    for i in range(1, a):
-        if f[i] > f[top]:
-            top = i
-    f[top] += m - total
+        if total > m:
+            d = max(total - a, np.int64(1))
+            total = 0
+            for i in range(a):
+                f[i] = 1 + (f[i] - 1) * (m - a) // d
+                total += f[i]
+        top = 0
+        for i in range(1, a):
+            if f[i] > f[top]:
+                top = i
+        f[top] += m - total
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -100,32 +100,14 @@ def with_virtual(probs: torch.Tensor, n_virtual: int, virtual_mass: float = VIRT
 
 
 def frequencies_host(probs: np.ndarray, precision: int = DEFAULT_PRECISION) -> np.ndarray:
-    """:func:`frequencies` in numpy, for a model on the CPU: the same operations (float64 multiply
-    and floor, integer sums, first argmax), so the same tables bit for bit, without torch's
-    per-operation overhead, which dominates for small alphabets (a byte model's 256 symbols)."""
-    m, a = 1 << precision, probs.shape[1]
-    if probs.shape[0] == 1 and probs.dtype in (np.float32, np.float64):  # one stream: one compiled call
-        from .kernels import frequencies_row
-        f = np.empty((1, a), dtype=np.int64)
-        frequencies_row(probs[0], precision, f[0])
-        return f
-    scale = float(m - a)
-    # p * (2**P - A) in float64 (exact widening of float32), then clamped to [0, 2**P - A] with
-    # NaN -> 0 (fmax and fmin return the number where one side is NaN): the floats of clamping p
-    # to [0, 1] (NaN -> 0, +inf -> 1) before the product, as frequencies() does, since rounding a
-    # product is monotonic and 0 and 1 times the scale are exact; fewer passes, no nan_to_num
-    p = np.multiply(probs, scale, dtype=np.float64)
-    np.fmax(p, 0.0, out=p)
-    np.fmin(p, scale, out=p)
-    f = p.astype(np.int64)
-    f += 1
-    total = f.sum(axis=1, keepdims=True)
-    over = total > m
-    if over.any():
-        f = np.where(over, 1 + (f - 1) * (m - a) // np.maximum(total - a, 1), f)
-        total = f.sum(axis=1, keepdims=True)
-    rows = np.arange(f.shape[0])
-    f[rows, f.argmax(axis=1)] += (m - total)[:, 0]
+    """:func:`frequencies` on the host, for a model on the CPU: the same operations (float64
+    multiply and floor, integer sums, first argmax), so the same tables bit for bit, in one
+    compiled call (:func:`kolmo.lm.kernels.frequencies_rows`) without torch's per-operation
+    overhead, which dominates for small alphabets (a byte model's 256 symbols)."""
+    from .kernels import frequencies_rows
+    p = probs if probs.dtype in (np.float32, np.float64) else probs.astype(np.float64)  # exact widening
+    f = np.empty(p.shape, dtype=np.int64)
+    frequencies_rows(p, precision, f)
     return f
 
 

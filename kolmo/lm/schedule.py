@@ -17,8 +17,9 @@ of :mod:`kolmo.lm.rans` codes them with O(1) work per token.
 
 A *step model* is anything with ``start`` (the id at position 0), ``device``, ``tensor(ids)``
 ((B, T) ids as the model reads them), ``hidden(ids, past, use_cache)`` -> (hidden states (B, T, H),
-or with a cache only the last position's (B, 1, H), and the cache), ``step_probs(h)`` -> (B, A) probabilities on the device, and ``new_cache(kind, length)``:
-:class:`kolmo.lm.loglik.Scorer` (a frozen model) and the learners of :mod:`kolmo.lm.online`.
+or with a cache only the last position's (B, 1, H), and the cache), ``step_probs(h)`` -> (B, A)
+probabilities on the device, and ``new_cache(kind, length)``: :class:`kolmo.lm.loglik.Scorer` (a
+frozen model) and the learners of :mod:`kolmo.lm.online`.
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ KV cache and coding steps
     prefills each window with it, then computes each byte's distribution in one-token steps on a
     :class:`StepCache` (no gradients, a CPU, one sequence, float32 or float64): each step is one
     compiled call (:func:`kolmo.lm.kernels.scratch_step`: the n-gram hashes, every layer, the head
-    and its softmax) on numpy buffers, with the weights transposed when they changed (once per
-    block: the verification run reuses them). The steps give the batched forward's hidden states
+    and its softmax) on numpy buffers, reading the weights in place (the layers store them input
+    dimension first, :class:`_Linear`). The steps give the batched forward's hidden states
     and probabilities to float rounding, and the same floats on every run (encoder, verification
     and decoder all take them; :data:`COMPILED_STEPS` is in the stream's configuration); training
     is untouched. Elsewhere (a GPU, bfloat16) the steps are the module's forward with its cache.
@@ -223,9 +223,9 @@ class ScratchLearner:
         return lp.gather(1, self.tensor(targets)[:, None])[:, 0]
 
     def step_probs(self, h: torch.Tensor) -> torch.Tensor:
-        """Next-byte distributions (n, 256), float32 on the device, for the coder's tables. One
-        hidden state on a CPU, without gradients, in a dtype of the compiled steps: one compiled
-        call (:func:`kolmo.lm.kernels.head_softmax`), the same as below to float rounding."""
+        """Next-byte distributions (n, 256), float32 on the device, for the coder's tables. For the
+        hidden state of a compiled step, the distribution that step computed with it
+        (:func:`kolmo.lm.kernels.head_softmax`: the same as below to float rounding)."""
         probs = self._work.probs_of(h) if self._work is not None else None
         if probs is not None:
             return torch.from_numpy(probs)
