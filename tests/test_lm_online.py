@@ -381,3 +381,33 @@ def test_a_reset_learner_with_an_adapter_is_a_new_one(tiny):
     used = tiny(adapter="lora")
     used.bits(TEXT[:80])
     assert used.bits(TEXT) == tiny(adapter="lora").bits(TEXT)
+
+
+def test_replay_steps_on_earlier_blocks_drawn_from_the_seed(monkeypatch):
+    from kolmo.lm.online import Prequential
+    comp = scratch(replay=2, seed=5)
+    data = TEXT * 2
+    calls = []
+    real = Prequential._step
+    monkeypatch.setattr(Prequential, "_step", lambda self, seq, s, e, parts: (calls.append((s, e)), real(self, seq, s, e, parts)))
+    comp.bits(data)
+    B, blocks = 32, comp.engine.blocks(len(data))
+    want = []
+    for k, (s, e) in enumerate(blocks[:-1]):  # no learning after the last block
+        want.append((s, e))
+        for r in range(2 if k else 0):
+            j = int(np.random.default_rng([5, k, r]).integers(0, k))
+            want.append((1 + j * B, 1 + (j + 1) * B))
+    assert calls == want and len(set(calls)) < len(calls)
+
+
+def test_replay_learns_and_round_trips():
+    data = TEXT * 3
+    plain, replayed = scratch(), scratch(replay=1)
+    assert replayed.bits(data) != plain.bits(data)
+    assert replayed.config["replay"] == 1 and "replay" not in plain.config  # old cache keys stand
+    assert replayed.decompress(replayed.compress(data)) == data
+    x, y = TEXT * 2, b"and the Spirit of God moved upon the face of the waters. "
+    assert replayed.conditional_bits(y, x) == scratch(replay=1).bits(x + y) - scratch(replay=1).bits(x)
+    with pytest.raises(ValueError, match="replay"):
+        scratch(replay=-1)

@@ -11,7 +11,11 @@ A sequence is ``[start] + tokens``; its tokens are split into blocks of ``B = bl
 
 (Rissanen's predictive MDL; the prequential code of Blier and Ollivier 2018). With
 ``train_on="window"`` the loss averages over every token of the block's windows instead (the
-context before the block is replayed; the forward pass is the same). Every token is
+context before the block is replayed; the forward pass is the same). With ``replay = R`` each
+block's steps are followed by R more, the r-th on an earlier block ``j`` drawn uniformly from
+``0 .. k-1`` by a generator seeded with ``(seed, k, r)`` (experience replay: the decoder has
+every earlier block, and the draw depends on nothing else, so runs continued from a snapshot
+draw the same blocks); each costs one more forward and backward pass. Every token is
 coded *before* the model learns from it, so a decoder that replays the same updates decodes it:
 C(x) is a real code length and already pays for the parameters, with no separate model cost.
 No training follows the last block (it would change nothing that is coded).
@@ -97,8 +101,9 @@ class Prequential:
 
     def __init__(self, learner, *, block_tokens: int, window: int, stride: int, steps: int, lr: float,
                  optimizer: str, grad_clip: Optional[float], weight_decay: float, train_on: str = "block",
-                 sparse_lr: Optional[float] = None):
+                 sparse_lr: Optional[float] = None, replay: int = 0, seed: int = 0):
         self.learner = learner
+        self.replay, self.seed = replay, seed
         self.sparse_lr = sparse_lr
         self.block_tokens, self.window, self.stride, self.steps = block_tokens, window, stride, steps
         self.lr, self.optimizer_name = lr, optimizer
@@ -209,25 +214,35 @@ class Prequential:
     def _train(self, seq: np.ndarray, s: int, e: int, *, score: bool) -> Optional[np.ndarray]:
         """``steps`` optimizer steps on block [s, e); with ``score``, the bits of the block's tokens
         under the weights before the first step (from that step's forward pass)."""
+        parts = []
+        for step in range(self.steps):
+            self._step(seq, s, e, parts if step == 0 and score else None)
+        k = (s - 1) // self.block_tokens
+        for r in range(self.replay if k > 0 else 0):
+            j = int(np.random.default_rng([self.seed, k, r]).integers(0, k))
+            self._step(seq, 1 + j * self.block_tokens, 1 + (j + 1) * self.block_tokens, None)
+        self._zero_grad()
+        return np.concatenate(parts) if score else None
+
+    def _step(self, seq: np.ndarray, s: int, e: int, parts: Optional[list]) -> None:
+        """One optimizer step on block [s, e)'s loss; ``parts`` (a list) receives the block's bits
+        under the weights before the step."""
         net = self.learner
         windows = self.windows(s, e)
         n_train = sum(end - (split if self.train_on == "block" else b + 1) for b, split, end in windows)
-        parts = []
-        for step in range(self.steps):
-            self._zero_grad()
-            for b, split, end in windows:
-                h, _ = net.hidden(net.tensor(seq[b:end])[None])
-                first = split if self.train_on == "block" else b + 1  # the targets trained on
-                logp = net.target_logp(h[0, first - b - 1:end - b - 1], seq[first:end])
-                if step == 0 and score:
-                    parts.append(-logp[split - first:].detach().double().cpu().numpy() / LN2)
-                (-logp.sum() / n_train).backward()
-            if self.grad_clip:
-                clip_grad_norm(self.params, self.grad_clip)
-            for o in self.opts:
-                o.step()
         self._zero_grad()
-        return np.concatenate(parts) if score else None
+        for b, split, end in windows:
+            h, _ = net.hidden(net.tensor(seq[b:end])[None])
+            first = split if self.train_on == "block" else b + 1  # the targets trained on
+            logp = net.target_logp(h[0, first - b - 1:end - b - 1], seq[first:end])
+            if parts is not None:
+                parts.append(-logp[split - first:].detach().double().cpu().numpy() / LN2)
+            (-logp.sum() / n_train).backward()
+        if self.grad_clip:
+            clip_grad_norm(self.params, self.grad_clip)
+        for o in self.opts:
+            o.step()
+
 
 def common_blocks(a: Sequence[int], b: Sequence[int], block_tokens: int) -> int:
     """Number of whole leading blocks that token sequences ``a`` and ``b`` share exactly."""

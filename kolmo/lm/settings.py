@@ -83,7 +83,7 @@ class OnlineSettings:
 
     def __init__(self, model: Optional[str] = None, *, adapter: Optional[str] = None, lora_rank: int = 8,
                  last_layers: int = 2,
-                 lr: Optional[float] = None, optimizer: str = "adam", steps: int = 1,
+                 lr: Optional[float] = None, optimizer: str = "adam", steps: int = 1, replay: int = 0,
                  block_tokens: Optional[int] = None, window: Optional[int] = None, stride: Optional[int] = None,
                  grad_clip: Optional[float] = 1.0, weight_decay: float = 0.0, seed: int = 0,
                  layers: Optional[int] = None, width: Optional[int] = None, heads: Optional[int] = None,
@@ -125,6 +125,7 @@ class OnlineSettings:
             _positive_int(key, val)
         _positive_int("ngram", ngram, zero=True)
         _positive_int("steps", steps, zero=True, none=False)
+        _positive_int("replay", replay, zero=True, none=False)
         _positive_int("lora_rank", lora_rank, none=False)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
@@ -147,6 +148,7 @@ class OnlineSettings:
         if scratch and size["ngram"] > 1:
             self.ngram_lr = float(ngram_lr) if ngram_lr is not None else NGRAM_LR_SCALE * self.lr
         self.optimizer, self.steps, self.seed, self.train_on = optimizer, steps, seed, train_on
+        self.replay = replay
         self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.weight_decay = float(weight_decay)
         self.size = size if scratch else None
@@ -185,7 +187,7 @@ class OnlineSettings:
         inner = Prequential(learner, block_tokens=block, window=window,
                             stride=stride, steps=self.steps, lr=self.lr, optimizer=self.optimizer,
                             grad_clip=self.grad_clip, weight_decay=self.weight_decay,
-                            train_on=self.train_on, sparse_lr=self.ngram_lr)
+                            train_on=self.train_on, sparse_lr=self.ngram_lr, replay=self.replay, seed=self.seed)
         if self.mix is None:
             return inner
         from .learners import FrozenLM
@@ -205,7 +207,8 @@ class OnlineSettings:
                 "adapter": self.adapter, "lora_rank": self.lora_rank if self.adapter == "lora" else None,
                 **({"last_layers": self.last_layers} if self.adapter == "last" else {}),
                 "lr": self.lr, **({"ngram_lr": self.ngram_lr} if self.ngram_lr is not None else {}),
-                "optimizer": self.optimizer, "steps": self.steps, "train_on": self.train_on,
+                "optimizer": self.optimizer, "steps": self.steps, **({"replay": self.replay} if self.replay else {}),
+                "train_on": self.train_on,
                 "block_tokens": engine.block_tokens, "window": engine.window, "stride": engine.stride,
                 "grad_clip": self.grad_clip, "weight_decay": self.weight_decay, "seed": self.seed,
                 "precision_bits": PRECISION_BITS, "start_id": int(engine.learner.start),
