@@ -9,7 +9,9 @@ part's code length too: the parts never see the mixture (the learner trains on t
 memories count them), so a part's bits in the mixture's run are the bits of ``mix=(part,)``
 (tested in tests/test_mixture.py). C(Y | X) = C(XY) - C(X), both from runs that share X's
 whole blocks (:func:`kolmo.lm.online.shared_runs`'s schedule); "lm (in context)" is ``lm``'s own
-``conditional_bits(y, x)``, measured in the same run of this script.
+``conditional_bits(y, x)``, measured in the same run of this script. "Without each part": the same
+columns mixed again without one part (what ``mix=`` the other parts codes, :func:`without_each`):
+what each part adds to the mixture.
 
 finnish   Y = the first 2 kB of the Finnish Genesis (Latin-1 in the corpus, coded as UTF-8), X = the
           same book from "käärme" (ch. 3) on, ``--sizes`` bytes of it (default 0, 16 kB, 48 kB).
@@ -82,6 +84,27 @@ def conditional_table(comp, x: bytes, y: bytes):
     return mxy - mx, dict(zip(eng.experts, parts.tolist())), secs, runs
 
 
+def without_each(comp, runs: dict) -> dict:
+    """{part: C(Y|X) of the mixture without that part}, from the columns of ``runs`` (as
+    :func:`conditional_table` returns them; a single run: ``{"xy": (columns, contexts)}``) mixed again
+    by a mixer of the same settings over the other parts' experts. The parts never see the mixture, so
+    each figure is what ``mix=(the other parts)`` codes (the same runs, the same weight sets)."""
+    from kolmo.lm.mixer import MixerState
+    eng = comp.engine
+    out = {}
+    for part in eng.parts:
+        keep = [i for i, e in enumerate(eng.experts) if e != part and not (part == "ngram" and e.startswith("ngram"))]
+        if not keep:
+            continue
+        mixer = MixerState(len(keep), sets=eng.new_mixer().sets, share=eng.share, eta=eng.eta)
+        if "head" in runs:
+            mixer.run(runs["head"][0][:, keep], runs["head"][1])
+        bits = {key: float(mixer.copy().run(runs[key][0][:, keep], runs[key][1]).sum()) for key in ("x", "xy")
+                if key in runs}
+        out[part] = bits.get("xy", 0.0) - bits.get("x", 0.0)
+    return out
+
+
 def part_genesis(a, root: Path, which: str) -> dict:
     import kolmo
     if which == "finnish":
@@ -110,10 +133,13 @@ def part_genesis(a, root: Path, which: str) -> dict:
         if a.save_columns:
             np.savez(f"{a.save_columns}-{which}-{n}.npz", **{f"{k}_{w}": v for k, (c, ctx) in runs.items()
                                                               for w, v in (("bits", c), ("ctx", ctx)) if v is not None})
+        without = without_each(comp, runs)
         rows.append({"x_bytes": n, "lm": c_lm, "ppmd": c_pp, "parts": parts, "mixture": c_mix,
-                     "lm_seconds": t_lm, "mixture_seconds": t_mix})
+                     "without": without, "lm_seconds": t_lm, "mixture_seconds": t_mix})
         print(f"   {n:>7} {c_lm:>8.0f} {c_pp:>8.0f} " + " ".join(f"{v:>8.0f}" for v in parts.values())
               + f" {c_mix:>8.0f} {c_mix / c_lm:>7.3f}  ({t_lm:.0f}, {t_mix:.0f})", flush=True)
+        print("            the mixture without each part: " + ", ".join(f"{p} {v:.0f} ({v - c_mix:+.0f})"
+                                                                      for p, v in without.items()), flush=True)
     return {"y_bytes": len(y), "rows": rows, "config": comp.config}
 
 
@@ -140,10 +166,13 @@ def part_alice(a, root: Path) -> dict:
     data = data[:a.alice_bytes] if a.alice_bytes else data
     comp = _mixture(a)
     bits, secs, parts = _ideal_run(a, comp, data, "alice")
+    eng = comp.engine
+    without = {p: v / len(data) for p, v in without_each(comp, {"xy": (eng.last_columns, eng.last_contexts)}).items()}
     print(f"\nalice29.txt, {len(data)} bytes, ideal bits/byte: mixture {bits / len(data):.4f} in {secs:.0f} s; parts "
-          + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()), flush=True)
+          + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()) + "; the mixture without each part: "
+          + ", ".join(f"{p} {v:.4f}" for p, v in without.items()), flush=True)
     out = {"bytes": len(data), "mixture_bpb": bits / len(data), "seconds": secs, "parts_bpb": parts,
-           "config": comp.config}
+           "without_bpb": without, "config": comp.config}
     if a.code_bytes:
         head = data[:a.code_bytes]
         ideal = comp.bits(head)

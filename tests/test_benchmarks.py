@@ -93,3 +93,24 @@ def test_mix_bench_coding_times_both_round_trips(tmp_path, capsys):
     enc, dec = res["cpu_seconds"]["mixture"]
     assert enc > 0 and dec > 0 and res["compress_ratio"] == enc / res["cpu_seconds"]["learner alone"][0]
     assert "goal <= 1.2 x" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_mix_bench_without_each_part_is_the_smaller_mixtures_code():
+    """mix_bench's "without each part" re-mixes the runs' columns without one part: what a
+    compressor with the other parts codes (the parts never see the mixture)."""
+    import kolmo
+    from benchmarks.mix_bench import conditional_table, without_each
+    opts = dict(model="scratch", layers=1, width=32, heads=2, context=32, ngram=0, block_tokens=16,
+                progress=False, ngram_orders=(1, 2))
+    comp = kolmo.get_compressor("lm-online", **opts)
+    x, y = b"the cat sat on the mat. " * 4 + b"!", b"the cat sat on the hat. "
+    runs = conditional_table(comp, x, y)[3]
+    got = without_each(comp, runs)
+    assert list(got) == ["learner", "ngram", "match"]
+    for part, bits in got.items():
+        rest = tuple(p for p in ("learner", "ngram", "match") if p != part)
+        smaller = kolmo.get_compressor("lm-online", **{**opts, "mix": rest})
+        assert bits == pytest.approx(smaller.conditional_bits(y, x), rel=1e-12)
+    single = without_each(comp, {"xy": runs["xy"]})
+    assert set(single) == set(got) and all(v > 0 for v in single.values())
