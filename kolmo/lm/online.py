@@ -212,8 +212,9 @@ class Prequential:
         return np.concatenate(parts) / LN2
 
     def _train(self, seq: np.ndarray, s: int, e: int, *, score: bool) -> Optional[np.ndarray]:
-        """``steps`` optimizer steps on block [s, e); with ``score``, the bits of the block's tokens
-        under the weights before the first step (from that step's forward pass)."""
+        """``steps`` optimizer steps on block [s, e), then ``replay`` steps on earlier blocks (module
+        docstring); with ``score``, the bits of the block's tokens under the weights before the
+        first step (from that step's forward pass)."""
         parts = []
         for step in range(self.steps):
             self._step(seq, s, e, parts if step == 0 and score else None)
