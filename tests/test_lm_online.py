@@ -411,3 +411,5 @@ def test_replay_learns_and_round_trips():
     assert replayed.conditional_bits(y, x) == scratch(replay=1).bits(x + y) - scratch(replay=1).bits(x)
     with pytest.raises(ValueError, match="replay"):
         scratch(replay=-1)
+    with pytest.raises(ValueError, match="steps=0 turns learning off"):
+        scratch(replay=1, steps=0)

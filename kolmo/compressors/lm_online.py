@@ -53,7 +53,7 @@ Both:
                 learning off (the model stays theta_0: the same as coding with a frozen model)
 ``replay``      (default 0) after each block's steps, this many more, each on an earlier block
                 drawn from ``seed`` (experience replay: more passes over what was coded, one
-                forward and backward pass each)
+                forward and backward pass each; needs steps >= 1)
 ``optimizer``   "adam" (default), "adamw" or "sgd"; ``weight_decay`` (0); ``grad_clip`` (1.0:
                 global gradient norm, None: off)
 ``train_on``    "block" (pretrained default: the loss is the block's tokens) or "window" (every

@@ -126,6 +126,9 @@ class OnlineSettings:
         _positive_int("ngram", ngram, zero=True)
         _positive_int("steps", steps, zero=True, none=False)
         _positive_int("replay", replay, zero=True, none=False)
+        if replay and not steps:
+            raise ValueError(f"replay={replay} adds steps on earlier blocks after each block's own, but steps=0 "
+                             "turns learning off (the model never trains): pass steps >= 1, or leave replay at 0")
         _positive_int("lora_rank", lora_rank, none=False)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an int, got {seed!r}")
