@@ -44,7 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-PARTS = ("learner", "frozen", "ngram", "match")
+#: the pretrained mixture measured here: lm-online's default, every part (kolmo.lm.mixture.PARTS);
+#: the runs saved before the neural cache (benchmarks/saved/mix_finnish.json) had the first four
+PARTS = ("learner", "frozen", "ngram", "match", "cache")
 
 
 def _corpus(path: str) -> Path:

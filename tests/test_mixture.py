@@ -184,6 +184,8 @@ def test_config_names_the_mixture():
     (dict(mix="ngram", match_lengths=(4, 8)), "decreasing"),
     (dict(mix="ngram", gate="order"), "gate"),
     (dict(mix="ngram", share=1.5), "share"),
+    (dict(mix=("learner", "cache")), "'cache' keeps a pretrained model's hidden states"),
+    (dict(mix=None, cache_theta=50.0), "pass mix="),
 ])
 def test_bad_options_say_what_was_expected(opts, msg):
     with pytest.raises(ValueError, match=msg):
@@ -204,7 +206,7 @@ def test_each_part_in_the_mixtures_run_is_that_part_alone():
 
 def test_never_worse_than_its_best_part_with_a_pretrained_model(tiny):
     x, y = TEXT, "héllo wörld, the face of the waters ".encode() * 2
-    parts = ("learner", "frozen", "ngram", "match")
+    parts = ("learner", "frozen", "ngram", "match", "cache")
     mixed = tiny(mix=parts)
     for measure in (lambda c: c.bits(y), lambda c: c.conditional_bits(y, x)):
         best = min(measure(tiny(mix=(p,))) for p in parts)
@@ -222,3 +224,51 @@ def test_the_compiled_mix_is_numpy_s_sum_bit_for_bit():
         got = np.empty(a)
         mix_rows(probs, w, got)
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_neural_cache_in_the_mixture(tiny):
+    """The cache part: its column is the cache alone, fed by the frozen model whether or not that
+    is mixed; conditionals continue its keys from the shared blocks; real streams round-trip,
+    with the verification recomputing its rows (no safe block)."""
+    from kolmo.lm.neural_cache import THETA, NeuralCache
+    data = TEXT + "héllo wörld ☃ ".encode() * 3 + bytes([0, 255, 128])
+    every = tiny()  # the default: every part
+    assert every.config["mix"] == ["learner", "frozen", "ngram", "match", "cache"]
+    assert every.config["cache_theta"] == THETA == 150.0 and every.config["cache_size"] is None
+    every.bits(data)
+    cols = dict(zip(every.engine.experts, every.engine.last_columns.sum(axis=0)))
+    alone = tiny(mix="cache", gate=None)
+    assert cols["cache"] == pytest.approx(alone.bits(data), rel=1e-9)
+    seq = np.asarray(alone._seq(alone.tokens(data)))
+    hidden = []
+    eng = alone.engine
+    for s, e in eng.blocks(len(seq) - 1):
+        eng.inner._score(seq, s, e, net=eng.frozen, hidden=hidden)
+    want = NeuralCache(eng.learner.alphabet, THETA).state().bits(torch.cat(hidden), seq[1:])
+    assert alone.bits(data) == pytest.approx(want.sum(), rel=1e-9)
+    x, y = TEXT, b"and the Spirit of God moved upon the face of the deep"
+    assert every.conditional_bits(y, x) == pytest.approx(tiny().bits(x + y) - tiny().bits(x), rel=1e-9)
+    for comp in (tiny(mix=("learner", "cache"), cache_size=20), every):
+        blob = comp.compress(data)
+        assert comp.safe_blocks == []
+        assert comp.decompress(blob) == data
+        assert len(blob) <= comp.bits(data) / 8 * 1.02 + 64
+    assert config_hash(tiny(cache_theta=50.0).config) != config_hash(every.config)
+
+
+def test_a_safe_block_drops_the_caches_keys_in_encoder_and_decoder(tiny, monkeypatch):
+    from kolmo.lm import engine
+    comp = tiny(mix=("learner", "ngram", "cache"))
+    data = TEXT * 2
+    real, calls = engine.intervals, [0]
+
+    def differing(model, seqs, *args, **kwargs):  # the verification run of block 2 sees other frequencies
+        calls[0] += 1
+        s, f = real(model, seqs, *args, **kwargs)
+        return (s, f + 1) if calls[0] == 6 else (s, f)
+
+    monkeypatch.setattr(engine, "intervals", differing)
+    blob = comp.compress(data)
+    monkeypatch.setattr(engine, "intervals", real)
+    assert comp.safe_blocks == [(2, 0)]
+    assert comp.decompress(blob) == data

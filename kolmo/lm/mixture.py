@@ -10,6 +10,9 @@ of the distributions of its *parts*, each optional:
                interpolated over orders 0 .. n), so the mixer weighs short and long contexts
 ``"match"``    :class:`kolmo.lm.match.MatchModel`: the token that followed the longest earlier repeat
                of the recent tokens, with a confidence learned per match length
+``"cache"``    :class:`kolmo.lm.neural_cache.NeuralCache`: the tokens that followed the earlier
+               positions whose frozen-model hidden states are most like the current one (the
+               frozen model runs for it whether or not ``"frozen"`` is mixed)
 
 The mixer's weight set is chosen per token by the match model's length bucket (``gate="match"``,
 PAQ's context-selected weight sets) or is one set (``gate=None``). Code length::
@@ -44,7 +47,7 @@ import torch
 from .kernels import mix_rows
 from .mixer import MixerState
 
-PARTS = ("learner", "frozen", "ngram", "match")
+PARTS = ("learner", "frozen", "ngram", "match", "cache")
 GATES = (None, "match")
 #: the most bytes of memory rows a block's verification replays (:meth:`MixtureStep.begin_run`);
 #: a larger alphabet's memories are run again (a pretrained model's step dwarfs them there)
@@ -59,8 +62,14 @@ class MixtureStep:
         lead = mixed.learner
         self.start, self.device, self.alphabet = lead.start, lead.device, lead.alphabet
         self.encode, self.decode = lead.encode, lead.decode
+        # the language models run per step, in the order of their rows (a frozen model that only
+        # feeds the cache runs last and has no row)
         self.lms = [mixed.inner.learner if p == "learner" else mixed.frozen for p in mixed.parts
                     if p in ("learner", "frozen")]
+        self.n_lm_rows = len(self.lms)
+        if "cache" in mixed.parts and "frozen" not in mixed.parts:
+            self.lms.append(mixed.frozen)
+        self.cache_lm = self.lms.index(mixed.frozen) if "cache" in mixed.parts else None
         self.reset()
 
     def reset(self) -> None:
@@ -72,18 +81,21 @@ class MixtureStep:
         if m.gate == "match" and self.gate_state is None:
             self.gate_state = m.match.state()
             self.memories.append(self.gate_state)  # followed for its buckets, not mixed
+        self.cache = m.cache.state() if m.cache is not None else None
         self.committed = m.new_mixer()
         self.work = self.committed.copy()
         self.pending: Optional[Tuple[int, np.ndarray]] = None  # (weight set, (K, A) expert probs)
         self._probs = np.empty((len(m.experts), self.alphabet))
         # the memories' rows and weight set of each step of the last run, for a verification
         # rerun to replay (where a block's rows take at most TAPE_BYTES), and the rerun's position
-        n_rows = len(m.experts) - len(self.lms)
+        n_rows = len(m.experts) - self.n_lm_rows - (self.cache is not None)  # the memories' rows
         self._taping = n_rows > 0 and m.block_tokens * n_rows * self.alphabet * 8 <= TAPE_BYTES
         self._tape: Optional[list] = None
         self._replay: Optional[int] = None
         for s in self.memories:
             s.mark()
+        if self.cache is not None:
+            self.cache.mark()
 
     # -- the step model -------------------------------------------------------------------------
     def tensor(self, ids: np.ndarray) -> np.ndarray:
@@ -96,8 +108,10 @@ class MixtureStep:
         """Every run of a block's schedule starts from the block's start. ``again``: the run repeats
         the last one on the same tokens (the encoder's verification): the memories' rows and
         buckets, exact functions of the tokens (float64 + - * / elementwise), are replayed from
-        that run's tape, and the memories stay where it left them; the language models' steps and
-        the mixer's updates, which read the models' floats, run again."""
+        that run's tape, and the memories stay where it left them; the language models' steps, the
+        neural cache (a function of the frozen model's floats) and the mixer's updates run again."""
+        if self.cache is not None:
+            self.cache.rollback()
         if again and self._tape is not None:
             self._replay = 0
         else:
@@ -120,14 +134,18 @@ class MixtureStep:
         probs, caches = self._probs, []
         for j, lm in enumerate(self.lms):
             h, cache = lm.hidden(lm.tensor(ids), None if past is None else past[j], True)
-            probs[j] = lm.step_probs(h.select(1, -1)).cpu().numpy()[0]  # float32 -> float64 is exact
+            if j < self.n_lm_rows:
+                probs[j] = lm.step_probs(h.select(1, -1)).cpu().numpy()[0]  # float32 -> float64 is exact
+            if j == self.cache_lm:
+                probs[-1] = self.cache.probs(h.select(1, -1))  # the last expert
             caches.append(cache)
-        k = first = len(self.lms)  # the memories' rows follow the language models'
+        k = first = self.n_lm_rows  # the memories' rows follow the language models'
+        last = len(probs) - (self.cache is not None)
         if self._replay is not None:
             if self._replay >= len(self._tape) or self._tape[self._replay][0] != token:
                 raise RuntimeError("a verification rerun of the mixture's schedule must repeat the last run's "
                                    "tokens and steps (begin_run(again=True))")
-            _, ctx, probs[first:] = self._tape[self._replay]
+            _, ctx, probs[first:last] = self._tape[self._replay]
             self._replay += 1
         else:
             for part, s in self.mixed_memories:
@@ -139,7 +157,7 @@ class MixtureStep:
                     k += 1
             ctx = self.gate_state.bucket() if self.gate_state is not None else 0
             if self._tape is not None:
-                self._tape.append((token, ctx, probs[first:].copy()))
+                self._tape.append((token, ctx, probs[first:last].copy()))
         # sum_k w_k p_k(x): one IEEE product each, summed in the fixed order k = 0, 1, ...: the
         # same floats in encoder and decoder, on any machine (one compiled call)
         mixed = np.empty(self.alphabet)
@@ -157,12 +175,15 @@ class MixtureStep:
         if self._replay is None:  # (a rerun's memories already hold the token)
             for s in self.memories:
                 s.absorb(token)
+        if self.cache is not None:
+            self.cache.absorb(token)
         self.pending = None
 
     # -- blocks ---------------------------------------------------------------------------------
     def end_block(self, seq: np.ndarray, s: int, e: int, coded: bool) -> None:
         """Commit block [s, e): the last token of a coded block is learned (its distribution is
-        pending); a safe block's tokens go to the memories only."""
+        pending); a safe block's tokens go to the memories only (the neural cache keeps no keys of
+        it: the floats that would make them differed)."""
         self._tape, self._replay = None, None
         if coded and self.pending is not None:
             self._absorb(int(seq[e - 1]), learn=True)
@@ -172,24 +193,35 @@ class MixtureStep:
                 st.rollback()
                 for t in seq[s:e].tolist():
                     st.absorb(t)
+            if self.cache is not None:
+                self.cache.rollback()
         self.work, self.pending = self.committed.copy(), None
         for st in self.memories:
             st.mark()
+        if self.cache is not None:
+            self.cache.mark()
 
 
 class MixedPrequential:
     """The prequential schedule of a mixture; :class:`~kolmo.lm.online.Prequential`'s interface.
 
     ``inner``: the learner's engine (its blocks and windows are the mixture's); with no
-    ``"learner"`` part it is never run. ``frozen``: a :class:`FrozenLM` for the ``"frozen"`` part.
+    ``"learner"`` part it is never run. ``frozen``: a :class:`FrozenLM` for the ``"frozen"`` and
+    ``"cache"`` parts; ``cache``: a :class:`~kolmo.lm.neural_cache.NeuralCache` for ``"cache"``.
     """
 
-    def __init__(self, inner, parts: Sequence[str], *, frozen=None, ngram=None, match=None,
+    def __init__(self, inner, parts: Sequence[str], *, frozen=None, ngram=None, match=None, cache=None,
                  gate: Optional[str] = "match", share: float, eta: float):
         self.inner, self.parts = inner, tuple(parts)
         #: the mixer's experts: the parts, with "ngram" one expert per order ("ngram2", ...)
         self.experts = tuple(e for p in self.parts for e in ([f"ngram{n}" for n in ngram.orders] if p == "ngram" else [p]))
         self.frozen, self.ngram, self.match, self.gate = frozen, ngram, match, gate
+        if "cache" in self.parts and (cache is None or frozen is None):
+            raise ValueError("the 'cache' part needs a NeuralCache and the frozen model whose states it keeps")
+        self.cache = cache if "cache" in self.parts else None
+        #: the keys of the ideal runs (positions 1 .. n of the sequence run last), kept across runs
+        #: like the learner's weights: snapshot() keeps their count, restore() goes back to it
+        self.cache_state = self.cache.state() if self.cache is not None else None
         self.share, self.eta = share, eta
         self.block_tokens, self.window, self.stride = inner.block_tokens, inner.window, inner.stride
         self.learner = inner.learner
@@ -218,16 +250,21 @@ class MixedPrequential:
         if "learner" in self.parts:
             self.inner.reset()
         self.mixer = self.new_mixer()
+        if self.cache_state is not None:
+            self.cache_state.truncate(0)
         if self._step is not None:
             self._step.reset()
 
     def snapshot(self) -> dict:
-        return {"inner": self.inner.snapshot() if "learner" in self.parts else None, "mixer": self.mixer.copy()}
+        return {"inner": self.inner.snapshot() if "learner" in self.parts else None, "mixer": self.mixer.copy(),
+                "cache": self.cache_state.n if self.cache_state is not None else None}
 
     def restore(self, snap: dict) -> None:
         if snap["inner"] is not None:
             self.inner.restore(snap["inner"])
         self.mixer = snap["mixer"].copy()
+        if self.cache_state is not None:
+            self.cache_state.truncate(snap["cache"])
 
     def run(self, seq: np.ndarray, *, first_block: int = 0, stop_block: Optional[int] = None, mode: str = "ideal",
             on_block=None, bar=None, per_token: bool = False) -> list:
@@ -244,19 +281,26 @@ class MixedPrequential:
         span = blocks[first_block:stop]
         s0, e1 = span[0][0], span[-1][1]
         ids = np.asarray(seq[1:e1], dtype=np.int64)
+        frozen, hidden = None, []
+        if "frozen" in self.parts or "cache" in self.parts:
+            frozen = np.concatenate([self.inner._score(seq, s, e, net=self.frozen,
+                                                       hidden=hidden if self.cache is not None else None)
+                                     for s, e in span])
+            if bar is not None and "learner" not in self.parts:
+                bar.update(e1 - s0)
         cols = []
         for part in self.parts:
             if part == "learner":
                 got = self.inner.run(seq, first_block=first_block, stop_block=stop_block, bar=bar, per_token=True)
                 cols.append(np.concatenate(got))
             elif part == "frozen":
-                cols.append(np.concatenate([self.inner._score(seq, s, e, net=self.frozen) for s, e in span]))
-                if bar is not None and "learner" not in self.parts:
-                    bar.update(e1 - s0)
+                cols.append(frozen)
             elif part == "ngram":
                 cols += list(self.ngram.bits_by_order(ids, start=s0 - 1).T)
-            else:
+            elif part == "match":
                 cols.append(self.match.bits(ids, start=s0 - 1))
+            else:
+                cols.append(self._cache_bits(seq, s0, torch.cat(hidden), ids[s0 - 1:]))
         ctx = self.match.buckets(ids, start=s0 - 1) if self.gate == "match" else None
         self.last_columns = np.stack(cols, axis=1)  # (T, K): each expert's bits alone (for benchmarks)
         self.last_contexts = ctx
@@ -264,6 +308,18 @@ class MixedPrequential:
         cut = np.cumsum([0] + [e - s for s, e in span])
         out = [bits[a:b] for a, b in zip(cut[:-1], cut[1:])]
         return out if per_token else [float(b.sum()) for b in out]
+
+    def _cache_bits(self, seq, s0: int, hidden: torch.Tensor, tokens: np.ndarray) -> np.ndarray:
+        """The cache's bits of positions s0 .. from their frozen states, reading the keys of the
+        positions before s0 that earlier runs left (the shared blocks of :func:`shared_runs`)."""
+        st = self.cache_state
+        if st.n > s0 - 1 and np.array_equal(st.values[:s0 - 1], np.asarray(seq[1:s0])):
+            st.truncate(s0 - 1)  # the same sequence run again from an earlier block
+        if st.n != s0 - 1 or not np.array_equal(st.values[:st.n], np.asarray(seq[1:s0])):
+            raise RuntimeError(f"the neural cache holds the keys of {st.n} positions of another sequence, but this "
+                               f"run starts at position {s0}: run the mixture from block 0 (reset()) or continue "
+                               "it from the snapshot of the run that led here")
+        return st.bits(hidden, tokens)
 
     def _code(self, seq, blocks, first: int, stop: int, continued: bool, on_block, bar) -> list:
         step = self.coding_model

@@ -201,14 +201,18 @@ class Prequential:
         return plan_windows(e, s, self.window, self.stride)
 
     @torch.inference_mode()
-    def _score(self, seq: np.ndarray, s: int, e: int, net=None) -> np.ndarray:
+    def _score(self, seq: np.ndarray, s: int, e: int, net=None, hidden: Optional[list] = None) -> np.ndarray:
         """Bits of each token of block [s, e) under the current weights (float64); ``net``: another
-        model on the same windows (default the learner)."""
+        model on the same windows (default the learner); ``hidden`` (a list) receives the last
+        hidden states that predicted them, (e - s, d) in order."""
         net = net or self.learner
         parts = []
         for b, split, end in self.windows(s, e):
             h, _ = net.hidden(net.tensor(seq[b:end])[None])
-            parts.append(-net.target_logp(h[0, split - b - 1:end - b - 1], seq[split:end]).double().cpu().numpy())
+            rows = h[0, split - b - 1:end - b - 1]
+            parts.append(-net.target_logp(rows, seq[split:end]).double().cpu().numpy())
+            if hidden is not None:
+                hidden.append(rows)
         return np.concatenate(parts) / LN2
 
     def _train(self, seq: np.ndarray, s: int, e: int, *, score: bool) -> Optional[np.ndarray]:

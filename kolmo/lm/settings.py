@@ -33,16 +33,19 @@ _ETA = {False: 0.1, True: 0.05}
 _MATCH_LENGTHS = {False: (16, 8, 4, 2), True: (32, 16, 8, 4)}
 
 
-def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta) -> Optional[Tuple[str, ...]]:
+
+def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
+               cache_theta=None, cache_size=None) -> Optional[Tuple[str, ...]]:
     """``mix`` as a tuple of part names (None: the learner alone, no mixture; "auto": every part the
     model has, the measured default), checked."""
     from .mixer import MixerState
     from .mixture import GATES, PARTS
     if isinstance(mix, str) and mix == "auto":
-        mix = tuple(p for p in PARTS if not (scratch and p == "frozen"))
+        mix = tuple(p for p in PARTS if not (scratch and p in ("frozen", "cache")))
     if mix is None:
-        if any(v is not None for v in (order, lengths)):
-            raise ValueError("ngram_orders and match_lengths set the mixture's memories; pass mix=(...) to use one")
+        if any(v is not None for v in (order, lengths, cache_theta, cache_size)):
+            raise ValueError("ngram_orders, match_lengths, cache_theta and cache_size set the mixture's memories; "
+                             "pass mix=(...) to use one")
         return None
     if isinstance(mix, str):
         mix = (mix,)
@@ -51,6 +54,10 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta) -> Opt
     if scratch and "frozen" in mix:
         raise ValueError("mix part 'frozen' is a pretrained model read in context; model='scratch' has none "
                          "(its 'learner' starts from random weights)")
+    if scratch and "cache" in mix:
+        raise ValueError("mix part 'cache' keeps a pretrained model's hidden states; model='scratch' has none")
+    from .neural_cache import THETA, NeuralCache
+    NeuralCache(2, theta=THETA if cache_theta is None else cache_theta, size=cache_size)  # its own checks
     from .match import MatchModel
     from .ngram import TokenNGram
     for name, value, model in (("ngram_orders", order, TokenNGram), ("match_lengths", lengths, MatchModel)):
@@ -91,10 +98,14 @@ class OnlineSettings:
                  ngram_lr: Optional[float] = None, device: Optional[str] = "auto", dtype: Optional[str] = "float32",
                  train_on: Optional[str] = None, mix: Any = "auto", ngram_orders: Any = None,
                  match_lengths: Optional[Sequence[int]] = None, gate: Optional[str] = "match",
-                 share: float = 1e-4, eta: Optional[float] = None):
+                 share: float = 1e-4, eta: Optional[float] = None, cache_theta: Optional[float] = None,
+                 cache_size: Optional[int] = None):
         from .online import OPTIMIZERS, TRAIN_ON
         scratch = model == "scratch"
-        self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta)
+        self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
+        from .neural_cache import THETA
+        self.cache_theta = float(cache_theta) if cache_theta is not None else THETA
+        self.cache_size = cache_size
         orders = ngram_orders if ngram_orders is not None else _NGRAM_ORDERS[scratch]
         self.ngram_orders = (orders,) if isinstance(orders, int) else tuple(orders)
         self.match_lengths = tuple(match_lengths) if match_lengths is not None else _MATCH_LENGTHS[scratch]
@@ -196,9 +207,12 @@ class OnlineSettings:
         from .learners import FrozenLM
         from .mixture import MixedPrequential
         from .match import MatchModel
+        from .neural_cache import NeuralCache
         from .ngram import TokenNGram
         a = learner.alphabet
-        return MixedPrequential(inner, self.mix, frozen=FrozenLM(loaded) if "frozen" in self.mix else None,
+        frozen = FrozenLM(loaded) if "frozen" in self.mix or "cache" in self.mix else None
+        cache = NeuralCache(a, self.cache_theta, self.cache_size) if "cache" in self.mix else None
+        return MixedPrequential(inner, self.mix, frozen=frozen, cache=cache,
                                 ngram=TokenNGram(a, self.ngram_orders), match=MatchModel(a, self.match_lengths),
                                 gate=self.gate, share=self.share, eta=self.eta)
 
@@ -218,8 +232,11 @@ class OnlineSettings:
                 "payload": framing.PAYLOAD_VERSION, **self._mix_config()}
 
     def _mix_config(self) -> Dict[str, Any]:
+        from .neural_cache import FLOOR
         if self.mix is None:
             return {}
         return {"mix": list(self.mix), "ngram_orders": list(self.ngram_orders) if "ngram" in self.mix else None,
                 "match_lengths": list(self.match_lengths) if "match" in self.mix or self.gate else None,
-                "gate": self.gate, "share": self.share, "eta": self.eta, "mixer": "soft-bayes, fixed share"}
+                "gate": self.gate, "share": self.share, "eta": self.eta, "mixer": "soft-bayes, fixed share",
+                **({"cache_theta": self.cache_theta, "cache_size": self.cache_size, "cache_floor": FLOOR}
+                   if "cache" in self.mix else {})}
