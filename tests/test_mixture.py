@@ -174,6 +174,7 @@ def test_config_names_the_mixture():
     assert config_hash(a.config) != config_hash(b.config) != config_hash(scratch(mix=None).config)
     assert "mix" not in scratch(mix=None).config  # the learner alone, as before mixtures
     assert scratch().config["mix"] == list(ALL_SCRATCH)  # the default: every part the model has
+    assert "cache_theta" not in scratch().config  # mixtures without the neural cache keep their cache keys
 
 
 @pytest.mark.parametrize("opts, msg", [
