@@ -70,6 +70,7 @@ class MixtureStep:
         if "cache" in mixed.parts and "frozen" not in mixed.parts:
             self.lms.append(mixed.frozen)
         self.cache_lm = self.lms.index(mixed.frozen) if "cache" in mixed.parts else None
+        assert self.cache_lm is None or mixed.experts[-1] == "cache"  # its row is the last (PARTS' order)
         self.reset()
 
     def reset(self) -> None:
