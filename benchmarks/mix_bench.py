@@ -44,11 +44,6 @@ from pathlib import Path
 
 import numpy as np
 
-#: the pretrained mixture measured here: lm-online's default, every part (kolmo.lm.mixture.PARTS);
-#: the runs saved before the neural cache (benchmarks/saved/mix_finnish.json) had the first four
-PARTS = ("learner", "frozen", "ngram", "match", "cache")
-
-
 def _corpus(path: str) -> Path:
     root = Path(path)
     if not (root / "genesis" / "finnish.txt").is_file():
@@ -58,7 +53,9 @@ def _corpus(path: str) -> Path:
 
 def _mixture(a, scratch: bool = False, **kw):
     import kolmo
-    opts = dict(model="scratch", mix=("learner", "ngram", "match")) if scratch else dict(mix=PARTS)
+    # lm-online's default mixture: every part the model has (the runs saved before the neural cache,
+    # benchmarks/saved/mix_finnish.json, had four: their config names them)
+    opts = dict(mix="auto", **({"model": "scratch"} if scratch else {}))
     opts.update(json.loads(a.mix_opts))
     opts.update(kw)
     return kolmo.get_compressor("lm-online", device=a.device, progress=a.progress, **opts)

@@ -33,7 +33,6 @@ _ETA = {False: 0.1, True: 0.05}
 _MATCH_LENGTHS = {False: (16, 8, 4, 2), True: (32, 16, 8, 4)}
 
 
-
 def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
                cache_theta=None, cache_size=None) -> Optional[Tuple[str, ...]]:
     """``mix`` as a tuple of part names (None: the learner alone, no mixture; "auto": every part the
