@@ -38,6 +38,29 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def compress_failing_one_verification(monkeypatch):
+    """``compress(comp, data)``: ``comp.compress(data)`` with the encoder's verification run of block 2
+    seeing other frequencies (the sixth call of ``kolmo.lm.engine.intervals``), so that block is
+    stored in the safe mode."""
+    from kolmo.lm import engine
+
+    def compress(comp, data):
+        real, calls = engine.intervals, [0]
+
+        def differing(model, seqs, *args, **kwargs):
+            calls[0] += 1
+            s, f = real(model, seqs, *args, **kwargs)
+            return (s, f + 1) if calls[0] == 6 else (s, f)
+
+        monkeypatch.setattr(engine, "intervals", differing)
+        try:
+            return comp.compress(data)
+        finally:
+            monkeypatch.setattr(engine, "intervals", real)
+    return compress
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     pytest.importorskip("torch")

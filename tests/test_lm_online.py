@@ -312,20 +312,10 @@ def test_streams_of_the_old_payload_format_are_refused_by_name():
         comp.decompress(blob)
 
 
-def test_a_block_that_fails_verification_goes_to_the_safe_mode(monkeypatch):
-    from kolmo.lm import engine
+def test_a_block_that_fails_verification_goes_to_the_safe_mode(compress_failing_one_verification):
     comp = scratch()
     data = TEXT * 2
-    real, calls = engine.intervals, [0]
-
-    def differing(model, seqs, *args, **kwargs):  # the verification run of block 2 sees other frequencies
-        calls[0] += 1
-        s, f = real(model, seqs, *args, **kwargs)
-        return (s, f + 1) if calls[0] == 6 else (s, f)
-
-    monkeypatch.setattr(engine, "intervals", differing)
-    blob = comp.compress(data)
-    monkeypatch.setattr(engine, "intervals", real)
+    blob = compress_failing_one_verification(comp, data)
     assert comp.safe_blocks == [(2, 0)]
     p = framing.unpack_lm_payload(framing.unpack(blob, name="lm-online", config=comp.stream_config).payload,
                                   len(data), lambda lengths, prime: 1)

@@ -102,21 +102,11 @@ def test_round_trip_tiny_with_frozen(tiny):
     assert tiny(mix="frozen").bits(data) == pytest.approx(frozen.bits(data), rel=1e-6)
 
 
-def test_a_safe_block_keeps_encoder_and_decoder_together(monkeypatch):
+def test_a_safe_block_keeps_encoder_and_decoder_together(compress_failing_one_verification):
     """A block stored in the safe mode updates the memories with its tokens, and leaves the weights."""
-    from kolmo.lm import engine
     comp = scratch(mix=ALL_SCRATCH)
     data = TEXT * 2
-    real, calls = engine.intervals, [0]
-
-    def differing(model, seqs, *args, **kwargs):  # the verification run of block 2 sees other frequencies
-        calls[0] += 1
-        s, f = real(model, seqs, *args, **kwargs)
-        return (s, f + 1) if calls[0] == 6 else (s, f)
-
-    monkeypatch.setattr(engine, "intervals", differing)
-    blob = comp.compress(data)
-    monkeypatch.setattr(engine, "intervals", real)
+    blob = compress_failing_one_verification(comp, data)
     assert comp.safe_blocks == [(2, 0)]
     assert comp.decompress(blob) == data
 
@@ -257,19 +247,9 @@ def test_the_neural_cache_in_the_mixture(tiny):
     assert config_hash(tiny(cache_theta=50.0).config) != config_hash(every.config)
 
 
-def test_a_safe_block_drops_the_caches_keys_in_encoder_and_decoder(tiny, monkeypatch):
-    from kolmo.lm import engine
+def test_a_safe_block_drops_the_caches_keys_in_encoder_and_decoder(tiny, compress_failing_one_verification):
     comp = tiny(mix=("learner", "ngram", "cache"))
     data = TEXT * 2
-    real, calls = engine.intervals, [0]
-
-    def differing(model, seqs, *args, **kwargs):  # the verification run of block 2 sees other frequencies
-        calls[0] += 1
-        s, f = real(model, seqs, *args, **kwargs)
-        return (s, f + 1) if calls[0] == 6 else (s, f)
-
-    monkeypatch.setattr(engine, "intervals", differing)
-    blob = comp.compress(data)
-    monkeypatch.setattr(engine, "intervals", real)
+    blob = compress_failing_one_verification(comp, data)
     assert comp.safe_blocks == [(2, 0)]
     assert comp.decompress(blob) == data
