@@ -864,7 +864,7 @@ Nothing but compressed sizes went in."""),
 
 SmolLM2 knows English far better than Finnish. So here Y is the first 2 kB of the Finnish Genesis
 (as UTF-8) and X is the same book from "käärme" (the serpent, chapter 3) on: the same language,
-other verses. Seven ways to use X, each C(Y | X) = C(XY) - C(X) in bits:
+other verses. Eight ways to use X, each C(Y | X) = C(XY) - C(X) in bits:
 
 * **lm (in context)**: SmolLM2 reads X in its window (2048 tokens, about 4 kB of Finnish);
 * **PPMd** (order 6): X in its model's statistics, however long;
