@@ -5,7 +5,6 @@ Tiny models only (the scratch byte transformer with 2 layers of width 32, and te
 random Llama), one torch thread (faster for tiny tensors on a shared machine; restored after).
 """
 
-import math
 import numpy as np
 import pytest
 
@@ -404,37 +403,3 @@ def test_replay_learns_and_round_trips():
         scratch(replay=-1)
     with pytest.raises(ValueError, match="steps=0 turns learning off"):
         scratch(replay=1, steps=0)
-
-
-def test_lr_decay_sets_every_step_of_a_block_to_the_decayed_rate(monkeypatch):
-    from kolmo.lm.online import Prequential
-    comp = scratch(lr_decay_tokens=40, replay=1, ngram=2, buckets=64)  # a dense and a sparse optimizer
-    data = TEXT * 2
-    seen = []
-    real = Prequential._step
-
-    def spy(self, seq, s, e, parts):
-        seen.append([g["lr"] for o in self.opts for g in o.param_groups])
-        return real(self, seq, s, e, parts)
-    monkeypatch.setattr(Prequential, "_step", spy)
-    comp.bits(data)
-    base = [comp.lr, comp.engine.sparse_lr]
-    want = []
-    for k, (s, e) in enumerate(comp.engine.blocks(len(data))[:-1]):
-        factor = 1.0 / math.sqrt(1.0 + (s - 1) / 40)  # the block's own start, for its replay step too
-        want += [[lr * factor for lr in base]] * (2 if k else 1)
-    assert seen == want and seen[0] == base and seen[-1][0] < comp.lr / 2
-
-
-def test_lr_decay_learns_round_trips_and_is_in_the_config():
-    data = TEXT * 3
-    plain, decayed = scratch(), scratch(lr_decay_tokens=64)
-    assert decayed.bits(data) != plain.bits(data)
-    assert decayed.bits(data) == scratch(lr_decay_tokens=64).bits(data)  # a second run starts from lr again
-    assert decayed.config["lr_decay_tokens"] == 64 and "lr_decay_tokens" not in plain.config  # old cache keys stand
-    assert decayed.decompress(decayed.compress(data)) == data
-    x, y = TEXT * 2, b"and the Spirit of God moved upon the face of the waters. "
-    assert decayed.conditional_bits(y, x) == scratch(lr_decay_tokens=64).bits(x + y) - scratch(lr_decay_tokens=64).bits(x)
-    for bad in (0, -5, 1.5, "64"):
-        with pytest.raises(ValueError, match="lr_decay_tokens"):
-            scratch(lr_decay_tokens=bad)

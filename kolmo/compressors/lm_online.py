@@ -57,9 +57,6 @@ Both:
 ``replay``      (default 0) after each block's steps, this many more, each on an earlier block
                 drawn from ``seed`` (experience replay: more passes over what was coded, one
                 forward and backward pass each; needs steps >= 1)
-``lr_decay_tokens``  None (default: a constant ``lr``) or T > 0: block k trains with
-                ``lr / sqrt(1 + t_k / T)``, t_k the tokens of the blocks before it (an
-                inverse-square-root decay: lr / 2 after 3T tokens)
 ``optimizer``   "adam" (default), "adamw" or "sgd"; ``weight_decay`` (0); ``grad_clip`` (1.0:
                 global gradient norm, None: off)
 ``train_on``    "block" (pretrained default: the loss is the block's tokens) or "window" (every

@@ -20,10 +20,6 @@ coded *before* the model learns from it, so a decoder that replays the same upda
 C(x) is a real code length and already pays for the parameters, with no separate model cost.
 No training follows the last block (it would change nothing that is coded).
 
-Learning rate: constant (``lr``), or with ``lr_decay_tokens = T`` the steps after block k (its own
-and its replays) use ``lr / sqrt(1 + t_k / T)``, ``t_k = s_k - 1`` the tokens before the block: the
-factor is one IEEE square root and division in Python floats, the same on every machine.
-
 Context: block k is scored, and trained on, in the windows of
 :func:`kolmo.lm.loglik.plan_windows` ``(e_k, s_k, window, stride)``: with ``B <= stride`` that is one
 window of ``window`` tokens ending at ``e_k``, so each token sees at least ``window - B`` tokens.
@@ -105,10 +101,8 @@ class Prequential:
 
     def __init__(self, learner, *, block_tokens: int, window: int, stride: int, steps: int, lr: float,
                  optimizer: str, grad_clip: Optional[float], weight_decay: float, train_on: str = "block",
-                 sparse_lr: Optional[float] = None, replay: int = 0, seed: int = 0,
-                 lr_decay_tokens: Optional[int] = None):
+                 sparse_lr: Optional[float] = None, replay: int = 0, seed: int = 0):
         self.learner = learner
-        self.lr_decay_tokens = lr_decay_tokens
         self.replay, self.seed = replay, seed
         self.sparse_lr = sparse_lr
         self.block_tokens, self.window, self.stride, self.steps = block_tokens, window, stride, steps
@@ -123,7 +117,6 @@ class Prequential:
         self.dense = [p for n, p in named if n not in sparse]
         self.sparse = [p for n, p in named if n in sparse]
         self.opts: list = []
-        self._base_lrs: list = []
 
     @property
     def coding_model(self):
@@ -142,7 +135,6 @@ class Prequential:
         if not self.opts:
             self.opts = make_optimizers(self.optimizer_name, self.dense, self.sparse, lr=self.lr,
                                         weight_decay=self.weight_decay, sparse_lr=self.sparse_lr)
-            self._base_lrs = [[g["lr"] for g in o.param_groups] for o in self.opts]
             return
         for o in self.opts:
             for state in o.state.values():
@@ -228,7 +220,6 @@ class Prequential:
         docstring); with ``score``, the bits of the block's tokens under the weights before the
         first step (from that step's forward pass)."""
         parts = []
-        self._set_lr(s)
         for step in range(self.steps):
             self._step(seq, s, e, parts if step == 0 and score else None)
         k = (s - 1) // self.block_tokens
@@ -237,18 +228,6 @@ class Prequential:
             self._step(seq, 1 + j * self.block_tokens, 1 + (j + 1) * self.block_tokens, None)
         self._zero_grad()
         return np.concatenate(parts) if score else None
-
-    def lr_factor(self, s: int) -> float:
-        """The factor on every learning rate for the steps after the block that starts at ``s``."""
-        if self.lr_decay_tokens is None:
-            return 1.0
-        return 1.0 / math.sqrt(1.0 + (s - 1) / self.lr_decay_tokens)
-
-    def _set_lr(self, s: int) -> None:
-        factor = self.lr_factor(s)
-        for o, base in zip(self.opts, self._base_lrs):
-            for g, lr in zip(o.param_groups, base):
-                g["lr"] = lr * factor
 
     def _step(self, seq: np.ndarray, s: int, e: int, parts: Optional[list]) -> None:
         """One optimizer step on block [s, e)'s loss; ``parts`` (a list) receives the block's bits

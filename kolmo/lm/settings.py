@@ -98,7 +98,7 @@ class OnlineSettings:
                  train_on: Optional[str] = None, mix: Any = "auto", ngram_orders: Any = None,
                  match_lengths: Optional[Sequence[int]] = None, gate: Optional[str] = "match",
                  share: float = 1e-4, eta: Optional[float] = None, cache_theta: Optional[float] = None,
-                 cache_size: Optional[int] = None, lr_decay_tokens: Optional[int] = None):
+                 cache_size: Optional[int] = None):
         from .online import OPTIMIZERS, TRAIN_ON
         scratch = model == "scratch"
         self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
@@ -136,7 +136,6 @@ class OnlineSettings:
         _positive_int("ngram", ngram, zero=True)
         _positive_int("steps", steps, zero=True, none=False)
         _positive_int("replay", replay, zero=True, none=False)
-        _positive_int("lr_decay_tokens", lr_decay_tokens)
         if replay and not steps:
             raise ValueError(f"replay={replay} adds steps on earlier blocks after each block's own, but steps=0 "
                              "turns learning off (the model never trains): pass steps >= 1, or leave replay at 0")
@@ -162,7 +161,7 @@ class OnlineSettings:
         if scratch and size["ngram"] > 1:
             self.ngram_lr = float(ngram_lr) if ngram_lr is not None else NGRAM_LR_SCALE * self.lr
         self.optimizer, self.steps, self.seed, self.train_on = optimizer, steps, seed, train_on
-        self.replay, self.lr_decay_tokens = replay, lr_decay_tokens
+        self.replay = replay
         self.grad_clip = None if grad_clip is None else float(grad_clip)
         self.weight_decay = float(weight_decay)
         self.size = size if scratch else None
@@ -201,8 +200,7 @@ class OnlineSettings:
         inner = Prequential(learner, block_tokens=block, window=window,
                             stride=stride, steps=self.steps, lr=self.lr, optimizer=self.optimizer,
                             grad_clip=self.grad_clip, weight_decay=self.weight_decay,
-                            train_on=self.train_on, sparse_lr=self.ngram_lr, replay=self.replay, seed=self.seed,
-                            lr_decay_tokens=self.lr_decay_tokens)
+                            train_on=self.train_on, sparse_lr=self.ngram_lr, replay=self.replay, seed=self.seed)
         if self.mix is None:
             return inner
         from .learners import FrozenLM
@@ -225,7 +223,6 @@ class OnlineSettings:
                 "adapter": self.adapter, "lora_rank": self.lora_rank if self.adapter == "lora" else None,
                 **({"last_layers": self.last_layers} if self.adapter == "last" else {}),
                 "lr": self.lr, **({"ngram_lr": self.ngram_lr} if self.ngram_lr is not None else {}),
-                **({"lr_decay_tokens": self.lr_decay_tokens} if self.lr_decay_tokens is not None else {}),
                 "optimizer": self.optimizer, "steps": self.steps, **({"replay": self.replay} if self.replay else {}),
                 "train_on": self.train_on,
                 "block_tokens": engine.block_tokens, "window": engine.window, "stride": engine.stride,
