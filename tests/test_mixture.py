@@ -253,3 +253,58 @@ def test_a_safe_block_drops_the_caches_keys_in_encoder_and_decoder(tiny, compres
     blob = compress_failing_one_verification(comp, data)
     assert comp.safe_blocks == [(2, 0)]
     assert comp.decompress(blob) == data
+
+
+def test_the_fast_part_is_a_second_learner_at_its_own_rate():
+    """"fast" codes what the learner alone codes at fast_lr (the same operations on its own copy),
+    the learner beside it is untouched by it, and conditional runs share X's blocks for both."""
+    comp = scratch(mix=("learner", "fast", "ngram"), fast_lr=1e-2)
+    comp.bits(TEXT)
+    cols = dict(zip(comp.engine.experts, comp.engine.last_columns.T))
+    assert list(cols) == ["learner", "fast", "ngram1", "ngram2", "ngram3", "ngram4", "ngram6", "ngram8"]
+    # per token, the same floats as each learner alone (the same operations in the same order)
+    np.testing.assert_array_equal(cols["fast"], scratch(mix=None, lr=1e-2).code_parts(TEXT).bits)
+    np.testing.assert_array_equal(cols["learner"], scratch(mix=None).code_parts(TEXT).bits)
+    assert cols["fast"].sum() < 0.95 * cols["learner"].sum()  # at 1e-2 against 3e-3 it learns this text faster
+    x, y = TEXT, TEXT[:90] + b"and the evening and the morning were the first day."
+    alone = scratch(mix=("fast",), fast_lr=1e-2)
+    assert alone.conditional_bits(y, x) == scratch(mix=None, lr=1e-2).conditional_bits(y, x)
+
+
+def test_fast_lr_defaults_to_a_multiple_of_lr_and_names_itself_in_config():
+    from kolmo.lm.settings import FAST_LR_SCALE
+    a = scratch(mix=("learner", "fast"))
+    assert a.settings.fast_lr == FAST_LR_SCALE * SCRATCH["lr"] and a.config["fast_lr"] == a.settings.fast_lr
+    assert config_hash(a.config) != config_hash(scratch(mix=("learner", "fast"), fast_lr=1e-3).config)
+    assert "fast_lr" not in scratch().config and "fast" not in scratch().config["mix"]  # not in the default
+
+
+@pytest.mark.parametrize("opts, msg", [
+    (dict(fast_lr=1e-3), "add the part"),
+    (dict(mix=None, fast_lr=1e-3), "add the part"),
+    (dict(mix=("learner", "fast"), fast_lr=0.0), "fast_lr must be a positive"),
+])
+def test_bad_fast_options_say_what_was_expected(opts, msg):
+    with pytest.raises(ValueError, match=msg):
+        scratch(**opts)
+
+
+def test_round_trip_with_two_learners(tiny):
+    """Real coding through the one engine with both learners trained after each block (a
+    pretrained model: two private copies)."""
+    comp = tiny(mix=("learner", "fast", "frozen", "ngram"))
+    data = TEXT + "héllo wörld ☃ ".encode() * 2
+    blob = comp.compress(data)
+    assert comp.safe_blocks == []
+    assert comp.decompress(blob) == data
+    assert len(blob) <= comp.bits(data) / 8 * 1.02 + 64
+    other = tiny(mix=("learner", "fast", "frozen", "ngram"), fast_lr=1e-3)  # (the default: 3 x 1e-2)
+    with pytest.raises(kolmo.KolmoError):
+        other.decompress(blob)  # a stream names its fast learner's rate
+
+
+def test_a_safe_block_trains_both_learners_in_encoder_and_decoder(compress_failing_one_verification):
+    comp = scratch(mix=("learner", "fast", "ngram"))
+    blob = compress_failing_one_verification(comp, TEXT * 2)
+    assert comp.safe_blocks == [(2, 0)]
+    assert comp.decompress(blob) == TEXT * 2

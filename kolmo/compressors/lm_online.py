@@ -41,14 +41,15 @@ default SmolLM2-135M-Instruct, or any Hugging Face causal LM name or path):
 defaults: ``block_tokens`` 32, ``lr`` 3e-4, ``train_on`` "window" (measured in :mod:`kolmo.lm.settings`)
 
 The mixture (:mod:`kolmo.lm.mixture`): ``mix`` a tuple of parts, each optional: "learner" (the
-model above, learning), "frozen" (the pretrained model untouched, in context), "ngram" (token
+model above, learning), "fast" (a second copy of it on the same blocks, learning at ``fast_lr``,
+default 3 x ``lr``: twice the learning's time and memory), "frozen" (the pretrained model untouched, in context), "ngram" (token
 n-gram memory, one expert per order in ``ngram_orders``), "match" (the longest earlier repeat, context lengths
 ``match_lengths``), "cache" (a neural cache: the tokens that followed the earlier positions whose
 frozen-model hidden states are most like the current one, weighted by exp(``cache_theta`` x cosine
 similarity) over the last ``cache_size`` positions, None: all; :mod:`kolmo.lm.neural_cache`); mixed
 per token (Soft-Bayes rate ``eta``, fixed ``share``; weight set chosen by
 the match length with ``gate="match"``, one set with None). Default ``mix="auto"``: every part the
-model has (scratch: no "frozen", no "cache"), measured in benchmarks/mix_bench.py. ``mix=None``: the learner alone.
+model has but "fast" (scratch: no "frozen", no "cache"), measured in benchmarks/mix_bench.py. ``mix=None``: the learner alone.
 
 Both:
 

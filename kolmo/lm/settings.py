@@ -31,16 +31,20 @@ _NGRAM_ORDERS = {False: (1, 2, 3, 4), True: (1, 2, 3, 4, 6, 8)}
 #: 0.05 / 0.02: 2.19 / 2.061 / 2.050 / 2.046 / 2.046 bits/byte; PPMd order 6: 2.069)
 _ETA = {False: 0.1, True: 0.05}
 _MATCH_LENGTHS = {False: (16, 8, 4, 2), True: (32, 16, 8, 4)}
+#: the second learner's ("fast") learning rate over the learner's (benchmarks/mix_bench.py; the
+#: Finnish Genesis at X = 150 kB, the default mixture with a second learner's column added:
+#: lr 5e-5 / 2e-4 / 3e-4 beside the learner's 1e-4: 3420 / 3401 / 3379 bits, without: 3419)
+FAST_LR_SCALE = 3.0
 
 
 def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
                cache_theta=None, cache_size=None) -> Optional[Tuple[str, ...]]:
     """``mix`` as a tuple of part names (None: the learner alone, no mixture; "auto": every part the
-    model has, the measured default), checked."""
+    model has but the second learner "fast", the measured default), checked."""
     from .mixer import MixerState
     from .mixture import GATES, PARTS
     if isinstance(mix, str) and mix == "auto":
-        mix = tuple(p for p in PARTS if not (scratch and p in ("frozen", "cache")))
+        mix = tuple(p for p in PARTS if p != "fast" and not (scratch and p in ("frozen", "cache")))
     if mix is None:
         if any(v is not None for v in (order, lengths, cache_theta, cache_size)):
             raise ValueError("ngram_orders, match_lengths, cache_theta and cache_size set the mixture's memories; "
@@ -98,7 +102,7 @@ class OnlineSettings:
                  train_on: Optional[str] = None, mix: Any = "auto", ngram_orders: Any = None,
                  match_lengths: Optional[Sequence[int]] = None, gate: Optional[str] = "match",
                  share: float = 1e-4, eta: Optional[float] = None, cache_theta: Optional[float] = None,
-                 cache_size: Optional[int] = None):
+                 cache_size: Optional[int] = None, fast_lr: Optional[float] = None):
         from .online import OPTIMIZERS, TRAIN_ON
         scratch = model == "scratch"
         self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
@@ -112,6 +116,11 @@ class OnlineSettings:
         self.eta = float(eta) if eta is not None else _ETA[scratch]
         if lr is not None:
             _positive_float("lr", lr)
+        if fast_lr is not None:
+            _positive_float("fast_lr", fast_lr)
+            if self.mix is None or "fast" not in self.mix:
+                raise ValueError(f"fast_lr={fast_lr!r} is the learning rate of the mixture's second learner; "
+                                 f"add the part: mix=(..., 'fast'), got mix={self.mix!r}")
         if ngram_lr is not None:
             _positive_float("ngram_lr", ngram_lr)
             if not scratch:
@@ -157,6 +166,8 @@ class OnlineSettings:
         self.model_name, self.adapter, self.lora_rank = model, adapter, lora_rank
         self.lr = float(lr) if lr is not None else (3e-4 if scratch else ADAPTER_LR[adapter])
         self.last_layers = last_layers
+        #: the "fast" part's learning rate: FAST_LR_SCALE x lr unless given
+        self.fast_lr = float(fast_lr) if fast_lr is not None else FAST_LR_SCALE * self.lr
         self.ngram_lr = None
         if scratch and size["ngram"] > 1:
             self.ngram_lr = float(ngram_lr) if ngram_lr is not None else NGRAM_LR_SCALE * self.lr
@@ -209,9 +220,21 @@ class OnlineSettings:
         from .neural_cache import NeuralCache
         from .ngram import TokenNGram
         a = learner.alphabet
+        fast = None
+        if "fast" in self.mix:  # a second private copy of the same model, on the same blocks
+            if self.size is not None:
+                second = ScratchLearner(**self.size, seed=self.seed, device=dev, dtype=dt)
+            else:
+                second = HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed,
+                                   last_layers=self.last_layers)
+            fast_sparse = self.ngram_lr * self.fast_lr / self.lr if self.ngram_lr is not None else None
+            fast = Prequential(second, block_tokens=block, window=window, stride=stride, steps=self.steps,
+                               lr=self.fast_lr, optimizer=self.optimizer, grad_clip=self.grad_clip,
+                               weight_decay=self.weight_decay, train_on=self.train_on, sparse_lr=fast_sparse,
+                               replay=self.replay, seed=self.seed)
         frozen = FrozenLM(loaded) if "frozen" in self.mix or "cache" in self.mix else None
         cache = NeuralCache(a, self.cache_theta, self.cache_size) if "cache" in self.mix else None
-        return MixedPrequential(inner, self.mix, frozen=frozen, cache=cache,
+        return MixedPrequential(inner, self.mix, fast=fast, frozen=frozen, cache=cache,
                                 ngram=TokenNGram(a, self.ngram_orders), match=MatchModel(a, self.match_lengths),
                                 gate=self.gate, share=self.share, eta=self.eta)
 
@@ -234,7 +257,8 @@ class OnlineSettings:
         from .neural_cache import FLOOR
         if self.mix is None:
             return {}
-        return {"mix": list(self.mix), "ngram_orders": list(self.ngram_orders) if "ngram" in self.mix else None,
+        return {"mix": list(self.mix), **({"fast_lr": self.fast_lr} if "fast" in self.mix else {}),
+                "ngram_orders": list(self.ngram_orders) if "ngram" in self.mix else None,
                 "match_lengths": list(self.match_lengths) if "match" in self.mix or self.gate else None,
                 "gate": self.gate, "share": self.share, "eta": self.eta, "mixer": "soft-bayes, fixed share",
                 **({"cache_theta": self.cache_theta, "cache_size": self.cache_size, "cache_floor": FLOOR}
