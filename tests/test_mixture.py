@@ -274,7 +274,9 @@ def test_the_fast_part_is_a_second_learner_at_its_own_rate():
 def test_fast_lr_defaults_to_a_multiple_of_lr_and_names_itself_in_config():
     from kolmo.lm.settings import FAST_LR_SCALE
     a = scratch(mix=("learner", "fast"))
-    assert a.settings.fast_lr == FAST_LR_SCALE * SCRATCH["lr"] and a.config["fast_lr"] == a.settings.fast_lr
+    assert a.settings.fast_lr == pytest.approx(FAST_LR_SCALE * SCRATCH["lr"], rel=1e-12)
+    assert a.config["fast_lr"] == a.settings.fast_lr
+    assert a.config == scratch(mix=("learner", "fast"), fast_lr=9e-3).config  # the default given: one configuration
     assert config_hash(a.config) != config_hash(scratch(mix=("learner", "fast"), fast_lr=1e-3).config)
     assert "fast_lr" not in scratch().config and "fast" not in scratch().config["mix"]  # not in the default
 

@@ -166,8 +166,9 @@ class OnlineSettings:
         self.model_name, self.adapter, self.lora_rank = model, adapter, lora_rank
         self.lr = float(lr) if lr is not None else (3e-4 if scratch else ADAPTER_LR[adapter])
         self.last_layers = last_layers
-        #: the "fast" part's learning rate: FAST_LR_SCALE x lr unless given
-        self.fast_lr = float(fast_lr) if fast_lr is not None else FAST_LR_SCALE * self.lr
+        #: the "fast" part's learning rate: FAST_LR_SCALE x lr unless given (to 12 digits, so that the
+        #: default and the same rate given are one configuration: 3 x 1e-4 is 0.00030000000000000003)
+        self.fast_lr = float(fast_lr) if fast_lr is not None else float(f"{FAST_LR_SCALE * self.lr:.12g}")
         self.ngram_lr = None
         if scratch and size["ngram"] > 1:
             self.ngram_lr = float(ngram_lr) if ngram_lr is not None else NGRAM_LR_SCALE * self.lr
