@@ -33,7 +33,8 @@ _ETA = {False: 0.1, True: 0.05}
 _MATCH_LENGTHS = {False: (16, 8, 4, 2), True: (32, 16, 8, 4)}
 #: the second learner's ("fast") learning rate over the learner's (benchmarks/mix_bench.py; the
 #: Finnish Genesis at X = 150 kB, the default mixture with a second learner's column added:
-#: lr 5e-5 / 2e-4 / 3e-4 beside the learner's 1e-4: 3420 / 3401 / 3379 bits, without: 3419)
+#: lr 5e-5 / 2e-4 / 3e-4 / 5e-4 beside the learner's 1e-4: 3420 / 3401 / 3379 / 3389 bits, without: 3419;
+#: at 16 kB 3e-4 / 5e-4: 3694 / 3690, without: 3709)
 FAST_LR_SCALE = 3.0
 
 
