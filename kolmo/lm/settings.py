@@ -194,15 +194,20 @@ class OnlineSettings:
             from .scratch_steps import step_kind
             dev = resolve_device(self._device)
             dt = resolve_dtype(self._dtype, dev)
-            learner = ScratchLearner(**self.size, seed=self.seed, device=dev, dtype=dt)
+
+            def new_learner():
+                return ScratchLearner(**self.size, seed=self.seed, device=dev, dtype=dt)
             self.fingerprint = {"model": "scratch", **self.size, "init": ScratchLearner.init_scheme,
                                 "dtype": str(dt).replace("torch.", ""), "device_type": dev.type,
                                 "coding_steps": step_kind(dev, dt)}
         else:
             loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=progress)
-            learner = HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed,
-                                last_layers=self.last_layers)
+
+            def new_learner():  # a private copy of the loaded model (or its adapters) each time
+                return HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed,
+                                 last_layers=self.last_layers)
             self.fingerprint = dict(loaded.fingerprint)
+        learner = new_learner()
         window = self._window or min(learner.max_positions, 2048)
         if window > learner.max_positions:
             raise ValueError(f"window {window} exceeds the model's {learner.max_positions} positions")
@@ -210,10 +215,12 @@ class OnlineSettings:
         from .batching import check_window
         check_window(window, stride)
         block = self._block or (32 if self.size is not None else max(1, window // 2))
-        inner = Prequential(learner, block_tokens=block, window=window,
-                            stride=stride, steps=self.steps, lr=self.lr, optimizer=self.optimizer,
-                            grad_clip=self.grad_clip, weight_decay=self.weight_decay,
-                            train_on=self.train_on, sparse_lr=self.ngram_lr, replay=self.replay, seed=self.seed)
+
+        def engine(net, lr: float, sparse_lr: Optional[float]) -> Prequential:
+            return Prequential(net, block_tokens=block, window=window, stride=stride, steps=self.steps, lr=lr,
+                               optimizer=self.optimizer, grad_clip=self.grad_clip, weight_decay=self.weight_decay,
+                               train_on=self.train_on, sparse_lr=sparse_lr, replay=self.replay, seed=self.seed)
+        inner = engine(learner, self.lr, self.ngram_lr)
         if self.mix is None:
             return inner
         from .learners import FrozenLM
@@ -223,17 +230,10 @@ class OnlineSettings:
         from .ngram import TokenNGram
         a = learner.alphabet
         fast = None
-        if "fast" in self.mix:  # a second private copy of the same model, on the same blocks
-            if self.size is not None:
-                second = ScratchLearner(**self.size, seed=self.seed, device=dev, dtype=dt)
-            else:
-                second = HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed,
-                                   last_layers=self.last_layers)
+        if "fast" in self.mix:  # another private copy of the same model, on the same blocks
+            # (the scratch model's hashed table keeps its rate over the dense weights')
             fast_sparse = self.ngram_lr * self.fast_lr / self.lr if self.ngram_lr is not None else None
-            fast = Prequential(second, block_tokens=block, window=window, stride=stride, steps=self.steps,
-                               lr=self.fast_lr, optimizer=self.optimizer, grad_clip=self.grad_clip,
-                               weight_decay=self.weight_decay, train_on=self.train_on, sparse_lr=fast_sparse,
-                               replay=self.replay, seed=self.seed)
+            fast = engine(new_learner(), self.fast_lr, fast_sparse)
         frozen = FrozenLM(loaded) if "frozen" in self.mix or "cache" in self.mix else None
         cache = NeuralCache(a, self.cache_theta, self.cache_size) if "cache" in self.mix else None
         return MixedPrequential(inner, self.mix, fast=fast, frozen=frozen, cache=cache,
