@@ -88,14 +88,14 @@ def without_each(comp, runs: dict) -> dict:
     :func:`conditional_table` returns them; a single run: ``{"xy": (columns, contexts)}``) mixed again
     by a mixer of the same settings over the other parts' experts. The parts never see the mixture, so
     each figure is what ``mix=(the other parts)`` codes (the same runs, the same weight sets)."""
-    from kolmo.lm.mixer import MixerState
+    from kolmo.lm.mixer import new_mixer
     eng = comp.engine
     out = {}
     for part in eng.parts:
         keep = [i for i, e in enumerate(eng.experts) if e != part and not (part == "ngram" and e.startswith("ngram"))]
         if not keep:
             continue
-        mixer = MixerState(len(keep), sets=eng.new_mixer().sets, share=eng.share, eta=eng.eta)
+        mixer = new_mixer(len(keep), sets=eng.new_mixer().sets, share=eng.share, eta=eng.eta)
         if "head" in runs:
             mixer.run(runs["head"][0][:, keep], runs["head"][1])
         bits = {key: float(mixer.copy().run(runs[key][0][:, keep], runs[key][1]).sum()) for key in ("x", "xy")

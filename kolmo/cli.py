@@ -29,15 +29,23 @@ from .registry import get_compressor, list_compressors
 
 
 def _option(text: str) -> tuple:
+    """``KEY=VALUE`` as (key, value): an int, a float, true / false, a string, or with commas a
+    tuple of those (``mix=learner,ngram``, ``eta=0.1,0.02,1``)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (for example level=3), got {text!r}")
+    if "," in value:
+        return key, tuple(_value(v) for v in value.split(","))
+    return key, _value(value)
+
+
+def _value(text: str):
     for conv in (int, float):
         try:
-            return key, conv(value)
+            return conv(text)
         except ValueError:
             pass
-    return key, {"true": True, "false": False}.get(value.lower(), value)
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def _compressor(args: argparse.Namespace):

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from kolmo.lm.mixer import MixerState, mixture_bound_bits
+from kolmo.lm.mixer import TOP_SHARE, MixerStack, MixerState, mixture_bound_bits, new_mixer
 
 
 def random_bits(rng, T, K):
@@ -99,3 +99,56 @@ def test_soft_bayes_competes_with_the_best_fixed_mixture():
     bayes = MixerState(2).run(bits).sum() / T
     assert best_single == pytest.approx(1.737, abs=1e-3)
     assert soft < 1.01 < best_single - 0.5 < bayes  # Bayes follows one expert at a time
+
+
+def test_a_stack_is_one_linear_mixture_of_its_effective_weights():
+    """The stack's probability of a token (what the ideal code length reads) is sum_k w_k p_k with
+    the effective weights of mix() (what the coder mixes), to float rounding; run is its updates."""
+    rng = np.random.default_rng(4)
+    bits, ctx = random_bits(rng, 300, 3), rng.integers(0, 4, 300)
+    a, b = MixerStack(3, sets=4, etas=(0.1, 0.02, 1.0)), MixerStack(3, sets=4, etas=(0.1, 0.02, 1.0))
+    got = a.run(bits, ctx)
+    for t in range(300):
+        w = b.mix(int(ctx[t]))
+        assert sum(w) == pytest.approx(1.0, rel=1e-12)
+        p = float(np.dot(w, np.exp2(-bits[t])))
+        assert b.update(int(ctx[t]), list(np.exp2(-bits[t]))) == pytest.approx(p, rel=1e-12)
+        assert -math.log2(p) == pytest.approx(got[t], rel=1e-12)
+    assert [m.weights for m in a.members] == [m.weights for m in b.members] and a.top.weights == b.top.weights
+    c = a.copy()
+    a.update(0, [0.9, 0.05, 0.05])
+    assert c.members[0].weights != a.members[0].weights and c.top.weights != a.top.weights
+
+
+def test_a_stack_is_never_worse_than_its_best_mixer_plus_the_bound():
+    rng = np.random.default_rng(5)
+    etas = (0.3, 0.03, 1.0)
+    for K in (2, 4):
+        bits = np.clip(random_bits(rng, 600, K) - np.linspace(0, 0.5, K), 0.01, None)
+        stack = MixerStack(K, etas=etas).run(bits).sum()
+        best = min(MixerState(K, eta=e).run(bits).sum() for e in etas)
+        assert stack <= mixture_bound_bits(best, len(etas), len(bits), TOP_SHARE) + 1e-9
+
+
+def test_a_stack_follows_the_rate_that_wins_where_it_wins():
+    """First half: two complementary experts (alternately right), where slow Soft-Bayes wins; second
+    half: expert 2 is right on every token, where Bayes' rule wins. The stack beats both alone."""
+    T = 3000
+    alt = np.where(np.arange(T)[:, None] % 2 == np.arange(2)[None, :], 0.9, 0.1)
+    p = np.concatenate([np.column_stack([alt, np.full(T, 0.3)]),
+                        np.column_stack([np.full((T, 2), 0.05), np.full(T, 0.95)])])
+    bits = -np.log2(p)
+    soft, bayes = MixerState(3, eta=0.01).run(bits).sum(), MixerState(3).run(bits).sum()
+    stack = MixerStack(3, etas=(0.01, 1.0)).run(bits).sum()
+    assert stack < min(soft, bayes) - 50
+
+
+def test_new_mixer_builds_a_stack_from_a_tuple_of_rates():
+    assert isinstance(new_mixer(2, eta=0.1), MixerState)
+    stack = new_mixer(2, sets=3, share=1e-3, eta=(0.1, 1.0))
+    assert isinstance(stack, MixerStack) and stack.sets == 3 and stack.etas == (0.1, 1.0)
+    assert [m.share for m in stack.members] == [1e-3, 1e-3]
+    with pytest.raises(ValueError, match="at least two mixers"):
+        new_mixer(2, eta=(0.1,))
+    with pytest.raises(ValueError, match="eta"):
+        new_mixer(2, eta=(0.1, 0.0))

@@ -310,3 +310,30 @@ def test_a_safe_block_trains_both_learners_in_encoder_and_decoder(compress_faili
     blob = compress_failing_one_verification(comp, TEXT * 2)
     assert comp.safe_blocks == [(2, 0)]
     assert comp.decompress(blob) == TEXT * 2
+
+
+def test_a_stack_of_mixers_codes_through_the_engine(tiny):
+    """eta as a tuple: one mixer per rate under a top mixer (kolmo.lm.mixer.MixerStack), in the
+    ideal code length and in real coding; the stream names its rates."""
+    comp = tiny(mix=("learner", "frozen", "ngram", "match"), eta=(0.1, 0.02, 1.0))
+    assert comp.config["eta"] == [0.1, 0.02, 1.0] and comp.config["mixer"] == "soft-bayes stack, fixed share"
+    assert comp.config["top_share"] > 0
+    data = TEXT + "héllo wörld ☃ ".encode() * 3
+    blob = comp.compress(data)
+    assert comp.safe_blocks == []
+    assert comp.decompress(blob) == data
+    assert len(blob) <= comp.bits(data) / 8 * 1.02 + 64
+    with pytest.raises(kolmo.KolmoError):
+        tiny(mix=("learner", "frozen", "ngram", "match"), eta=0.1).decompress(blob)
+
+
+def test_a_stack_is_never_worse_than_its_best_part():
+    x, y = TEXT, TEXT[:80] + b"and the waters were gathered together unto one place"
+    comp = scratch(mix=ALL_SCRATCH, eta=(0.05, 1.0))
+    got = comp.conditional_bits(y, x)
+    cols = {}
+    for part in ALL_SCRATCH:
+        cols[part] = scratch(mix=part).conditional_bits(y, x)
+    assert got <= min(cols.values()) * 1.01 + 32
+    with pytest.raises(ValueError, match="at least two"):
+        scratch(mix=ALL_SCRATCH, eta=(0.1,))

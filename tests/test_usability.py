@@ -87,6 +87,13 @@ def test_unknown_option_without_close_match_lists_options():
     assert "did you mean" not in text and "preset" in text and "'colour'" in text
 
 
+def test_cli_options_with_commas_are_tuples():
+    from kolmo.cli import _option
+    assert _option("eta=0.1,0.02,1") == ("eta", (0.1, 0.02, 1))
+    assert _option("mix=learner,ngram") == ("mix", ("learner", "ngram"))
+    assert _option("level=3") == ("level", 3) and _option("verify=false") == ("verify", False)
+
+
 def test_cli_misspelt_option(capsys):
     assert main(["gap", "-O", "levle=3"]) == 2
     err = capsys.readouterr().err

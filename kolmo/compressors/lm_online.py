@@ -48,7 +48,8 @@ n-gram memory, one expert per order in ``ngram_orders``), "match" (the longest e
 frozen-model hidden states are most like the current one, weighted by exp(``cache_theta`` x cosine
 similarity) over the last ``cache_size`` positions, None: all; :mod:`kolmo.lm.neural_cache`); mixed
 per token (Soft-Bayes rate ``eta``, fixed ``share``; weight set chosen by
-the match length with ``gate="match"``, one set with None). Default ``mix="auto"``: every part the
+the match length with ``gate="match"``, one set with None; ``eta`` a tuple of rates, e.g.
+``(0.1, 0.02, 1.0)``: one mixer per rate under a top Bayes mixer, :class:`kolmo.lm.mixer.MixerStack`). Default ``mix="auto"``: every part the
 model has but "fast" (scratch: no "frozen", no "cache"), measured in benchmarks/mix_bench.py. ``mix=None``: the learner alone.
 
 Both:

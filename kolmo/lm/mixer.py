@@ -29,6 +29,18 @@ the ideal code lengths (:meth:`MixerState.run` over the experts' bits) and the r
 :meth:`MixerState.update` per coded token) share: the same operations on the same inputs give the
 same weights on every machine. The real coder's expert probabilities come from its one-token
 steps, the ideal's from batched passes, so the two agree to float tolerance, not bit for bit.
+
+A *stack* (:class:`MixerStack`, ``eta`` a tuple) runs one such mixer per rate ``eta_n`` on the same
+weight sets and mixes their mixtures with a Bayes mixer of its own (one set, share ``TOP_SHARE``,
+eta 1), the linear counterpart of PAQ's two-layer mixer network::
+
+    p_t(x) = sum_n v_{t,n} sum_k w^(n)_{t,k} p_{t,k}(x)  =  sum_k (sum_n v_{t,n} w^(n)_{t,k}) p_{t,k}(x)
+
+so it is one linear mixture with effective weights sum_n v_n w^(n)_k, coded like a single mixer's.
+No rate is best everywhere (Soft-Bayes' slow rates win on long complementary stretches, Bayes'
+rule where one expert dominates); the top mixer follows the best of them, with the fixed-share
+bound over the N mixers: at most the best mixer's + log2 N bits + T log2(1 / (1 - TOP_SHARE)),
+plus ``log2(N / TOP_SHARE)`` per switch of the best mixer.
 """
 
 from __future__ import annotations
@@ -40,6 +52,9 @@ import numpy as np
 
 #: the default share: about 13 bits per switch of the best expert with 4 experts, 1.4e-4 bits per token
 SHARE = 1e-4
+#: a stack's top mixer's share: the mixers are few and each follows its experts, so the top switches
+#: freely (the Finnish Genesis at 16 kB, etas (0.1, 0.02, 1): top share 3e-3 / 1e-2: 3694.3 / 3691.9 bits)
+TOP_SHARE = 1e-2
 
 
 class MixerState:
@@ -90,20 +105,71 @@ class MixerState:
         """Code lengths in bits of a run of tokens, learning as it goes: ``expert_bits`` (T, K)
         holds each expert's -log2 p of each token; ``contexts`` (T,) each token's weight set
         (default 0). Returns (T,) float64: -log2 sum_k w_k 2^(-bits_k), w before each update."""
-        bits = np.asarray(expert_bits, dtype=np.float64)
-        if bits.ndim != 2 or bits.shape[1] != self.experts:
-            raise ValueError(f"expert_bits must be (tokens, {self.experts}), got shape {bits.shape}")
-        T = bits.shape[0]
-        ctx = np.zeros(T, dtype=np.int64) if contexts is None else np.asarray(contexts, dtype=np.int64)
-        if ctx.shape != (T,):
-            raise ValueError(f"contexts must be ({T},), got shape {ctx.shape}")
-        probs = np.exp2(-bits).tolist()
-        out = np.empty(T)
-        update = self.update
-        for t, (c, p) in enumerate(zip(ctx.tolist(), probs)):
-            out[t] = update(c, p)
-        with np.errstate(divide="ignore"):
-            return -np.log2(out)
+        return _run(self, expert_bits, contexts)
+
+
+def _run(mixer, expert_bits, contexts) -> np.ndarray:
+    bits = np.asarray(expert_bits, dtype=np.float64)
+    if bits.ndim != 2 or bits.shape[1] != mixer.experts:
+        raise ValueError(f"expert_bits must be (tokens, {mixer.experts}), got shape {bits.shape}")
+    T = bits.shape[0]
+    ctx = np.zeros(T, dtype=np.int64) if contexts is None else np.asarray(contexts, dtype=np.int64)
+    if ctx.shape != (T,):
+        raise ValueError(f"contexts must be ({T},), got shape {ctx.shape}")
+    probs = np.exp2(-bits).tolist()
+    out = np.empty(T)
+    update = mixer.update
+    for t, (c, p) in enumerate(zip(ctx.tolist(), probs)):
+        out[t] = update(c, p)
+    with np.errstate(divide="ignore"):
+        return -np.log2(out)
+
+
+class MixerStack:
+    """One :class:`MixerState` per rate in ``etas`` over the same experts and weight sets, mixed by
+    a Bayes mixer with share ``top_share`` (module docstring); :class:`MixerState`'s interface."""
+
+    def __init__(self, experts: int, *, sets: int = 1, share: float = SHARE, etas: Sequence[float],
+                 top_share: float = TOP_SHARE):
+        if not isinstance(etas, (tuple, list)) or len(etas) < 2:
+            raise ValueError(f"a stack mixes at least two mixers: etas must be a tuple of two or more rates, got {etas!r}")
+        self.members = [MixerState(experts, sets=sets, share=share, eta=e) for e in etas]
+        self.top = MixerState(len(etas), share=top_share)
+        self.experts, self.sets, self.share, self.etas = experts, sets, float(share), tuple(float(e) for e in etas)
+
+    def copy(self) -> "MixerStack":
+        out = MixerStack.__new__(MixerStack)
+        out.__dict__.update(self.__dict__)
+        out.members, out.top = [m.copy() for m in self.members], self.top.copy()
+        return out
+
+    def mix(self, context: int) -> List[float]:
+        """The effective weights ``sum_n v_n w^(n)_k`` the next token is coded with, summed over
+        n = 0, 1, ... in order."""
+        v = self.top.weights[0]
+        sets = [m.mix(context) for m in self.members]
+        out = [0.0] * self.experts
+        for n, w in enumerate(sets):
+            vn = v[n]
+            for k in range(self.experts):
+                out[k] += vn * w[k]
+        return out
+
+    def update(self, context: int, probs: Sequence[float]) -> float:
+        """Each mixer learns from the token, then the top mixer from their probabilities of it.
+        Returns the stack's probability of the token, ``sum_n v_n p_n``, before the updates."""
+        return self.top.update(0, [m.update(context, probs) for m in self.members])
+
+    def run(self, expert_bits: np.ndarray, contexts: Optional[np.ndarray] = None) -> np.ndarray:
+        """As :meth:`MixerState.run`: -log2 of the stack's probability of each token."""
+        return _run(self, expert_bits, contexts)
+
+
+def new_mixer(experts: int, *, sets: int = 1, share: float = SHARE, eta=1.0):
+    """A :class:`MixerState` (``eta`` a number) or a :class:`MixerStack` (``eta`` a tuple of rates)."""
+    if isinstance(eta, (tuple, list)):
+        return MixerStack(experts, sets=sets, share=share, etas=eta)
+    return MixerState(experts, sets=sets, share=share, eta=eta)
 
 
 def mixture_bound_bits(best_bits: float, experts: int, tokens: int, share: float = SHARE) -> float:

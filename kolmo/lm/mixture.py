@@ -48,7 +48,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .mixer import MixerState
+from .mixer import MixerStack, MixerState, new_mixer
 from .mixture_step import MixtureStep
 
 PARTS = ("learner", "fast", "frozen", "ngram", "match", "cache")
@@ -105,9 +105,9 @@ class MixedPrequential:
         self.last_contexts: Optional[np.ndarray] = None
         self._step: Optional[MixtureStep] = None
 
-    def new_mixer(self) -> MixerState:
+    def new_mixer(self) -> "MixerState | MixerStack":
         sets = self.match.n_buckets if self.gate == "match" else 1
-        return MixerState(len(self.experts), sets=sets, share=self.share, eta=self.eta)
+        return new_mixer(len(self.experts), sets=sets, share=self.share, eta=self.eta)
 
     @property
     def coding_model(self) -> MixtureStep:

@@ -42,7 +42,7 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
                cache_theta=None, cache_size=None) -> Optional[Tuple[str, ...]]:
     """``mix`` as a tuple of part names (None: the learner alone, no mixture; "auto": every part the
     model has but the second learner "fast", the measured default), checked."""
-    from .mixer import MixerState
+    from .mixer import new_mixer
     from .mixture import GATES, PARTS
     if isinstance(mix, str) and mix == "auto":
         mix = tuple(p for p in PARTS if p != "fast" and not (scratch and p in ("frozen", "cache")))
@@ -72,7 +72,7 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
                 raise type(exc)(f"{name}: {exc}") from None
     if gate not in GATES:
         raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-    MixerState(len(mix), share=share, eta=1.0 if eta is None else eta)  # checks share and eta
+    new_mixer(len(mix), share=share, eta=1.0 if eta is None else eta)  # checks share and eta
     return tuple(p for p in PARTS if p in mix)  # one order of experts everywhere: the config's and the coder's
 
 
@@ -114,7 +114,8 @@ class OnlineSettings:
         self.ngram_orders = (orders,) if isinstance(orders, int) else tuple(orders)
         self.match_lengths = tuple(match_lengths) if match_lengths is not None else _MATCH_LENGTHS[scratch]
         self.gate, self.share = gate, float(share)
-        self.eta = float(eta) if eta is not None else _ETA[scratch]
+        self.eta = (_ETA[scratch] if eta is None else tuple(float(e) for e in eta) if isinstance(eta, (tuple, list))
+                    else float(eta))
         if lr is not None:
             _positive_float("lr", lr)
         if fast_lr is not None:
@@ -255,6 +256,12 @@ class OnlineSettings:
                 "precision_bits": PRECISION_BITS, "start_id": int(engine.learner.start),
                 "payload": framing.PAYLOAD_VERSION, **self._mix_config()}
 
+    def _mixer_config(self) -> Dict[str, Any]:
+        from .mixer import TOP_SHARE
+        if isinstance(self.eta, tuple):
+            return {"eta": list(self.eta), "mixer": "soft-bayes stack, fixed share", "top_share": TOP_SHARE}
+        return {"eta": self.eta, "mixer": "soft-bayes, fixed share"}
+
     def _mix_config(self) -> Dict[str, Any]:
         from .neural_cache import FLOOR
         if self.mix is None:
@@ -262,6 +269,6 @@ class OnlineSettings:
         return {"mix": list(self.mix), **({"fast_lr": self.fast_lr} if "fast" in self.mix else {}),
                 "ngram_orders": list(self.ngram_orders) if "ngram" in self.mix else None,
                 "match_lengths": list(self.match_lengths) if "match" in self.mix or self.gate else None,
-                "gate": self.gate, "share": self.share, "eta": self.eta, "mixer": "soft-bayes, fixed share",
+                "gate": self.gate, "share": self.share, **self._mixer_config(),
                 **({"cache_theta": self.cache_theta, "cache_size": self.cache_size, "cache_floor": FLOOR}
                    if "cache" in self.mix else {})}
