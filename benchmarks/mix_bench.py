@@ -83,6 +83,13 @@ def conditional_table(comp, x: bytes, y: bytes):
     return mxy - mx, dict(zip(eng.experts, parts.tolist())), secs, runs
 
 
+def save_columns(path: str, runs: dict, experts) -> None:
+    """``runs`` ({"head" / "x" / "xy": (columns, contexts)}) and the experts' names to ``path``
+    (.npz: ``<run>_bits``, ``<run>_ctx``, ``experts``), for ``python -m benchmarks.remix``."""
+    np.savez(path, experts=np.array(list(experts)), **{f"{k}_{w}": v for k, (c, ctx) in runs.items()
+                                                       for w, v in (("bits", c), ("ctx", ctx)) if v is not None})
+
+
 def without_each(comp, runs: dict) -> dict:
     """{part: C(Y|X) of the mixture without that part}, from the columns of ``runs`` (as
     :func:`conditional_table` returns them; a single run: ``{"xy": (columns, contexts)}``) mixed again
@@ -130,8 +137,7 @@ def part_genesis(a, root: Path, which: str) -> dict:
         c_pp = ppmd.conditional_bits(y, x)
         c_mix, parts, t_mix, runs = conditional_table(comp, x, y)
         if a.save_columns:
-            np.savez(f"{a.save_columns}-{which}-{n}.npz", **{f"{k}_{w}": v for k, (c, ctx) in runs.items()
-                                                              for w, v in (("bits", c), ("ctx", ctx)) if v is not None})
+            save_columns(f"{a.save_columns}-{which}-{n}.npz", runs, comp.engine.experts)
         without = without_each(comp, runs)
         rows.append({"x_bytes": n, "lm": c_lm, "ppmd": c_pp, "parts": parts, "mixture": c_mix,
                      "without": without, "lm_seconds": t_lm, "mixture_seconds": t_mix})
@@ -155,8 +161,8 @@ def _ideal_run(a, comp, data: bytes, which: str):
     bits, secs = _timed_bits(comp, data)
     eng = comp.engine
     if a.save_columns:
-        extra = {} if eng.last_contexts is None else {"xy_ctx": eng.last_contexts}
-        np.savez(f"{a.save_columns}-{which}-{len(data)}.npz", xy_bits=eng.last_columns, **extra)
+        save_columns(f"{a.save_columns}-{which}-{len(data)}.npz", {"xy": (eng.last_columns, eng.last_contexts)},
+                     eng.experts)
     return bits, secs, dict(zip(eng.experts, (eng.last_columns.sum(axis=0) / len(data)).tolist()))
 
 
@@ -264,7 +270,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int)
     p.add_argument("--progress", action="store_true")
-    p.add_argument("--save-columns", help="save each run's per-part bits to PREFIX-part-size.npz")
+    p.add_argument("--save-columns", help="save each run's per-part bits to PREFIX-part-size.npz "
+                                          "(mixed again offline by python -m benchmarks.remix)")
     p.add_argument("--json")
     a = p.parse_args(argv)
     import torch

@@ -114,3 +114,32 @@ def test_mix_bench_without_each_part_is_the_smaller_mixtures_code():
         assert bits == pytest.approx(smaller.conditional_bits(y, x), rel=1e-12)
     single = without_each(comp, {"xy": runs["xy"]})
     assert set(single) == set(got) and all(v > 0 for v in single.values())
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_remix_of_saved_columns_is_what_the_compressor_codes(tmp_path, capsys):
+    """benchmarks.remix mixes a run's saved columns again: with the run's settings it gives the
+    compressor's C(Y|X); with a stack's rates or a part dropped, what the compressor with those
+    options codes; a column of another input is refused."""
+    import kolmo
+    from benchmarks import remix
+    from benchmarks.mix_bench import conditional_table, save_columns
+    opts = dict(model="scratch", layers=1, width=32, heads=2, context=32, ngram=0, block_tokens=16,
+                progress=False, ngram_orders=(1, 2))
+    x, y = b"the cat sat on the mat. " * 4 + b"!", b"the cat sat on the hat. "
+    comp = kolmo.get_compressor("lm-online", **opts)
+    runs = conditional_table(comp, x, y)[3]
+    save_columns(str(tmp_path / "run.npz"), runs, comp.engine.experts)
+    got = remix.main([str(tmp_path / "run.npz"), "--eta", str(comp.engine.eta), "--share", str(comp.engine.share)])
+    assert got == pytest.approx(comp.conditional_bits(y, x), rel=1e-12)
+    assert "ngram1" in capsys.readouterr().out
+    stack = kolmo.get_compressor("lm-online", **opts, eta=(0.05, 1.0))
+    assert remix.main([str(tmp_path / "run.npz"), "--eta", "0.05,1"]) == pytest.approx(
+        stack.conditional_bits(y, x), rel=1e-12)
+    small = kolmo.get_compressor("lm-online", **{**opts, "mix": ("learner", "match")})
+    assert remix.main([str(tmp_path / "run.npz"), "--eta", "0.05", "--drop", "ngram"]) == pytest.approx(
+        small.conditional_bits(y, x), rel=1e-12)
+    other = conditional_table(kolmo.get_compressor("lm-online", **opts), x + x, y)[3]
+    save_columns(str(tmp_path / "other.npz"), other, comp.engine.experts)
+    with pytest.raises(ValueError, match="must have .* tokens"):
+        remix.main([str(tmp_path / "run.npz"), "--add", f"more={tmp_path / 'other.npz'}"])
