@@ -7,9 +7,10 @@ other settings gives, float for float, what ``lm-online`` with those settings co
 runs (the figure is an ideal code length, in bits)::
 
     python -m benchmarks.remix RUN.npz [--eta 0.1,0.02,1] [--share 1e-4] [--no-gate]
-                               [--drop PART ...] [--add NAME=OTHER.npz ...] [--replace PART=OTHER.npz ...]
+                               [--drop PART ...] [--add NAME=OTHER.npz[:COL] ...] [--replace PART=OTHER.npz[:COL] ...]
 
-``--add`` and ``--replace`` take column 0 of another run of the same input (a learner alone's run,
+``--add`` and ``--replace`` take a column of another run of the same input (``COL``: a part's
+name or a column number; default 0, the learner of a learner alone's run,
 ``--mix-opts '{"mix": ["learner"], ...}'``: the same blocks, so the same tokens); a conditional
 run (X then XY, saved as "head", "x", "xy") gives C(Y|X) = C(XY) - C(X) with the mixer that read
 the shared head, a single run ("xy") its total bits.
@@ -39,8 +40,8 @@ def load(path: str) -> Tuple[Dict[str, tuple], List[str]]:
 def with_columns(runs: dict, names: Sequence[str], *, drop: Sequence[str] = (), add: Sequence[tuple] = (),
                  replace: Sequence[tuple] = ()) -> Tuple[dict, List[str]]:
     """The columns with ``drop`` removed (a part's name, "ngram" for every order), ``replace``'s
-    (name, other runs) column 0 in place of the named one and ``add``'s (name, other runs) column 0
-    appended; every run must have as many tokens in both."""
+    (name, (other runs, column)) in place of the named one and ``add``'s appended; every run must
+    have as many tokens in both."""
     names = list(names)
     for part in drop:
         if not any(n == part or (part == "ngram" and n.startswith("ngram")) for n in names):
@@ -59,12 +60,13 @@ def with_columns(runs: dict, names: Sequence[str], *, drop: Sequence[str] = (), 
     return out, [names[i] for i in keep] + [name for name, _ in add]
 
 
-def _column(other: dict, key: str, tokens: int, name: str) -> np.ndarray:
-    if key not in other or other[key][0].shape[0] != tokens:
-        got = other[key][0].shape[0] if key in other else "no such run"
+def _column(other: tuple, key: str, tokens: int, name: str) -> np.ndarray:
+    runs, col = other
+    if key not in runs or runs[key][0].shape[0] != tokens:
+        got = runs[key][0].shape[0] if key in runs else "no such run"
         raise ValueError(f"{name}: run {key!r} must have {tokens} tokens, as the base run's, got {got} "
                          "(a run of another input or of other blocks)")
-    return other[key][0][:, 0]
+    return runs[key][0][:, col]
 
 
 def mixed_bits(runs: dict, *, share: float, eta, gate: bool = True, sets: Optional[int] = None) -> float:
@@ -92,11 +94,24 @@ def part_bits(runs: dict, names: Sequence[str]) -> Dict[str, float]:
     return dict(zip(names, (xy - x).tolist()))
 
 
+def other_column(spec: str) -> tuple:
+    """``FILE.npz[:COL]`` as (runs, column index): COL a part's name or a number (default 0)."""
+    path, _, col = spec.partition(":") if not spec.endswith(".npz") else (spec, "", "")
+    runs, names = load(path)
+    if not col:
+        return runs, 0
+    if col in names:
+        return runs, names.index(col)
+    if col.isdigit() and int(col) < len(names):
+        return runs, int(col)
+    raise ValueError(f"{spec}: no column {col!r}; the file has {names}")
+
+
 def _named(text: str) -> tuple:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=FILE.npz, got {text!r}")
-    return name, load(path)[0]
+    name, sep, spec = text.partition("=")
+    if not sep or not name or not spec:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE.npz[:COL], got {text!r}")
+    return name, other_column(spec)
 
 
 def _eta(text: str):
@@ -111,8 +126,8 @@ def main(argv=None):
     p.add_argument("--share", type=float, default=1e-4)
     p.add_argument("--no-gate", action="store_true", help="one weight set (the default: one per match bucket)")
     p.add_argument("--drop", action="append", default=[], metavar="PART")
-    p.add_argument("--add", action="append", type=_named, default=[], metavar="NAME=FILE")
-    p.add_argument("--replace", action="append", type=_named, default=[], metavar="PART=FILE")
+    p.add_argument("--add", action="append", type=_named, default=[], metavar="NAME=FILE[:COL]")
+    p.add_argument("--replace", action="append", type=_named, default=[], metavar="PART=FILE[:COL]")
     a = p.parse_args(argv)
     runs, names = load(a.run)
     runs, names = with_columns(runs, names, drop=a.drop, add=a.add, replace=a.replace)

@@ -143,3 +143,8 @@ def test_remix_of_saved_columns_is_what_the_compressor_codes(tmp_path, capsys):
     save_columns(str(tmp_path / "other.npz"), other, comp.engine.experts)
     with pytest.raises(ValueError, match="must have .* tokens"):
         remix.main([str(tmp_path / "run.npz"), "--add", f"more={tmp_path / 'other.npz'}"])
+    same = remix.main([str(tmp_path / "run.npz"), "--eta", "0.05", "--drop", "ngram",
+                       "--add", f"ngram1={tmp_path / 'run.npz'}:ngram1", "--add", f"ngram2={tmp_path / 'run.npz'}:2"])
+    assert same == pytest.approx(comp.conditional_bits(y, x), rel=1e-12)  # the same columns, put back
+    with pytest.raises(ValueError, match="no column 'cache'"):
+        remix.other_column(f"{tmp_path / 'run.npz'}:cache")
