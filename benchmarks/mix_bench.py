@@ -93,21 +93,17 @@ def save_columns(path: str, runs: dict, experts) -> None:
 def without_each(comp, runs: dict) -> dict:
     """{part: C(Y|X) of the mixture without that part}, from the columns of ``runs`` (as
     :func:`conditional_table` returns them; a single run: ``{"xy": (columns, contexts)}``) mixed again
-    by a mixer of the same settings over the other parts' experts. The parts never see the mixture, so
-    each figure is what ``mix=(the other parts)`` codes (the same runs, the same weight sets)."""
-    from kolmo.lm.mixer import new_mixer
+    by a mixer of the same settings over the other parts' experts (:mod:`benchmarks.remix`). The parts
+    never see the mixture, so each figure is what ``mix=(the other parts)`` codes (the same runs, the
+    same weight sets)."""
+    from .remix import mixed_bits, with_columns
     eng = comp.engine
+    sets = eng.new_mixer().sets
     out = {}
     for part in eng.parts:
-        keep = [i for i, e in enumerate(eng.experts) if e != part and not (part == "ngram" and e.startswith("ngram"))]
-        if not keep:
-            continue
-        mixer = new_mixer(len(keep), sets=eng.new_mixer().sets, share=eng.share, eta=eng.eta)
-        if "head" in runs:
-            mixer.run(runs["head"][0][:, keep], runs["head"][1])
-        bits = {key: float(mixer.copy().run(runs[key][0][:, keep], runs[key][1]).sum()) for key in ("x", "xy")
-                if key in runs}
-        out[part] = bits.get("xy", 0.0) - bits.get("x", 0.0)
+        rest, names = with_columns(runs, eng.experts, drop=[part])
+        if names:
+            out[part] = mixed_bits(rest, share=eng.share, eta=eng.eta, sets=sets)
     return out
 
 

@@ -32,7 +32,7 @@ def load(path: str) -> Tuple[Dict[str, tuple], List[str]]:
     runs = {k: (z[f"{k}_bits"], z[f"{k}_ctx"] if f"{k}_ctx" in z else None) for k in RUNS if f"{k}_bits" in z}
     if "xy" not in runs:
         raise ValueError(f"{path} holds no run 'xy': expected a file of mix_bench --save-columns, got keys {sorted(z)}")
-    k = runs["xy"][0].shape[1]
+    k = next(iter(runs.values()))[0].shape[1]
     names = [str(n) for n in z["experts"]] if "experts" in z else [f"part{i}" for i in range(k)]
     return runs, names
 
@@ -73,7 +73,7 @@ def mixed_bits(runs: dict, *, share: float, eta, gate: bool = True, sets: Option
     """C(Y|X) = C(XY) - C(X) of a conditional run (the mixer reads the shared head first), or the
     total bits of a single run, mixed by :func:`kolmo.lm.mixer.new_mixer` with these settings."""
     from kolmo.lm.mixer import new_mixer
-    k = runs["xy"][0].shape[1]
+    k = next(iter(runs.values()))[0].shape[1]
     ctxs = [c for _, c in runs.values() if c is not None]
     if gate and sets is None:
         sets = int(max(int(c.max()) for c in ctxs if len(c)) + 1) if ctxs else 1
@@ -84,7 +84,7 @@ def mixed_bits(runs: dict, *, share: float, eta, gate: bool = True, sets: Option
     if "head" in runs:
         mixer.run(runs["head"][0], ctx("head"))
     total = {key: float(mixer.copy().run(runs[key][0], ctx(key)).sum()) for key in ("x", "xy") if key in runs}
-    return total["xy"] - total.get("x", 0.0)
+    return total.get("xy", 0.0) - total.get("x", 0.0)
 
 
 def part_bits(runs: dict, names: Sequence[str]) -> Dict[str, float]:
