@@ -1,5 +1,7 @@
 """The output-layer heads (kolmo.lm.head): every kind agrees with the float32 reference."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -200,3 +202,53 @@ def test_cce_head_on_cuda():
     got = head.bits(h, t)
     ref = exact_bits(h.cpu(), lm.emb.weight.cpu(), targets=t.cpu())
     np.testing.assert_allclose(got, ref, atol=1e-3)
+
+
+# -- CompiledOrEager: compiled code is used only where it agrees with the eager code -----------------
+
+def _compiled_as(monkeypatch, fake):
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: fake)
+    return H.CompiledOrEager(lambda x: x * 2.0, "test function", dynamic=True)
+
+
+def test_compiled_code_that_agrees_is_kept(monkeypatch):
+    fn = _compiled_as(monkeypatch, lambda x: x * 2.0 + 1e-7)  # float noise only
+    x = torch.linspace(-3, 3, 50)
+    for _ in range(3):
+        got = fn(x)
+        assert torch.equal(got, x * 2.0 + 1e-7)  # the compiled code's own result
+    assert fn.failed is None and fn.compiled is not None
+
+
+def test_compiled_code_that_disagrees_on_its_first_call_is_dropped(monkeypatch, caplog):
+    fn = _compiled_as(monkeypatch, lambda x: x * 2.0 + 0.5)  # finite, and wrong
+    x = torch.linspace(-3, 3, 50)
+    with caplog.at_level("WARNING", logger="kolmo.lm.head"):
+        got = fn(x)
+    assert torch.equal(got, x * 2.0)  # the eager result, never the wrong one
+    assert fn.compiled is None and "differs from the eager code's" in fn.failed and "largest difference" in fn.failed
+    assert "test function" in caplog.text and "ATEN_CPU_CAPABILITY" in caplog.text
+    assert torch.equal(fn(x), x * 2.0)
+
+
+def test_compiled_code_that_turns_to_nan_later_is_dropped(monkeypatch):
+    calls = []
+
+    def fake(x):  # right on the first call, NaN everywhere afterwards (a stale cached graph)
+        calls.append(1)
+        return x * 2.0 if len(calls) == 1 else torch.full_like(x, float("nan"))
+    fn = _compiled_as(monkeypatch, fake)
+    x = torch.linspace(-3, 3, 50)
+    assert torch.equal(fn(x), x * 2.0) and fn.failed is None
+    assert torch.equal(fn(x), x * 2.0)
+    assert fn.compiled is None and "non-finite" in fn.failed
+
+
+def test_non_finite_values_of_the_function_itself_are_not_a_disagreement(monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: lambda x: torch.log(x) + 1e-7)
+    fn = H.CompiledOrEager(torch.log, "log", dynamic=True)
+    x = torch.tensor([-1.0, 0.0, 1.0, 2.0])  # log gives nan and -inf: in both codes
+    got = fn(x)
+    assert fn.failed is None and torch.isnan(got[0]) and got[1] == -math.inf
+    fn(x)
+    assert fn.failed is None and fn.compiled is not None

@@ -328,9 +328,9 @@ def test_compiled_body_gives_the_same_bits(tiny_lm):
     compiled = Scorer(lm, window=64, stride=32, batch_tokens=10_000, compile=True)
     assert compiled.compile and not eager.compile
     got = compiled.score(seqs, [1] * 3)
-    if compiled._body.failed:
+    if compiled._body.failed and "differs from the eager" not in compiled._body.failed:
         pytest.skip(f"torch.compile (inductor) cannot build on this machine: {compiled._body.failed}")
-    for a, b in zip(eager.score(seqs, [1] * 3), got):
+    for a, b in zip(eager.score(seqs, [1] * 3), got):  # (compiled code that disagreed was dropped: eager's)
         np.testing.assert_allclose(b, a, atol=1e-4)
     # the KV-cache paths (shared context, the coder) stay eager: same numbers as the eager scorer
     ctx = rng.integers(1, lm.vocab_size, 8)

@@ -107,6 +107,44 @@ def test_lm_tests_pass_under_every_other_kernel_level():
         assert done.returncode == 0, f"under ATEN_CPU_CAPABILITY={level}:\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
 
 
+# runs in a subprocess: the compiled scorer's bits against the eager scorer's, on the tiny model
+COMPILED = r"""
+import json, sys
+import numpy as np
+import kolmo
+from kolmo.lm.loglik import Scorer
+lm = kolmo.get_compressor("lm", model=sys.argv[1], window=64, stride=32, progress=False).loaded
+rng = np.random.default_rng(6)
+seqs = [np.concatenate([[lm.start_id], rng.integers(1, lm.vocab_size, 60)]) for _ in range(3)]
+compiled = Scorer(lm, window=64, stride=32, batch_tokens=10_000, compile=True)
+got = compiled.score(seqs, [1] * 3)
+want = Scorer(lm, window=64, stride=32, batch_tokens=10_000).score(seqs, [1] * 3)
+print(json.dumps({"failed": compiled._body.failed, "finite": all(bool(np.isfinite(g).all()) for g in got),
+                  "diff": max(float(np.abs(g - w).max()) for g, w in zip(got, want))}))
+"""
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compiled_scorer_is_right_with_a_compile_cache_from_another_kernel_level(tiny_model_dir, tmp_path):
+    """torch 2.13's inductor FX graph cache does not key on ATEN_CPU_CAPABILITY: on an AVX-512 CPU a
+    graph cached at the default level returns NaN under avx2. kolmo compares the compiled code with
+    the eager code and drops it there (kolmo.lm.head.CompiledOrEager)."""
+    levels = other_levels()
+    if not levels:
+        pytest.skip("torch offers no other CPU kernel level on this machine")
+    cache = {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # one fresh cache, shared by both runs
+    out = []
+    for env in (cache, {**cache, "ATEN_CPU_CAPABILITY": levels[-1]}):
+        done = subprocess.run([sys.executable, "-c", COMPILED, str(tiny_model_dir)], env={**os.environ, **env},
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    if out[0]["failed"]:
+        pytest.skip(f"torch.compile (inductor) cannot build on this machine: {out[0]['failed']}")
+    for res in out:
+        assert res["finite"] and res["diff"] <= 1e-4, res
+
+
 def test_cli_decompress_restarts_itself_with_the_streams_settings(tmp_path):
     levels = other_levels()
     if not levels:

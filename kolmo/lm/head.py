@@ -77,11 +77,24 @@ def is_oom(exc: BaseException) -> bool:
 
 class CompiledOrEager:
     """``torch.compile(fn)`` that falls back to ``fn`` for good, with a logged warning, if compiling
-    or running the compiled code fails (out-of-memory errors propagate: the caller backs off)."""
+    or running the compiled code fails, or if its numbers cannot be trusted (out-of-memory errors
+    propagate: the caller backs off).
 
-    def __init__(self, fn: Callable, name: str, **options):
-        self.fn, self.name = fn, name
+    Trust is checked, not assumed: compiled code can be wrong without failing. (Measured with torch
+    2.13 on an AVX-512 CPU: a graph that inductor's FX graph cache saved in a process of the default
+    kernel level returns NaN everywhere when loaded by a process run with
+    ``ATEN_CPU_CAPABILITY=avx2``; the cache's key does not hold the kernel level.) So the first
+    compiled call is compared with ``fn`` on the same input (a tensor result must agree within
+    ``rtol`` of the eager result's largest magnitude, and be finite where it is), and every later
+    tensor result that holds a NaN or an infinity is computed again by ``fn``: where ``fn``'s is
+    finite, the compiled code is dropped. A wrong result that stays finite after a first call that
+    agreed would pass: this guards against broken builds and caches, not against a kernel that
+    miscomputes some shapes only."""
+
+    def __init__(self, fn: Callable, name: str, *, rtol: float = 1e-3, **options):
+        self.fn, self.name, self.rtol = fn, name, rtol
         self.failed: Optional[str] = None
+        self._checked = False
         try:
             self.compiled = torch.compile(fn, **options)
         except Exception as exc:  # torch.compile itself unavailable (e.g. an unsupported Python)
@@ -96,12 +109,41 @@ class CompiledOrEager:
     def __call__(self, *args):
         if self.compiled is not None:
             try:
-                return self.compiled(*args)
+                got = self.compiled(*args)
             except Exception as exc:
                 if is_oom(exc):
                     raise
                 self._fail(exc)
+            else:
+                if not isinstance(got, torch.Tensor):
+                    return got
+                if self._checked and bool(torch.isfinite(got).all()):
+                    return got
+                want = self.fn(*args)
+                why = self._disagreement(got, want)
+                if why is None:
+                    self._checked = True
+                    return got
+                self._fail(RuntimeError(f"the compiled code's result differs from the eager code's ({why}); "
+                                        "a stale torch.compile cache (TORCHINDUCTOR_CACHE_DIR) made under "
+                                        "another ATEN_CPU_CAPABILITY can do this"))
+                return want
         return self.fn(*args)
+
+    def _disagreement(self, got: torch.Tensor, want: torch.Tensor) -> Optional[str]:
+        """None where ``got`` (compiled) may stand for ``want`` (eager), else what differs."""
+        if got.shape != want.shape:
+            return f"shape {tuple(got.shape)} against {tuple(want.shape)}"
+        fin = torch.isfinite(want)
+        if not bool(torch.equal(torch.isfinite(got), fin)):
+            return "non-finite values where the eager result has finite ones, or the other way"
+        if not bool(fin.any()):
+            return None
+        g, w = got[fin].double(), want[fin].double()
+        err, scale = float((g - w).abs().max()), float(w.abs().max())
+        if err > self.rtol * max(scale, 1.0):
+            return f"largest difference {err:.3g} against a largest magnitude {scale:.3g}"
+        return None
 
 
 def _nll(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
