@@ -312,6 +312,46 @@ def test_a_safe_block_trains_both_learners_in_encoder_and_decoder(compress_faili
     assert comp.decompress(blob) == TEXT * 2
 
 
+def test_autocast_bf16_learns_and_codes_through_the_engine(tiny):
+    """autocast="bfloat16": every pretrained model's body (both learners, the frozen model that also
+    feeds the cache) runs its products in bf16; weights stay float32 and learn; real coding decodes;
+    the stream and the cache key name it; a float32 compressor refuses its stream."""
+    parts = ("learner", "fast", "frozen", "ngram", "cache")
+    comp, plain = tiny(mix=parts, autocast="bfloat16"), tiny(mix=parts)
+    assert comp.config["autocast"] == "bfloat16" and "autocast" not in plain.config
+    assert config_hash(comp.config) != config_hash(plain.config)
+    data = TEXT + "héllo wörld ☃ ".encode() * 2
+    bits, want = comp.bits(data), plain.bits(data)
+    assert bits != want and bits == pytest.approx(want, rel=0.02)  # bf16 products: other floats, the same code
+    eng = comp.engine
+    for net in (eng.inner.learner, eng.fast.learner):
+        assert all(p.dtype == torch.float32 for p in net.module.parameters())
+        moved = [n for n, p in net.named_trainable() if not torch.equal(p, net.initial[n])]
+        assert moved  # it learned
+    h, _ = eng.frozen.hidden(eng.frozen.tensor(np.arange(1, 9))[None])
+    assert h.dtype == torch.float32
+    blob = comp.compress(data)
+    assert comp.safe_blocks == []
+    assert comp.decompress(blob) == data
+    assert len(blob) <= bits / 8 * 1.02 + 64
+    with pytest.raises(kolmo.KolmoError):
+        plain.decompress(blob)
+
+
+@pytest.mark.parametrize("opts, msg", [
+    (dict(autocast="float16"), "autocast must be None"),
+    (dict(autocast="bfloat16", dtype="bfloat16"), "runs a float32 model's products"),
+])
+def test_bad_autocast_options_say_what_was_expected(tiny, opts, msg):
+    with pytest.raises(ValueError, match=msg):
+        tiny(**opts)
+
+
+def test_autocast_is_for_pretrained_models():
+    with pytest.raises(ValueError, match="model='scratch' computes"):
+        scratch(autocast="bfloat16")
+
+
 def test_a_stack_of_mixers_codes_through_the_engine(tiny):
     """eta as a tuple: one mixer per rate under a top mixer (kolmo.lm.mixer.MixerStack), in the
     ideal code length and in real coding; the stream names its rates."""

@@ -13,6 +13,8 @@ import math
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 _DTYPES = (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+#: lm-online's ``autocast`` option: the dtype of the body's products (None: the weights' own)
+_AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16"}
 #: model='scratch': the hashed n-gram table's learning rate over the dense weights' (online_bench part 3)
 NGRAM_LR_SCALE = 30.0
 #: the scratch model's default size: small and quick to learn (benchmarks/online_bench.py, part 3).
@@ -103,7 +105,7 @@ class OnlineSettings:
                  train_on: Optional[str] = None, mix: Any = "auto", ngram_orders: Any = None,
                  match_lengths: Optional[Sequence[int]] = None, gate: Optional[str] = "match",
                  share: float = 1e-4, eta: Optional[float] = None, cache_theta: Optional[float] = None,
-                 cache_size: Optional[int] = None, fast_lr: Optional[float] = None):
+                 cache_size: Optional[int] = None, fast_lr: Optional[float] = None, autocast: Optional[str] = None):
         from .online import OPTIMIZERS, TRAIN_ON
         scratch = model == "scratch"
         self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
@@ -183,10 +185,22 @@ class OnlineSettings:
         self._device, self._dtype = device, dtype
         if dtype not in _DTYPES and not hasattr(dtype, "is_floating_point"):
             raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in _DTYPES)}, got {dtype!r}")
+        if autocast not in _AUTOCAST:
+            raise ValueError(f"autocast must be None (the model's own dtype) or 'bfloat16' (its products in bf16 "
+                             f"under torch.autocast), got {autocast!r}")
+        self.autocast = _AUTOCAST[autocast]
+        if self.autocast is not None:
+            if scratch:
+                raise ValueError("autocast applies to pretrained models; model='scratch' computes its coding steps "
+                                 "in its own dtype (float32 or float64)")
+            if str(dtype) not in ("float32", "fp32", "torch.float32"):
+                raise ValueError(f"autocast={autocast!r} runs a float32 model's products in bf16, but dtype={dtype!r}: "
+                                 "pass dtype='float32' (the default) or leave autocast unset")
         self.fingerprint: Dict[str, Any] = {}
 
     def build(self, progress=None):
         """Load the model and return the :class:`~kolmo.lm.online.Prequential` engine (sets ``fingerprint``)."""
+        import torch
         from .models import load_model, resolve_device, resolve_dtype
         from .learners import HFLearner
         from .online import Prequential
@@ -203,10 +217,11 @@ class OnlineSettings:
                                 "coding_steps": step_kind(dev, dt)}
         else:
             loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=progress)
+            autocast = getattr(torch, self.autocast) if self.autocast is not None else None
 
             def new_learner():  # a private copy of the loaded model (or its adapters) each time
                 return HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed,
-                                 last_layers=self.last_layers)
+                                 last_layers=self.last_layers, autocast=autocast)
             self.fingerprint = dict(loaded.fingerprint)
         learner = new_learner()
         window = self._window or min(learner.max_positions, 2048)
@@ -235,7 +250,7 @@ class OnlineSettings:
             # (the scratch model's hashed table keeps its rate over the dense weights')
             fast_sparse = self.ngram_lr * self.fast_lr / self.lr if self.ngram_lr is not None else None
             fast = engine(new_learner(), self.fast_lr, fast_sparse)
-        frozen = FrozenLM(loaded) if "frozen" in self.mix or "cache" in self.mix else None
+        frozen = FrozenLM(loaded, autocast) if "frozen" in self.mix or "cache" in self.mix else None
         cache = NeuralCache(a, self.cache_theta, self.cache_size) if "cache" in self.mix else None
         return MixedPrequential(inner, self.mix, fast=fast, frozen=frozen, cache=cache,
                                 ngram=TokenNGram(a, self.ngram_orders), match=MatchModel(a, self.match_lengths),
@@ -254,7 +269,8 @@ class OnlineSettings:
                 "block_tokens": engine.block_tokens, "window": engine.window, "stride": engine.stride,
                 "grad_clip": self.grad_clip, "weight_decay": self.weight_decay, "seed": self.seed,
                 "precision_bits": PRECISION_BITS, "start_id": int(engine.learner.start),
-                "payload": framing.PAYLOAD_VERSION, **self._mix_config()}
+                "payload": framing.PAYLOAD_VERSION, **({"autocast": self.autocast} if self.autocast else {}),
+                **self._mix_config()}
 
     def _mixer_config(self) -> Dict[str, Any]:
         from .mixer import TOP_SHARE
