@@ -350,6 +350,26 @@ def test_bad_autocast_options_say_what_was_expected(tiny, opts, msg):
 def test_autocast_is_for_pretrained_models():
     with pytest.raises(ValueError, match="model='scratch' computes"):
         scratch(autocast="bfloat16")
+    assert "autocast" not in scratch(autocast="auto").config  # "auto": nothing to autocast
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_autocast_auto_uses_bf16_where_the_hardware_has_it(tiny, monkeypatch, native):
+    from kolmo.lm import machine
+    monkeypatch.setattr(machine, "native_bf16", lambda device: native)
+    comp = tiny(mix=("learner", "frozen"), autocast="auto")
+    assert comp.config.get("autocast") == ("bfloat16" if native else None)
+    assert comp.config == tiny(mix=("learner", "frozen"), autocast="bfloat16" if native else None).config
+    assert comp.engine.learner.autocast == (torch.bfloat16 if native else None)
+    assert comp.engine.frozen.autocast == comp.engine.learner.autocast
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch):
+    from kolmo.lm import machine
+    for flags, want in (({"avx512f", "avx512_bf16"}, True), ({"amx_bf16", "avx2"}, True), ({"avx512f"}, False),
+                        ({"avx2"}, False)):
+        monkeypatch.setattr(machine, "_cpuinfo", lambda: ("Intel", frozenset(flags)))
+        assert machine.native_bf16(torch.device("cpu")) is want
 
 
 def test_a_stack_of_mixers_codes_through_the_engine(tiny):

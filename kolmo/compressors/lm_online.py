@@ -66,11 +66,13 @@ Both:
 ``seed``        seeds the scratch model's and the adapters' initialisation (default 0)
 ``device``, ``dtype``   "auto" (CUDA if present) and float32 (training in bfloat16 would lose
                 small updates to rounding)
-``autocast``    None (default) or "bfloat16": pretrained models' products in bf16 under
+``autocast``    None (default), "bfloat16" or "auto": pretrained models' products in bf16 under
                 ``torch.autocast``, float32 weights, optimizer and head (:mod:`kolmo.lm.learners`):
-                about 2 x faster where the CPU has bf16 instructions (avx512_bf16, AMX) or on a
-                GPU, emulated and slower elsewhere; its streams decode where the same bf16
-                arithmetic runs
+                2.2 x faster where the CPU has bf16 instructions (avx512_bf16, AMX) or on a GPU,
+                as fast as float32 with AVX-512 alone, 8.6 x slower with AVX2 alone (emulated);
+                "auto" picks bfloat16 where the device has it in hardware
+                (:func:`kolmo.lm.machine.native_bf16`) and config names the choice. Its streams
+                decode where the same bf16 arithmetic runs
 ``verify``      (default True) ``compress`` runs each block's coding schedule twice and stores a
                 block whose tables differ in the safe mode (:mod:`kolmo.lm.engine`). Not in
                 ``config``: it changes no ideal code length.

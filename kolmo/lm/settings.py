@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 _DTYPES = (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 #: lm-online's ``autocast`` option: the dtype of the body's products (None: the weights' own)
-_AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
 #: model='scratch': the hashed n-gram table's learning rate over the dense weights' (online_bench part 3)
 NGRAM_LR_SCALE = 30.0
 #: the scratch model's default size: small and quick to learn (benchmarks/online_bench.py, part 3).
@@ -186,10 +186,13 @@ class OnlineSettings:
         if dtype not in _DTYPES and not hasattr(dtype, "is_floating_point"):
             raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in _DTYPES)}, got {dtype!r}")
         if autocast not in _AUTOCAST:
-            raise ValueError(f"autocast must be None (the model's own dtype) or 'bfloat16' (its products in bf16 "
-                             f"under torch.autocast), got {autocast!r}")
+            raise ValueError(f"autocast must be None (the model's own dtype), 'bfloat16' (its products in bf16 "
+                             f"under torch.autocast) or 'auto' (bfloat16 where the device computes bf16 in "
+                             f"hardware), got {autocast!r}")
         self.autocast = _AUTOCAST[autocast]
-        if self.autocast is not None:
+        if self.autocast == "auto" and (scratch or str(dtype) not in ("float32", "fp32", "torch.float32")):
+            self.autocast = None  # nothing to autocast: the model computes in its own dtype
+        if self.autocast == "bfloat16":
             if scratch:
                 raise ValueError("autocast applies to pretrained models; model='scratch' computes its coding steps "
                                  "in its own dtype (float32 or float64)")
@@ -217,6 +220,9 @@ class OnlineSettings:
                                 "coding_steps": step_kind(dev, dt)}
         else:
             loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=progress)
+            if self.autocast == "auto":  # resolved here, where the device is known: config names the result
+                from .machine import native_bf16
+                self.autocast = "bfloat16" if native_bf16(loaded.device) else None
             autocast = getattr(torch, self.autocast) if self.autocast is not None else None
 
             def new_learner():  # a private copy of the loaded model (or its adapters) each time
