@@ -20,6 +20,9 @@ def environment(device: str = "cpu") -> Dict[str, Any]:
     try:
         import torch
         env["torch_threads"] = torch.get_num_threads()
+        env["cpu_kernels"] = torch.backends.cpu.get_cpu_capability()
+        from kolmo.lm.machine import native_bf16
+        env["native_bf16"] = native_bf16(torch.device("cuda" if device.startswith("cuda") else "cpu"))
         if device.startswith("cuda"):
             env["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:

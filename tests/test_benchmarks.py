@@ -96,6 +96,26 @@ def test_mix_bench_coding_times_both_round_trips(tmp_path, capsys):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
+def test_mix_bench_autocast_times_both_learning_steps(tmp_path, capsys, tiny_model_dir):
+    """mix_bench's autocast part takes the same learning step in float32 and under bf16 autocast (a
+    tiny random Llama, a stand-in Finnish text) and reports the speed-up and both blocks' bits."""
+    from types import SimpleNamespace
+
+    from benchmarks.mix_bench import part_autocast
+    (tmp_path / "genesis").mkdir()
+    (tmp_path / "genesis" / "finnish.txt").write_bytes("Alussa loi Jumala taivaan ja maan. ".encode("latin-1") * 20)
+    opts = dict(model=str(tiny_model_dir), window=48, block_tokens=16)
+    a = SimpleNamespace(mix_opts=json.dumps(opts), device="cpu", progress=False, coding_rounds=2)
+    res = part_autocast(a, tmp_path)
+    assert res["window"] == 48 and res["tokens_learned"] == 16 and isinstance(res["native_bf16"], bool)
+    f32, b16 = res["float32"], res["bfloat16"]
+    assert len(f32["seconds"]) == len(b16["seconds"]) == 2
+    assert res["speedup"] == min(f32["seconds"]) / min(b16["seconds"])
+    assert f32["bits_theta0"] != b16["bits_theta0"] and abs(res["bits_rel_diff"]) < 0.02
+    assert "speed-up" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("one_torch_thread")
 def test_mix_bench_without_each_part_is_the_smaller_mixtures_code():
     """mix_bench's "without each part" re-mixes the runs' columns without one part: what a
     compressor with the other parts codes (the parts never see the mixture)."""
