@@ -17,10 +17,11 @@ whatever lies between the loss and the trained weights):
 ``autocast`` (``torch.bfloat16`` or None, lm-online's ``autocast`` option): the transformer body's
 forward and backward passes run under ``torch.autocast`` in that dtype (matrix products in bf16
 with float32 accumulation; float32 weights, gradients, optimizer and head), and the hidden states
-come back as float32. On a CPU with bf16 instructions (avx512_bf16, AMX) a SmolLM2-135M step takes
-10.3 s against 23 s (2048-token window, one thread), and the bits move by 0.03-0.2%
-(``benchmarks/saved/learner_150k.json``). Where the CPU has no bf16 instructions it is emulated
-and slower than float32.
+come back as float32. On a CPU with bf16 instructions (avx512_bf16, AMX) a SmolLM2-135M learning
+step takes 10.85 s against 23.45 s (2048-token window, one thread; ``python -m benchmarks.mix_bench
+--parts autocast``), and the bits move by 0.04-0.2%. Where the CPU has no bf16 instructions oneDNN
+emulates them: as fast as float32 with AVX-512, 8.6 x slower with AVX2 alone
+(``benchmarks/saved/learner_150k.json``, ``autocast_step``).
 
 :class:`FrozenLM` is the loaded model itself, never trained: the mixture's ``"frozen"`` part. The
 shared loaded model is never changed by any learner.

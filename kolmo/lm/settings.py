@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 _DTYPES = (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 #: lm-online's ``autocast`` option: the dtype of the body's products (None: the weights' own)
 _AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
+_FLOAT32 = ("float32", "fp32", "torch.float32")  #: the dtypes autocast applies to
 #: model='scratch': the hashed n-gram table's learning rate over the dense weights' (online_bench part 3)
 NGRAM_LR_SCALE = 30.0
 #: the scratch model's default size: small and quick to learn (benchmarks/online_bench.py, part 3).
@@ -190,13 +191,13 @@ class OnlineSettings:
                              f"under torch.autocast) or 'auto' (bfloat16 where the device computes bf16 in "
                              f"hardware), got {autocast!r}")
         self.autocast = _AUTOCAST[autocast]
-        if self.autocast == "auto" and (scratch or str(dtype) not in ("float32", "fp32", "torch.float32")):
+        if self.autocast == "auto" and (scratch or str(dtype) not in _FLOAT32):
             self.autocast = None  # nothing to autocast: the model computes in its own dtype
         if self.autocast == "bfloat16":
             if scratch:
                 raise ValueError("autocast applies to pretrained models; model='scratch' computes its coding steps "
                                  "in its own dtype (float32 or float64)")
-            if str(dtype) not in ("float32", "fp32", "torch.float32"):
+            if str(dtype) not in _FLOAT32:
                 raise ValueError(f"autocast={autocast!r} runs a float32 model's products in bf16, but dtype={dtype!r}: "
                                  "pass dtype='float32' (the default) or leave autocast unset")
         self.fingerprint: Dict[str, Any] = {}
