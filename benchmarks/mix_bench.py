@@ -11,7 +11,10 @@ memories count them), so a part's bits in the mixture's run are the bits of ``mi
 whole blocks (:func:`kolmo.lm.online.shared_runs`'s schedule); "lm (in context)" is ``lm``'s own
 ``conditional_bits(y, x)``, measured in the same run of this script. "Without each part": the same
 columns mixed again without one part (what ``mix=`` the other parts codes, :func:`without_each`):
-what each part adds to the mixture.
+what each part adds to the mixture. The mixture is lm-online's default unless ``--mix-opts`` says
+otherwise, and that default follows the hardware (:mod:`kolmo.compressors.lm_online`): where the CPU
+or GPU computes bf16, the models run in bf16 with a second learner, elsewhere float32 without it;
+``--mix-opts '{"autocast": null}'`` measures float32's default anywhere.
 
 finnish   Y = the first 2 kB of the Finnish Genesis (Latin-1 in the corpus, coded as UTF-8), X = the
           same book from "käärme" (ch. 3) on, ``--sizes`` bytes of it (default 0, 16 kB, 48 kB).
@@ -23,8 +26,8 @@ alice     alice29.txt bits/byte (ideal), with the time; real coding of its first
 scratch   the four Canterbury English texts (1.19 MB; ``--scratch-bytes``) with model="scratch" and
           the memories, against PPMd order 6. Goal: >= 5% under PPMd.
 learners  the curve of bits against time that picks the default learner: ``bits()`` of the first
-          ``--curve-bytes`` (12 kB) of lcet10.txt for the learner alone (``mix=None``, lm-online's
-          default before the mixture: the baseline) and the default mixture with each learner of
+          ``--curve-bytes`` (12 kB) of lcet10.txt for the learner alone (``mix=None``, float32,
+          lm-online's default before the mixture: the baseline) and the default mixture with each learner of
           ``--curve-learners`` (full fine-tuning, ``adapter="last"``, ``"bias"``, ``"lora"``), each
           after a 200-byte warm-up, in one process. Rule: the fewest bits among those no slower
           than 1.5 x the baseline.
@@ -211,7 +214,7 @@ def part_scratch(a, root: Path) -> dict:
 
 def part_learners(a, root: Path) -> dict:
     data = (root / "canterbury-mixed" / "lcet10.txt").read_bytes()[:a.curve_bytes]
-    runs = [("learner alone (mix=None)", dict(mix=None))]
+    runs = [("learner alone (mix=None)", dict(mix=None, autocast=None))]  # today's lm-online: float32
     runs += [(f"mixture, {name}", dict(adapter=None if name == "full" else name))
              for name in a.curve_learners.split(",")]
     print(f"\nlearners: ideal bits/byte of lcet10.txt[:{len(data)}] against seconds (one process, in turn)")

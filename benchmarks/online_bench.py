@@ -16,6 +16,8 @@
 4. Speed: tokens/s of learning + ideal coding (``bits``) and of real coding (``compress`` with
    and without ``verify``) on this device.
 
+The learner runs in float32 on every machine (``--autocast null``, these figures); ``--autocast
+'"auto"'`` runs lm-online's default, bf16 where the hardware has it.
 ``--quick`` runs small versions (X up to 32 kB, 8 kB of alice, 64 kB for scratch). The default
 model runs at ~50-300 tokens/s forward on a 2-core CPU and learning costs about three forward
 passes, so the full parts take hours there; each part prints its settings and times.
@@ -84,7 +86,7 @@ def _mix(a):
 def _lm_opts(a) -> dict:
     opts = {"block_tokens": a.block_tokens, "window": a.window, "lr": a.lr, "steps": a.steps,
             "adapter": a.adapter, "train_on": a.train_on}
-    return {"mix": _mix(a), **{k: v for k, v in opts.items() if v is not None}}
+    return {"mix": _mix(a), "autocast": json.loads(a.autocast), **{k: v for k, v in opts.items() if v is not None}}
 
 
 def part_alice(a, root: Path) -> dict:
@@ -222,6 +224,8 @@ def main(argv=None):
     p.add_argument("--progress", action="store_true", help="show progress bars")
     p.add_argument("--mix", default="null", help='JSON: lm-online\'s mix option (default null: the learner alone; '
                    '"auto": the mixture)')
+    p.add_argument("--autocast", default="null", help='JSON: the pretrained learner\'s autocast option (default '
+                   'null: float32 on every machine, this benchmark\'s figures; "auto": lm-online\'s default)')
     p.add_argument("--json")
     a = p.parse_args(argv)
     a.progress = True if a.progress else False

@@ -29,8 +29,8 @@ from .registry import get_compressor, list_compressors
 
 
 def _option(text: str) -> tuple:
-    """``KEY=VALUE`` as (key, value): an int, a float, true / false, a string, or with commas a
-    tuple of those (``mix=learner,ngram``, ``eta=0.1,0.02,1``)."""
+    """``KEY=VALUE`` as (key, value): an int, a float, true / false, none (None), a string, or with
+    commas a tuple of those (``mix=learner,ngram``, ``eta=0.1,0.02,1``)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (for example level=3), got {text!r}")
@@ -45,7 +45,7 @@ def _value(text: str):
             return conv(text)
         except ValueError:
             pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
 def _compressor(args: argparse.Namespace):
@@ -109,7 +109,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
     comp = _compressor(args)
     blob = comp.compress(Path(args.file))
     # The stream names its compressor; the options go beside it so decompress can rebuild it.
-    meta = json.dumps({"compressor": comp.name, "options": dict(args.option or [])}).encode()
+    # Options resolved by this machine's hardware (lm-online's autocast) are written as resolved.
+    options = {**dict(args.option or []), **getattr(comp, "resolved_options", dict)()}
+    meta = json.dumps({"compressor": comp.name, "options": options}).encode()
     Path(args.output).write_bytes(b"KOLMOCLI" + len(meta).to_bytes(4, "little") + meta + blob)
     n = Path(args.file).stat().st_size
     print(f"{args.file}: {n} -> {len(blob)} bytes ({comp.name}), written to {args.output}", file=sys.stderr)
@@ -130,7 +132,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         out = comp.decompress(data[12 + n:])
     except StreamMismatchError as exc:
         record = getattr(exc, "record", None)  # kolmo.lm.machine.FloatMismatchError: other CPU floats
-        if record is None or os.environ.get("KOLMO_REEXEC") or not record.reproducible_here():
+        if record is None or os.environ.get("KOLMO_REEXEC") or not getattr(exc, "reproducible", False):
             raise
         # this CPU can compute the encoder's floats in a process started with its settings
         print(f"kolmo decompress: the stream needs {record.describe()}; decoding in a new process with "

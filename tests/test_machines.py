@@ -81,6 +81,12 @@ def test_record_round_trips_and_names_what_differs():
     assert machine.FloatRecord.from_bytes(rec.to_bytes(1)) == rec
     assert rec.to_bytes(1)[0] >> 5 == 1
     assert machine.FloatRecord.from_bytes(machine.FloatRecord().to_bytes(1)) == machine.FloatRecord()
+    bf16 = machine.FloatRecord(threads=2, level="AVX512", blas="mkl", vendor="AMD", isa="AVX512", bf16_native=True)
+    assert machine.FloatRecord.from_bytes(bf16.to_bytes(1)) == bf16 and "bf16 in hardware" in bf16.describe()
+    # BLAS, vendor, bf16, instruction set: the bf16 bit is the one above the 3-bit instruction set,
+    # 0 in every record without bf16, so records written before it existed read as before
+    assert rec.to_bytes(1)[2] == 0x40 | 0x10 | 4 and bf16.to_bytes(1)[2] == 0x40 | 0x20 | 0x08 | 4
+    assert machine.FloatRecord.from_bytes(bytes([0x23, 3, 0x54])) == rec
     assert rec.settings() == {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
                               "OMP_NUM_THREADS": "3"}
     here = machine.current("cpu")

@@ -35,6 +35,12 @@ def tiny(tiny_model_dir):
     return make
 
 
+@pytest.fixture
+def tiny_model(tiny):
+    """``tiny_model(**fixed)``: the tiny model's compressor maker with options fixed for a test."""
+    return lambda **fixed: (lambda **kw: tiny(**{**fixed, **kw}))
+
+
 def test_a_mixture_of_one_learner_is_the_learner():
     assert scratch(mix=("learner",)).bits(TEXT) == pytest.approx(scratch(mix=None).bits(TEXT), rel=1e-9)
 
@@ -217,13 +223,14 @@ def test_the_compiled_mix_is_numpy_s_sum_bit_for_bit():
         np.testing.assert_array_equal(got, want)
 
 
-def test_the_neural_cache_in_the_mixture(tiny):
+def test_the_neural_cache_in_the_mixture(tiny_model):
     """The cache part: its column is the cache alone, fed by the frozen model whether or not that
     is mixed; conditionals continue its keys from the shared blocks; real streams round-trip,
     with the verification recomputing its rows (no safe block)."""
     from kolmo.lm.neural_cache import THETA, NeuralCache
+    tiny = tiny_model(autocast=None)  # float32: the cache's floats are the frozen model's own
     data = TEXT + "héllo wörld ☃ ".encode() * 3 + bytes([0, 255, 128])
-    every = tiny()  # the default: every part
+    every = tiny(autocast=None)  # the default in float32: every part but the second learner
     assert every.config["mix"] == ["learner", "frozen", "ngram", "match", "cache"]
     assert every.config["cache_theta"] == THETA == 150.0 and every.config["cache_size"] is None
     every.bits(data)
@@ -317,7 +324,7 @@ def test_autocast_bf16_learns_and_codes_through_the_engine(tiny):
     feeds the cache) runs its products in bf16; weights stay float32 and learn; real coding decodes;
     the stream and the cache key name it; a float32 compressor refuses its stream."""
     parts = ("learner", "fast", "frozen", "ngram", "cache")
-    comp, plain = tiny(mix=parts, autocast="bfloat16"), tiny(mix=parts)
+    comp, plain = tiny(mix=parts, autocast="bfloat16"), tiny(mix=parts, autocast=None)
     assert comp.config["autocast"] == "bfloat16" and "autocast" not in plain.config
     assert config_hash(comp.config) != config_hash(plain.config)
     data = TEXT + "héllo wörld ☃ ".encode() * 2
@@ -362,6 +369,96 @@ def test_autocast_auto_uses_bf16_where_the_hardware_has_it(tiny, monkeypatch, na
     assert comp.config == tiny(mix=("learner", "frozen"), autocast="bfloat16" if native else None).config
     assert comp.engine.learner.autocast == (torch.bfloat16 if native else None)
     assert comp.engine.frozen.autocast == comp.engine.learner.autocast
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_default_mixture_follows_the_hardware(tiny, monkeypatch, native):
+    """The defaults (autocast="auto", mix="auto"): where the models compute in bf16 in hardware,
+    every part with the second learner, a stack of mixers and cache_theta 200 (settings.BF16_MIX);
+    elsewhere float32 and every part but "fast". Options given keep their values."""
+    from kolmo.lm import machine
+    from kolmo.lm.neural_cache import THETA
+    from kolmo.lm.settings import BF16_MIX
+    monkeypatch.setattr(machine, "native_bf16", lambda device: native)
+    cfg = tiny().config
+    if native:
+        assert cfg["autocast"] == "bfloat16"
+        assert cfg["mix"] == ["learner", "fast", "frozen", "ngram", "match", "cache"]
+        assert cfg["eta"] == list(BF16_MIX["eta"]) and cfg["cache_theta"] == BF16_MIX["cache_theta"] == 200.0
+        spelled = dict(autocast="bfloat16", mix=("learner", "fast", "frozen", "ngram", "match", "cache"),
+                       eta=(0.1, 0.02, 1.0), cache_theta=200)
+        assert tiny(**spelled).config == cfg
+        given = tiny(eta=0.05, cache_theta=100).config
+        assert given["eta"] == 0.05 and given["cache_theta"] == 100.0 and "fast" in given["mix"]
+    else:
+        assert "autocast" not in cfg
+        assert cfg["mix"] == ["learner", "frozen", "ngram", "match", "cache"]
+        assert cfg["eta"] == 0.1 and cfg["cache_theta"] == THETA
+        assert tiny(autocast=None, mix=("learner", "frozen", "ngram", "match", "cache")).config == cfg
+    # an explicit choice holds on every machine
+    assert "fast" not in tiny(autocast=None).config["mix"]
+    assert "fast" in tiny(autocast="bfloat16").config["mix"]
+    assert "autocast" not in tiny(mix=None, autocast=None).config
+    assert tiny(mix=None).config.get("autocast") == ("bfloat16" if native else None)  # the learner alone too
+
+
+def test_a_default_stream_from_other_hardware_says_which_option_decodes_it(tiny, monkeypatch):
+    """A stream written with the defaults where bf16 is in hardware, read with the defaults where
+    it is not (and back): the error names the option that decodes it; with it, it decodes."""
+    from kolmo.lm import machine
+    data = TEXT[:150]
+    monkeypatch.setattr(machine, "native_bf16", lambda device: True)
+    bf16 = tiny(mix=("learner", "ngram"))
+    blob16 = bf16.compress(data)
+    monkeypatch.setattr(machine, "native_bf16", lambda device: False)
+    plain = tiny(mix=("learner", "ngram"))
+    with pytest.raises(kolmo.StreamMismatchError, match="autocast='bfloat16'"):
+        plain.decompress(blob16)
+    assert tiny(mix=("learner", "ngram"), autocast="bfloat16").decompress(blob16) == data
+    blob32 = plain.compress(data)
+    monkeypatch.setattr(machine, "native_bf16", lambda device: True)
+    with pytest.raises(kolmo.StreamMismatchError, match="autocast=None"):
+        tiny(mix=("learner", "ngram")).decompress(blob32)
+    assert tiny(mix=("learner", "ngram"), autocast=None).decompress(blob32) == data
+    assert bf16.resolved_options() == {"autocast": "bfloat16"} and plain.resolved_options() == {"autocast": None}
+
+
+def test_kolmo_compress_writes_the_hardware_s_choice(tiny_model_dir, monkeypatch, tmp_path):
+    """`kolmo compress` with the defaults writes autocast as resolved, so `kolmo decompress` on a
+    machine whose default is the other one rebuilds the encoder's configuration."""
+    import json
+    from kolmo.cli import main
+    from kolmo.lm import machine
+    src, blob, back = tmp_path / "in.txt", tmp_path / "in.kolmo", tmp_path / "out.txt"
+    src.write_bytes(TEXT[:150])
+    opts = ["-O", f"model={tiny_model_dir}", "-O", "window=48", "-O", "block_tokens=16", "-O", "mix=learner,ngram"]
+    monkeypatch.setattr(machine, "native_bf16", lambda device: True)
+    assert main(["compress", str(src), "-o", str(blob), "-c", "lm-online", *opts]) == 0
+    data = blob.read_bytes()
+    meta = json.loads(data[12:12 + int.from_bytes(data[8:12], "little")])
+    assert meta["options"]["autocast"] == "bfloat16" and meta["options"]["window"] == 48
+    monkeypatch.setattr(machine, "native_bf16", lambda device: False)
+    assert main(["decompress", str(blob), "-o", str(back)]) == 0
+    assert back.read_bytes() == src.read_bytes()
+
+
+def test_a_bf16_stream_is_refused_up_front_where_bf16_runs_otherwise(tiny, monkeypatch):
+    """The stream's float record says whether the CPU computed bf16 in hardware; a CPU that
+    computes it the other way (emulated, or in hardware) refuses it before decoding. A float32
+    stream does not depend on it."""
+    from kolmo.lm import machine
+    vendor, flags = machine._cpuinfo()
+    data = TEXT[:120]
+    comp = tiny(mix=("learner", "ngram"), autocast="bfloat16")
+    plain = tiny(mix=("learner", "ngram"), autocast=None)
+    blob, blob32 = comp.compress(data), plain.compress(data)
+    native = machine.native_bf16_cpu()
+    other = flags - {"avx512_bf16", "amx_bf16"} if native else flags | {"avx512_bf16"}
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: (vendor, frozenset(other)))
+    with pytest.raises(machine.FloatMismatchError, match="bf16") as info:
+        tiny(mix=("learner", "ngram"), autocast="bfloat16").decompress(blob)
+    assert info.value.record.bf16_native is native and not info.value.reproducible
+    assert plain.decompress(blob32) == data
 
 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch):

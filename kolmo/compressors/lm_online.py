@@ -49,8 +49,11 @@ frozen-model hidden states are most like the current one, weighted by exp(``cach
 similarity) over the last ``cache_size`` positions, None: all; :mod:`kolmo.lm.neural_cache`); mixed
 per token (Soft-Bayes rate ``eta``, fixed ``share``; weight set chosen by
 the match length with ``gate="match"``, one set with None; ``eta`` a tuple of rates, e.g.
-``(0.1, 0.02, 1.0)``: one mixer per rate under a top Bayes mixer, :class:`kolmo.lm.mixer.MixerStack`). Default ``mix="auto"``: every part the
-model has but "fast" (scratch: no "frozen", no "cache"), measured in benchmarks/mix_bench.py. ``mix=None``: the learner alone.
+``(0.1, 0.02, 1.0)``: one mixer per rate under a top Bayes mixer, :class:`kolmo.lm.mixer.MixerStack`). Default ``mix="auto"``, measured in
+benchmarks/mix_bench.py: where the pretrained models compute in bf16 (``autocast``, below), every part
+with ``cache_theta`` 200 and ``eta`` (0.1, 0.02, 1.0) unless given (:data:`kolmo.lm.settings.BF16_MIX`:
+bf16 pays for the second learner); in float32 every part the model has but "fast" (scratch: no
+"frozen", no "cache"). ``mix=None``: the learner alone.
 
 Both:
 
@@ -66,13 +69,16 @@ Both:
 ``seed``        seeds the scratch model's and the adapters' initialisation (default 0)
 ``device``, ``dtype``   "auto" (CUDA if present) and float32 (training in bfloat16 would lose
                 small updates to rounding)
-``autocast``    None (default), "bfloat16" or "auto": pretrained models' products in bf16 under
+``autocast``    "auto" (default), "bfloat16" or None: pretrained models' products in bf16 under
                 ``torch.autocast``, float32 weights, optimizer and head (:mod:`kolmo.lm.learners`):
                 2.2 x faster where the CPU has bf16 instructions (avx512_bf16, AMX) or on a GPU,
                 as fast as float32 with AVX-512 alone, 8.6 x slower with AVX2 alone (emulated);
                 "auto" picks bfloat16 where the device has it in hardware
-                (:func:`kolmo.lm.machine.native_bf16`) and config names the choice. Its streams
-                decode where the same bf16 arithmetic runs
+                (:func:`kolmo.lm.machine.native_bf16`), None elsewhere, and config names the
+                choice; None: float32 everywhere. A bf16 stream decodes where bf16 runs as it did
+                for the encoder (its float record says whether that was in hardware: refused up
+                front elsewhere); a stream of the defaults from other hardware is refused with the
+                option that decodes it; ``kolmo compress`` writes the resolved choice
 ``verify``      (default True) ``compress`` runs each block's coding schedule twice and stores a
                 block whose tables differ in the safe mode (:mod:`kolmo.lm.engine`). Not in
                 ``config``: it changes no ideal code length.
@@ -141,7 +147,7 @@ class OnlineLMCompressor(Compressor):
         from ..lm.engine import Engine
         e = self.engine
         return Engine(e.coding_model, window=e.window, stride=e.stride, verify=self.verify, what="lm-online stream",
-                      label="kolmo lm-online", progress=self.progress)
+                      label="kolmo lm-online", progress=self.progress, bf16=self.settings.autocast is not None)
 
     @property
     def stream_config(self) -> Dict[str, Any]:
@@ -252,8 +258,42 @@ class OnlineLMCompressor(Compressor):
         self.safe_blocks = coder.safe  # (block, first diverging token) of the last compress
         return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
 
+    def resolved_options(self) -> Dict[str, Any]:
+        """Options that choose this configuration on any machine: ``autocast`` as resolved here
+        (``"auto"``, the default, picks by hardware, and ``mix="auto"`` follows it)."""
+        return {"autocast": self.settings.autocast}
+
     def decompress(self, blob: bytes) -> bytes:
+        from ..errors import StreamMismatchError
         old = {**{k: v for k, v in self.stream_config.items() if k != "payload"}, "codec": "lm-online-range-coder"}
-        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config,
-                               retired={RETIRED: old})
+        blob = as_bytes(blob, name="blob")
+        try:
+            frame = framing.unpack(blob, name=self.name, config=self.stream_config, retired={RETIRED: old})
+        except StreamMismatchError as exc:
+            self._other_hardware_default(blob, exc)
+            raise
         return framing.check_output(frame, self.coder.decompress_blocks(frame.payload, frame.length, self.engine))
+
+    def _other_hardware_default(self, blob: bytes, exc: Exception) -> None:
+        """Say so when ``blob`` is this compressor's stream with ``autocast`` resolved the other way
+        (a default stream from a machine with bf16 in hardware read on one without, or back)."""
+        from ..errors import StreamMismatchError
+        if self._options.get("autocast", "auto") != "auto" or self.settings.size is not None or len(blob) < 7:
+            return
+        other = None if self.settings.autocast else "bfloat16"
+        opts = {k: v for k, v in self._options.items() if k not in ("model", "verify", "progress")}
+        alt = type(self.settings)(self.settings.model_name, **{**opts, "autocast": other})
+        alt.fingerprint = self.settings.fingerprint
+        if bytes(blob[4:7]) != framing.config_hash(self.name, alt.stream_config(self.engine)):
+            return
+        if other:
+            raise StreamMismatchError(
+                "this lm-online stream was written where the models compute in bf16 (autocast='bfloat16', the "
+                "default on hardware with bf16; mix='auto' then adds the second learner), and this machine's "
+                "default is float32: pass autocast='bfloat16' (`-O autocast=bfloat16`) to decode it; it decodes "
+                "where bf16 runs as it did for the encoder (in hardware there: a CPU with avx512_bf16 or AMX, "
+                "or the GPU)") from exc
+        raise StreamMismatchError(
+            "this lm-online stream was written in float32 (autocast=None, the default where the hardware has "
+            "no bf16), and this machine's default is bf16: pass autocast=None (`-O autocast=none`) to "
+            "decode it") from exc

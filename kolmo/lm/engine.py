@@ -89,8 +89,9 @@ class Engine:
     :mod:`kolmo.lm.schedule` with ``encode(bytes) -> ids`` and ``decode(ids) -> bytes`` besides."""
 
     def __init__(self, model, *, window: int, stride: int, kv_cache: str = "dynamic", verify: bool = True,
-                 what: str = "lm stream", label: str = "kolmo lm", progress=None):
+                 what: str = "lm stream", label: str = "kolmo lm", progress=None, bf16: bool = False):
         self.model, self.window, self.stride = model, window, stride
+        self.bf16 = bf16  # the model's products run in bf16 (lm-online's autocast): the record says how
         self.kv_cache, self.verify, self.what = kv_cache, verify, what
         self.label, self.progress = label, progress
         self.safe: List[Tuple[int, int]] = []  # (segment, first differing step) of the last compress
@@ -116,7 +117,7 @@ class Engine:
     def _payload(self, n: int, segment: int, modes: Sequence[int], spelled: Callable[[int], bytes],
                  words: Sequence[np.ndarray], crcs: bool, prime: int = 0) -> bytes:
         safe = tuple(i for i, m in enumerate(modes) if m == SAFE)
-        rec = machine.current(self.model.device).to_bytes(framing.PAYLOAD_VERSION)
+        rec = machine.current(self.model.device, self.bf16).to_bytes(framing.PAYLOAD_VERSION)
         crc16 = tuple(framing.crc32(spelled(i)) & 0xFFFF for i in range(len(modes))) if crcs else None
         return framing.pack_lm_payload(framing.LMPayload(rec, n, segment if segment < n - prime else 0, safe,
                                                          tuple(safe_code(spelled(i)) for i in safe), crc16,
@@ -126,7 +127,7 @@ class Engine:
         """The payload, checked against this process's floats, and the encoder's thread count."""
         p = framing.unpack_lm_payload(payload, length, n_groups, self.what)
         record = machine.FloatRecord.from_bytes(p.machine)
-        machine.check(record, self.model.device, f"this {self.what}")
+        machine.check(record, self.model.device, f"this {self.what}", self.bf16)
         return p, record.threads
 
     def _known(self, p: framing.LMPayload, lengths: Sequence[int]) -> Dict[int, np.ndarray]:

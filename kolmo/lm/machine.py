@@ -12,7 +12,10 @@ configuration pins those), a CPU's floats still depend on:
   check under AVX-512 on the same Intel machine);
 * the **BLAS** that computes matrix products (MKL in torch's x86 builds) and the code path it picks
   from the CPU's vendor and instruction set (``MKL_ENABLE_INSTRUCTIONS`` caps it, ``MKL_CBWR``
-  pins it).
+  pins it);
+* for a model whose products run in **bf16** (``lm-online``'s ``autocast``), whether the CPU
+  computes bf16 in hardware (:func:`native_bf16`; oneDNN emulates it elsewhere, with other
+  roundings: a stream made with avx512_bf16 failed its check where bf16 was emulated).
 
 :func:`current` reads these as a :class:`FloatRecord`; streams store it (``to_bytes``, not in the
 configuration, so the results cache does not split per machine). The decoder runs with the
@@ -81,6 +84,11 @@ def native_bf16(device) -> bool:
         return bool(torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return False
+    return native_bf16_cpu()
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bf16 instructions (avx512_bf16, or AMX's amx_bf16)."""
     return bool({"avx512_bf16", "amx_bf16"} & _cpuinfo()[1])
 
 
@@ -104,23 +112,29 @@ class FloatRecord:
     blas: str = ""
     vendor: str = ""
     isa: str = ""
+    #: a model computing in bf16 on a CPU with bf16 in hardware (False: no bf16 products, or emulated
+    #: ones; the stream's configuration says whether there are bf16 products)
+    bf16_native: bool = False
 
     def to_bytes(self, version: int) -> bytes:
         """The payload's first 3 bytes: version (3 high bits) and kernel level (5 low bits), threads,
-        then BLAS (2 high bits), CPU vendor (2 bits) and the BLAS's instruction set (4 low bits)."""
+        then BLAS (2 high bits), CPU vendor (2 bits), bf16 in hardware (1 bit) and the BLAS's
+        instruction set (3 low bits). Streams without bf16 products have the bf16 bit 0, so records
+        written before the bit existed read the same."""
         if not 0 <= version < 8 or not 0 <= self.threads <= 255:
             raise ValueError(f"version must be 0..7 and threads 0..255, got {version}, {self.threads}")
         level = LEVELS.index(self.level) if self.level in LEVELS else _OTHER
-        blas = (BLAS.index(self.blas) << 6) | (VENDORS.index(self.vendor) << 4) | ISAS.index(self.isa)
+        blas = ((BLAS.index(self.blas) << 6) | (VENDORS.index(self.vendor) << 4) | (int(self.bf16_native) << 3)
+                | ISAS.index(self.isa))
         return bytes([(version << 5) | level, self.threads, blas])
 
     @classmethod
     def from_bytes(cls, head: bytes) -> "FloatRecord":
         level = head[0] & 31
-        blas, vendor, isa = head[2] >> 6, (head[2] >> 4) & 3, head[2] & 15
+        blas, vendor, bf16, isa = head[2] >> 6, (head[2] >> 4) & 3, (head[2] >> 3) & 1, head[2] & 7
         return cls(threads=head[1], level=LEVELS[level] if level < len(LEVELS) else "other",
                    blas=BLAS[blas] if blas < len(BLAS) else "other", vendor=VENDORS[vendor],
-                   isa=ISAS[isa] if isa < len(ISAS) else "other")
+                   isa=ISAS[isa] if isa < len(ISAS) else "other", bf16_native=bool(bf16))
 
     @property
     def on_cpu(self) -> bool:
@@ -130,7 +144,7 @@ class FloatRecord:
         if not self.on_cpu:
             return "not on a CPU"
         return (f"CPU kernels {self.level}, {self.threads} thread(s), BLAS {self.blas or 'none'} with "
-                f"{self.isa} on {self.vendor}")
+                f"{self.isa} on {self.vendor}" + (", bf16 in hardware" if self.bf16_native else ""))
 
     def settings(self) -> Dict[str, str]:
         """Environment variables that make a new process on this machine compute with these floats."""
@@ -140,47 +154,56 @@ class FloatRecord:
         out["OMP_NUM_THREADS"] = str(self.threads)
         return out
 
-    def reproducible_here(self) -> bool:
-        """Whether this CPU can run these settings: same vendor, and instruction sets it has."""
+    def reproducible_here(self, bf16: bool = False) -> bool:
+        """Whether this CPU can run these settings: same vendor, and instruction sets it has (and,
+        for a model computing in bf16, bf16 in hardware where the encoder had it, and only there)."""
         vendor, isa = _cpu_flags()
         widths = {"DEFAULT": "", "AVX2": "AVX2", "AVX512": "AVX512"}
         if not self.on_cpu or self.vendor != vendor or self.level not in widths or isa not in ISAS:
             return False
+        if bf16 and self.bf16_native != native_bf16_cpu():
+            return False  # no process setting turns bf16 hardware on (or oneDNN's use of it off)
         have = ISAS.index(isa)
         return self.isa in ISAS and ISAS.index(self.isa) <= have and ISAS.index(widths[self.level]) <= have
 
 
-def current(device) -> FloatRecord:
-    """This process's record for a model on ``device`` (all empty off the CPU)."""
+def current(device, bf16: bool = False) -> FloatRecord:
+    """This process's record for a model on ``device`` (all empty off the CPU); ``bf16``: the
+    model's products run in bf16 (then the record says whether this CPU computes bf16 in hardware)."""
     if getattr(device, "type", str(device)) != "cpu":
         return FloatRecord()
     import torch
     vendor, isa = _cpu_flags()
     mkl = torch.backends.mkl.is_available()
     return FloatRecord(threads=min(torch.get_num_threads(), 255), level=torch.backends.cpu.get_cpu_capability(),
-                       blas="mkl" if mkl else "other", vendor=vendor, isa=_blas_isa(isa) if mkl else isa)
+                       blas="mkl" if mkl else "other", vendor=vendor, isa=_blas_isa(isa) if mkl else isa,
+                       bf16_native=bool(bf16) and native_bf16_cpu())
 
 
 class FloatMismatchError(StreamMismatchError):
     """A stream made where the floats differ from this process's (see :mod:`kolmo.lm.machine`)."""
 
-    def __init__(self, message: str, record: FloatRecord):
+    def __init__(self, message: str, record: FloatRecord, reproducible: bool = False):
         super().__init__(message)
         self.record = record
+        #: whether a process on this machine started with ``record.settings()`` computes its floats
+        self.reproducible = reproducible
 
 
-def check(record: FloatRecord, device, what: str) -> None:
+def check(record: FloatRecord, device, what: str, bf16: bool = False) -> None:
     """Raise :class:`FloatMismatchError` unless this process computes ``record``'s floats (threads
-    aside: :func:`using_threads` sets those)."""
-    here = current(device)
-    if record.on_cpu != here.on_cpu or (record.level, record.blas, record.vendor, record.isa) != (
-            here.level, here.blas, here.vendor, here.isa):
+    aside: :func:`using_threads` sets those); ``bf16``: the stream's model computes in bf16."""
+    here = current(device, bf16)
+    if record.on_cpu != here.on_cpu or (record.level, record.blas, record.vendor, record.isa, record.bf16_native) != (
+            here.level, here.blas, here.vendor, here.isa, here.bf16_native):
         env = " ".join(f"{k}={v}" for k, v in record.settings().items())
-        hint = (f"start a new process with {env} to decode it here" if record.reproducible_here() else
-                "decode it on a machine like the encoder's")
+        reproducible = record.reproducible_here(bf16)
+        hint = (f"start a new process with {env} to decode it here" if reproducible else
+                "decode it on a machine like the encoder's" + (" (bf16 in hardware)" if record.bf16_native else
+                                                                 " (bf16 emulated)" if bf16 else ""))
         raise FloatMismatchError(
             f"{what} was written where the model's floats come from {record.describe()}; this process "
-            f"computes them with {here.describe()}, so decoding would fail: {hint}", record)
+            f"computes them with {here.describe()}, so decoding would fail: {hint}", record, reproducible)
 
 
 @contextlib.contextmanager

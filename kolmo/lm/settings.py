@@ -41,14 +41,28 @@ _MATCH_LENGTHS = {False: (16, 8, 4, 2), True: (32, 16, 8, 4)}
 FAST_LR_SCALE = 3.0
 
 
+#: ``mix="auto"`` where the pretrained models compute in bf16 (``autocast``): every part, the second
+#: learner "fast" included, with these defaults for options not given. bf16 halves a learning step
+#: where the hardware has it, which pays for the second learner within the 1.5 x rule (the Finnish
+#: Genesis at X = 150 kB: 3369.8 bits = 0.7497 x lm in context in 1.19 x the learner alone's time,
+#: against 3418.6 for float32's default mixture; benchmarks/saved/learner_150k.json)
+BF16_MIX = {"cache_theta": 200.0, "eta": (0.1, 0.02, 1.0)}
+
+
+def auto_mix(scratch: bool, bf16: bool) -> Tuple[str, ...]:
+    """The parts of ``mix="auto"``: every part the model has, but the second learner "fast" only
+    where the pretrained models compute in bf16 (it doubles the learning; in float32 that is 2.2 x
+    the learner alone's time, over the 1.5 x that the default may take)."""
+    from .mixture import PARTS
+    return tuple(p for p in PARTS if not (scratch and p in ("frozen", "cache")) and (p != "fast" or bf16))
+
+
 def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
                cache_theta=None, cache_size=None) -> Optional[Tuple[str, ...]]:
-    """``mix`` as a tuple of part names (None: the learner alone, no mixture; "auto": every part the
-    model has but the second learner "fast", the measured default), checked."""
+    """``mix`` as a tuple of part names (None: the learner alone, no mixture; "auto" resolved by the
+    caller with :func:`auto_mix`), checked."""
     from .mixer import new_mixer
     from .mixture import GATES, PARTS
-    if isinstance(mix, str) and mix == "auto":
-        mix = tuple(p for p in PARTS if p != "fast" and not (scratch and p in ("frozen", "cache")))
     if mix is None:
         if any(v is not None for v in (order, lengths, cache_theta, cache_size)):
             raise ValueError("ngram_orders, match_lengths, cache_theta and cache_size set the mixture's memories; "
@@ -106,9 +120,36 @@ class OnlineSettings:
                  train_on: Optional[str] = None, mix: Any = "auto", ngram_orders: Any = None,
                  match_lengths: Optional[Sequence[int]] = None, gate: Optional[str] = "match",
                  share: float = 1e-4, eta: Optional[float] = None, cache_theta: Optional[float] = None,
-                 cache_size: Optional[int] = None, fast_lr: Optional[float] = None, autocast: Optional[str] = None):
+                 cache_size: Optional[int] = None, fast_lr: Optional[float] = None, autocast: Optional[str] = "auto"):
         from .online import OPTIMIZERS, TRAIN_ON
         scratch = model == "scratch"
+        if dtype not in _DTYPES and not hasattr(dtype, "is_floating_point"):
+            raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in _DTYPES)}, got {dtype!r}")
+        if autocast not in _AUTOCAST:
+            raise ValueError(f"autocast must be None (the model's own dtype), 'bfloat16' (its products in bf16 "
+                             f"under torch.autocast) or 'auto' (bfloat16 where the device computes bf16 in "
+                             f"hardware), got {autocast!r}")
+        self.autocast = _AUTOCAST[autocast]
+        if self.autocast == "auto":  # resolved here: config names the result
+            from . import machine
+            from .models import resolve_device
+            native = not scratch and str(dtype) in _FLOAT32 and machine.native_bf16(resolve_device(device))
+            self.autocast = "bfloat16" if native else None
+        if self.autocast == "bfloat16":
+            if scratch:
+                raise ValueError("autocast applies to pretrained models; model='scratch' computes its coding steps "
+                                 "in its own dtype (float32 or float64)")
+            if str(dtype) not in _FLOAT32:
+                raise ValueError(f"autocast={autocast!r} runs a float32 model's products in bf16, but dtype={dtype!r}: "
+                                 "pass dtype='float32' (the default) or leave autocast unset")
+        #: whether mix="auto" chose the bf16 mixture (then its defaults, BF16_MIX, apply to options not given)
+        self.mix_auto = isinstance(mix, str) and mix == "auto"
+        if self.mix_auto:
+            bf16 = self.autocast == "bfloat16"
+            mix = auto_mix(scratch, bf16)
+            if bf16:
+                cache_theta = BF16_MIX["cache_theta"] if cache_theta is None else cache_theta
+                eta = BF16_MIX["eta"] if eta is None else eta
         self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
         from .neural_cache import THETA
         self.cache_theta = float(cache_theta) if cache_theta is not None else THETA
@@ -184,22 +225,6 @@ class OnlineSettings:
         self.size = size if scratch else None
         self._block, self._window, self._stride = block_tokens, window, stride
         self._device, self._dtype = device, dtype
-        if dtype not in _DTYPES and not hasattr(dtype, "is_floating_point"):
-            raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in _DTYPES)}, got {dtype!r}")
-        if autocast not in _AUTOCAST:
-            raise ValueError(f"autocast must be None (the model's own dtype), 'bfloat16' (its products in bf16 "
-                             f"under torch.autocast) or 'auto' (bfloat16 where the device computes bf16 in "
-                             f"hardware), got {autocast!r}")
-        self.autocast = _AUTOCAST[autocast]
-        if self.autocast == "auto" and (scratch or str(dtype) not in _FLOAT32):
-            self.autocast = None  # nothing to autocast: the model computes in its own dtype
-        if self.autocast == "bfloat16":
-            if scratch:
-                raise ValueError("autocast applies to pretrained models; model='scratch' computes its coding steps "
-                                 "in its own dtype (float32 or float64)")
-            if str(dtype) not in _FLOAT32:
-                raise ValueError(f"autocast={autocast!r} runs a float32 model's products in bf16, but dtype={dtype!r}: "
-                                 "pass dtype='float32' (the default) or leave autocast unset")
         self.fingerprint: Dict[str, Any] = {}
 
     def build(self, progress=None):
@@ -221,9 +246,6 @@ class OnlineSettings:
                                 "coding_steps": step_kind(dev, dt)}
         else:
             loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=progress)
-            if self.autocast == "auto":  # resolved here, where the device is known: config names the result
-                from .machine import native_bf16
-                self.autocast = "bfloat16" if native_bf16(loaded.device) else None
             autocast = getattr(torch, self.autocast) if self.autocast is not None else None
 
             def new_learner():  # a private copy of the loaded model (or its adapters) each time
