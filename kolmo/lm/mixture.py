@@ -7,7 +7,8 @@ of the distributions of its *parts*, each optional:
 ``"fast"``     a second learner: a private copy of the same model on the same blocks and windows,
                learning at a higher rate (``lm-online``'s ``fast_lr``); the mixer weighs the slow
                and the fast learner per token (PAQ's fast and slow adaptation rates). It doubles
-               the learning's cost, so the default mixture leaves it out
+               the learning's cost, so the default mixture has it only where the models compute
+               in bf16 in hardware (:data:`kolmo.lm.settings.BF16_MIX`), which halves a step
 ``"frozen"``   the pretrained model as loaded, never trained, reading the same windows: ``lm`` in context
 ``"ngram"``    :class:`kolmo.lm.ngram.TokenNGram` over every token coded so far (X and the part of
                Y already coded): one expert per order in ``ngram_orders`` (the estimate
