@@ -142,9 +142,7 @@ class OnlineSettings:
             if str(dtype) not in _FLOAT32:
                 raise ValueError(f"autocast={autocast!r} runs a float32 model's products in bf16, but dtype={dtype!r}: "
                                  "pass dtype='float32' (the default) or leave autocast unset")
-        #: whether mix="auto" chose the bf16 mixture (then its defaults, BF16_MIX, apply to options not given)
-        self.mix_auto = isinstance(mix, str) and mix == "auto"
-        if self.mix_auto:
+        if isinstance(mix, str) and mix == "auto":  # with bf16, BF16_MIX's values for the options not given
             bf16 = self.autocast == "bfloat16"
             mix = auto_mix(scratch, bf16)
             if bf16:
