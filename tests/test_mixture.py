@@ -458,6 +458,8 @@ def test_a_bf16_stream_is_refused_up_front_where_bf16_runs_otherwise(tiny, monke
     with pytest.raises(machine.FloatMismatchError, match="bf16") as info:
         tiny(mix=("learner", "ngram"), autocast="bfloat16").decompress(blob)
     assert info.value.record.bf16_native is native and not info.value.reproducible
+    here, there = ("in hardware", "emulated") if native else ("emulated", "in hardware")
+    assert f"bf16 {here}; this process computes them with" in str(info.value) and f"bf16 {there}, so" in str(info.value)
     assert plain.decompress(blob32) == data
 
 

@@ -140,11 +140,13 @@ class FloatRecord:
     def on_cpu(self) -> bool:
         return bool(self.level)
 
-    def describe(self) -> str:
+    def describe(self, bf16: bool = False) -> str:
+        """In words; ``bf16``: the model computes in bf16 (then say whether in hardware or emulated)."""
         if not self.on_cpu:
             return "not on a CPU"
+        kind = ", bf16 in hardware" if self.bf16_native else ", bf16 emulated" if bf16 else ""
         return (f"CPU kernels {self.level}, {self.threads} thread(s), BLAS {self.blas or 'none'} with "
-                f"{self.isa} on {self.vendor}" + (", bf16 in hardware" if self.bf16_native else ""))
+                f"{self.isa} on {self.vendor}{kind}")
 
     def settings(self) -> Dict[str, str]:
         """Environment variables that make a new process on this machine compute with these floats."""
@@ -198,12 +200,11 @@ def check(record: FloatRecord, device, what: str, bf16: bool = False) -> None:
             here.level, here.blas, here.vendor, here.isa, here.bf16_native):
         env = " ".join(f"{k}={v}" for k, v in record.settings().items())
         reproducible = record.reproducible_here(bf16)
-        hint = (f"start a new process with {env} to decode it here" if reproducible else
-                "decode it on a machine like the encoder's" + (" (bf16 in hardware)" if record.bf16_native else
-                                                                 " (bf16 emulated)" if bf16 else ""))
+        hint = f"start a new process with {env} to decode it here" if reproducible else \
+            "decode it on a machine like the encoder's"
         raise FloatMismatchError(
-            f"{what} was written where the model's floats come from {record.describe()}; this process "
-            f"computes them with {here.describe()}, so decoding would fail: {hint}", record, reproducible)
+            f"{what} was written where the model's floats come from {record.describe(bf16)}; this process "
+            f"computes them with {here.describe(bf16)}, so decoding would fail: {hint}", record, reproducible)
 
 
 @contextlib.contextmanager
