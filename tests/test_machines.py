@@ -100,12 +100,13 @@ def test_record_round_trips_and_names_what_differs():
 
 @pytest.mark.skipif(os.environ.get("KOLMO_LEVEL_RUN") is not None, reason="already inside a kernel-level run")
 def test_lm_tests_pass_under_every_other_kernel_level():
-    """The LM and lm-online tests again, under each other kernel level (floats of another order)."""
+    """The LM and lm-online tests again, under each other kernel level (floats of another order; a
+    compiled scorer there may read a compile cache written at this level, as in the suite's order)."""
     levels = other_levels()
     if not levels:
         pytest.skip("torch offers no other CPU kernel level on this machine")
-    files = ["tests/test_lm_coding.py", "tests/test_lm_online.py", "tests/test_rans.py", "tests/test_mixer.py",
-             "tests/test_mixture.py"]
+    files = ["tests/test_lm.py", "tests/test_lm_coding.py", "tests/test_lm_online.py", "tests/test_learners.py",
+             "tests/test_rans.py", "tests/test_mixer.py", "tests/test_mixture.py"]
     for level in levels:
         env = {**os.environ, "ATEN_CPU_CAPABILITY": level, "KOLMO_LEVEL_RUN": level}
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider",
