@@ -35,12 +35,6 @@ def tiny(tiny_model_dir):
     return make
 
 
-@pytest.fixture
-def tiny_model(tiny):
-    """``tiny_model(**fixed)``: the tiny model's compressor maker with options fixed for a test."""
-    return lambda **fixed: (lambda **kw: tiny(**{**fixed, **kw}))
-
-
 def test_a_mixture_of_one_learner_is_the_learner():
     assert scratch(mix=("learner",)).bits(TEXT) == pytest.approx(scratch(mix=None).bits(TEXT), rel=1e-9)
 
@@ -223,14 +217,15 @@ def test_the_compiled_mix_is_numpy_s_sum_bit_for_bit():
         np.testing.assert_array_equal(got, want)
 
 
-def test_the_neural_cache_in_the_mixture(tiny_model):
+def test_the_neural_cache_in_the_mixture(tiny):
     """The cache part: its column is the cache alone, fed by the frozen model whether or not that
     is mixed; conditionals continue its keys from the shared blocks; real streams round-trip,
     with the verification recomputing its rows (no safe block)."""
+    import functools
     from kolmo.lm.neural_cache import THETA, NeuralCache
-    tiny = tiny_model(autocast=None)  # float32: the cache's floats are the frozen model's own
+    tiny = functools.partial(tiny, autocast=None)  # float32: the cache's floats are the frozen model's own
     data = TEXT + "héllo wörld ☃ ".encode() * 3 + bytes([0, 255, 128])
-    every = tiny(autocast=None)  # the default in float32: every part but the second learner
+    every = tiny()  # the default in float32: every part but the second learner
     assert every.config["mix"] == ["learner", "frozen", "ngram", "match", "cache"]
     assert every.config["cache_theta"] == THETA == 150.0 and every.config["cache_size"] is None
     every.bits(data)

@@ -102,6 +102,7 @@ import numpy as np
 
 from .. import framing
 from .._version import __version__
+from ..errors import StreamMismatchError
 from ..inputs import Data, as_bytes
 from .base import CodeParts, Compressor
 
@@ -264,7 +265,6 @@ class OnlineLMCompressor(Compressor):
         return {"autocast": self.settings.autocast}
 
     def decompress(self, blob: bytes) -> bytes:
-        from ..errors import StreamMismatchError
         old = {**{k: v for k, v in self.stream_config.items() if k != "payload"}, "codec": "lm-online-range-coder"}
         blob = as_bytes(blob, name="blob")
         try:
@@ -277,8 +277,7 @@ class OnlineLMCompressor(Compressor):
     def _other_hardware_default(self, blob: bytes, exc: Exception) -> None:
         """Say so when ``blob`` is this compressor's stream with ``autocast`` resolved the other way
         (a default stream from a machine with bf16 in hardware read on one without, or back)."""
-        from ..errors import StreamMismatchError
-        if self._options.get("autocast", "auto") != "auto" or self.settings.size is not None or len(blob) < 7:
+        if self._options.get("autocast", "auto") != "auto" or self.settings.size is not None:
             return
         other = None if self.settings.autocast else "bfloat16"
         opts = {k: v for k, v in self._options.items() if k not in ("model", "verify", "progress")}
