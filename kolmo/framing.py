@@ -39,7 +39,7 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .errors import CorruptStreamError, StreamMismatchError
 
@@ -109,14 +109,17 @@ def _writer_hint(tag: int) -> str:
 
 
 def unpack(blob: bytes, *, name: str, config: Mapping[str, Any],
-           retired: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Frame:
+           retired: Optional[Mapping[str, Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]]] = None,
+           retired_payloads: Optional[Mapping[int, str]] = None) -> Frame:
     """Parse and check a kolmo stream written by compressor ``name`` with ``config``.
 
     Raises :class:`CorruptStreamError` for a damaged or truncated stream and
     :class:`StreamMismatchError` for a stream from another compressor or configuration.
-    ``retired`` maps a description of a payload format this kolmo no longer reads to the
-    configuration that such streams were written with: a stream with that configuration's hash is
-    refused with an error naming the format.
+    A stream whose configuration hash is not ``config``'s is refused with an error naming its
+    format where it has one this kolmo no longer reads: ``retired`` maps a description of such a
+    format to the configuration its streams were written with (or a function that returns it,
+    called only then), ``retired_payloads`` maps a language-model payload version
+    (:data:`PAYLOAD_VERSION`'s bits in the payload's first byte) to its description.
     """
     if blob[:4] == MAGIC_V1:
         return _unpack_v1(blob, name=name, config=config)
@@ -137,11 +140,8 @@ def unpack(blob: bytes, *, name: str, config: Mapping[str, Any],
             f"this stream was written by {_writer_hint(blob[3])}, not {name!r}: decompress it with the "
             "compressor and options that wrote it")
     got = bytes(blob[4:7])
-    for what, old in (retired or {}).items():
-        if got == config_hash(name, old) != config_hash(name, config):
-            raise StreamMismatchError(f"this {name!r} stream has {what}, which this kolmo no longer reads: "
-                                      "decompress it with the kolmo version that wrote it")
     if got != config_hash(name, config):
+        _refuse_retired(blob, name, got, retired or {}, retired_payloads or {})
         raise StreamMismatchError(
             f"this {name!r} stream was written with a different configuration (config hash {got.hex()}, "
             f"this compressor's is {config_hash(name, config).hex()}): use the same options, codec version "
@@ -151,6 +151,26 @@ def unpack(blob: bytes, *, name: str, config: Mapping[str, Any],
         raise CorruptStreamError("kolmo stream truncated inside its header")
     (crc,) = struct.unpack_from("<I", blob, pos)
     return Frame(name, got, length, crc, bytes(blob[pos + 4:]))
+
+
+def _refuse_retired(blob: bytes, name: str, got: bytes, retired: Mapping[str, Any],
+                    retired_payloads: Mapping[int, str]) -> None:
+    """Raise StreamMismatchError naming the retired format of ``blob``, if it has one (see unpack)."""
+    found = None
+    for what, old in retired.items():
+        if got == config_hash(name, old() if callable(old) else old):
+            found = what
+            break
+    if found is None and retired_payloads:
+        try:
+            _, pos = read_varint(blob, 7, what="kolmo stream header")
+        except CorruptStreamError:
+            return
+        if pos + 4 < len(blob):
+            found = retired_payloads.get(blob[pos + 4] >> 5)
+    if found is not None:
+        raise StreamMismatchError(f"this {name!r} stream has {found}, which this kolmo no longer reads: "
+                                  "decompress it with the kolmo version that wrote it")
 
 
 def _unpack_v1(blob: bytes, *, name: str, config: Mapping[str, Any]) -> Frame:
@@ -208,7 +228,12 @@ def read_varint(buf: bytes, pos: int, what: str = "lm stream chunk table") -> Tu
             return value, pos
 
 
-PAYLOAD_VERSION = 1  # the language models' payload format (format 0: kolmo 0.3, no version byte)
+#: the language models' payload format. 0: kolmo 0.3, no version byte; 1: models identified by
+#: their files' hashes (version stamps included); 2: by what they compute (kolmo.lm.identity), and
+#: ``lm``'s dtype following the hardware. Formats 1 and 2 have the same bytes.
+PAYLOAD_VERSION = 2
+#: descriptions of the payload formats this kolmo refuses by name
+RETIRED_PAYLOADS = {1: "payload format 1 (models identified by the hashes of their files, version stamps included)"}
 
 
 @dataclass(frozen=True)
@@ -243,7 +268,7 @@ def segment_lengths(n_tokens: int, segment: int, prime: int = 0) -> List[int]:
 
 
 def pack_lm_payload(p: LMPayload) -> bytes:
-    """The language models' payload, format 1 (varints unsigned LEB128)::
+    """The language models' payload, format 2 (as format 1; varints unsigned LEB128)::
 
         3       the float record (kolmo.lm.machine): payload version (3 high bits) and CPU kernel
                 level, torch's CPU thread count, BLAS / CPU vendor / instruction set

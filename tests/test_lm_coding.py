@@ -239,22 +239,32 @@ def test_container_is_lean_and_names_the_writer():
         kolmo.get_compressor("bz2").decompress(blob)
 
 
-def test_payload_format_0_streams_are_refused(tiny_model_dir, tmp_path):
-    """A stream of the previous kolmo (no payload version byte) is refused by name, not misread."""
+def test_payload_format_0_streams_are_refused():
+    """A stream of the previous kolmo (no payload version byte) is refused by name, not misread.
+    The model folder it was written with is committed (its files' bytes were its identity then)."""
     meta = json.loads((FIXTURES / "lm_format0.json").read_text())
-    model_dir = tiny_model_dir
-    if model_dir.name != meta["stream_config"]["model"]:  # the model's folder name is part of the config
-        from tiny_lm import build_tiny_model
-        model_dir = build_tiny_model(tmp_path / meta["stream_config"]["model"])
-    lm = kolmo.get_compressor("lm", model=str(model_dir), progress=False, **meta["options"])
-    # the fixture's configuration is this compressor's, less the new "payload" key
-    assert {k: v for k, v in lm.stream_config.items() if k != "payload"} == meta["stream_config"]
+    lm = kolmo.get_compressor("lm", model=str(FIXTURES / "tiny-lm0"), dtype="float32", progress=False,
+                              **meta["options"])
+    # the fixture's configuration is what format 0 wrote for these settings
+    assert lm._format0_config() == meta["stream_config"]
     blob = (FIXTURES / "lm_format0.kolmo").read_bytes()
     with pytest.raises(kolmo.StreamMismatchError, match="payload format 0"):
         lm.decompress(blob)
     # what the fixture holds still codes with this compressor
     data = (FIXTURES / "lm_format0.input").read_bytes()
     assert lm.decompress(lm.compress(data)) == data
+
+
+def test_payload_format_1_streams_are_refused(tiny_lm):
+    """A stream of payload format 1 (models identified by their files) is refused by name."""
+    data = b"format one " * 5
+    blob = tiny_lm.compress(data)
+    frame = framing.unpack(blob, name="lm", config=tiny_lm.stream_config)
+    old_payload = bytes([(1 << 5) | (frame.payload[0] & 31)]) + frame.payload[1:]
+    old_config = {**tiny_lm.stream_config, **tiny_lm.loaded.legacy_fingerprint(), "payload": 1}
+    old = framing.pack("lm", old_config, data, old_payload, checked=False)
+    with pytest.raises(kolmo.StreamMismatchError, match="payload format 1"):
+        tiny_lm.decompress(old)
 
 
 # -- the language models' payload (kolmo.framing) ---------------------------------------------------

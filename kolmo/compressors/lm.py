@@ -10,7 +10,8 @@ when that is set): ``bits_kind == "ideal"``. ``compress`` writes a real rANS-cod
 ``bits() / 8`` plus 19 bytes of container and payload table for one chunk of 1-16 kB, 8 bytes of
 coder state and 2 of CRC per chunk, 24-bit quantisation, and the context each further chunk loses.
 
-Settings (all in ``config``, which also pins the model file's SHA-256, dtype and device type):
+Settings (all in ``config``, which also pins the model's identity (:mod:`kolmo.lm.identity`), dtype
+and device type, and shows its name):
 
 ``window`` (tokens, default min(model's positions, 2048)) and ``stride`` (default window // 2)
     Long inputs are scored in sliding windows: each token sees at least window - stride tokens.
@@ -131,7 +132,8 @@ class LMCompressor(Compressor):
     def config(self) -> Dict[str, Any]:
         import torch
         import transformers
-        return {**self.stream_config, "head": self.scorer.head_kind, "compile": self.scorer.compile,
+        return {**self.stream_config, "model": self.loaded.name, "head": self.scorer.head_kind,
+                "compile": self.scorer.compile,
                 "kolmo_version": __version__, "torch_version": torch.__version__,
                 "transformers_version": transformers.__version__}
 
@@ -228,10 +230,14 @@ class LMCompressor(Compressor):
         # no stream CRC: the decoder checks the chunk table, every chunk, the coder's end and the data
         return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
 
+    def _format0_config(self) -> Dict[str, Any]:
+        """The configuration payload format 0 wrote for these settings (no "payload", the old identity)."""
+        cfg = {k: v for k, v in self.stream_config.items() if k != "payload"}
+        return {**cfg, **self.loaded.legacy_fingerprint()}
+
     def decompress(self, blob: bytes) -> bytes:
-        old = {k: v for k, v in self.stream_config.items() if k != "payload"}
         frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config,
-                               retired={RETIRED: old})
+                               retired={RETIRED: self._format0_config}, retired_payloads=framing.RETIRED_PAYLOADS)
         return framing.check_output(frame, self.engine.decompress_chunks(frame.payload, frame.length,
                                                                          self.coder_batch))
 

@@ -160,6 +160,7 @@ class OnlineLMCompressor(Compressor):
         cfg = {**self.stream_config, "kolmo_version": __version__, "torch_version": torch.__version__}
         if self.settings.size is None:
             import transformers
+            cfg["model"] = self.settings.model_label
             cfg["transformers_version"] = transformers.__version__
         if self.settings.adapter == "lora":
             import peft
@@ -265,14 +266,19 @@ class OnlineLMCompressor(Compressor):
         return {"autocast": self.settings.autocast}
 
     def decompress(self, blob: bytes) -> bytes:
-        old = {**{k: v for k, v in self.stream_config.items() if k != "payload"}, "codec": "lm-online-range-coder"}
         blob = as_bytes(blob, name="blob")
         try:
-            frame = framing.unpack(blob, name=self.name, config=self.stream_config, retired={RETIRED: old})
+            frame = framing.unpack(blob, name=self.name, config=self.stream_config,
+                                   retired={RETIRED: self._format0_config}, retired_payloads=framing.RETIRED_PAYLOADS)
         except StreamMismatchError as exc:
             self._other_hardware_default(blob, exc)
             raise
         return framing.check_output(frame, self.coder.decompress_blocks(frame.payload, frame.length, self.engine))
+
+    def _format0_config(self) -> Dict[str, Any]:
+        """The configuration payload format 0 wrote for these settings (a range coder, the old identity)."""
+        cfg = {**{k: v for k, v in self.stream_config.items() if k != "payload"}, "codec": "lm-online-range-coder"}
+        return {**cfg, **self.settings.legacy_fingerprint()}
 
     def _other_hardware_default(self, blob: bytes, exc: Exception) -> None:
         """Say so when ``blob`` is this compressor's stream with ``autocast`` resolved the other way

@@ -7,6 +7,8 @@
 * ``model="gpt2"`` or any Hugging Face causal LM name, or a local directory with ``config.json``,
   or a ``.gguf`` file path.
 
+Every model is identified by what it computes (:mod:`kolmo.lm.identity`), whichever way it came.
+
 ``<cache>`` is ``$KOLMO_CACHE_DIR`` if set, else the user's cache directory (platformdirs).
 Models are loaded once per process and shared by every compressor that names them.
 """
@@ -27,6 +29,7 @@ from typing import Any, Dict, Optional, Tuple
 from ..cache import cache_dir
 from ..errors import ModelUnavailableError
 from ..progress import library_bars
+from .identity import model_identity
 from .tokens import ByteTokenizer
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -64,18 +67,13 @@ def file_sha256(path: Path) -> str:
     return _HASHES[key]
 
 
-def _dir_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.suffix in (".safetensors", ".bin", ".gguf", ".json", ".model") and f.is_file():
-            h.update(f.name.encode())
-            h.update(file_sha256(f).encode())
-    return h.hexdigest()
-
-
 @dataclass
 class LoadedModel:
-    """A causal LM ready for scoring: model, exact byte tokenizer and identity."""
+    """A causal LM ready for scoring: model, exact byte tokenizer and identity.
+
+    ``digest`` is the model's identity (:func:`kolmo.lm.identity.model_identity`); ``name`` a label
+    shown beside it, not part of any stream's configuration. ``source``: ("gguf" | "folder" |
+    "hub", where), for :meth:`legacy_fingerprint`."""
 
     model: Any
     tokenizer: ByteTokenizer
@@ -86,12 +84,23 @@ class LoadedModel:
     max_positions: int
     vocab_size: int
     start_id: int
+    source: Tuple[str, str] = ("hub", "")
+    commit: Optional[str] = None
     _head: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def fingerprint(self) -> Dict[str, Any]:
-        return {"model": self.name, "model_sha256": self.digest, "dtype": str(self.dtype).replace("torch.", ""),
+        """What a stream's configuration pins of the model: identity, dtype and device type."""
+        return {"model_sha256": self.digest, "dtype": str(self.dtype).replace("torch.", ""),
                 "device_type": self.device.type}
+
+    def legacy_fingerprint(self) -> Dict[str, Any]:
+        """The fingerprint payload formats 0 and 1 wrote (name and file hashes), to name those
+        formats when their streams are refused (:func:`kolmo.lm.identity.legacy_digest`)."""
+        from .identity import legacy_digest
+        kind, where = self.source
+        return {"model": self.name, "model_sha256": legacy_digest(kind, where, file_sha256, self.commit),
+                "dtype": str(self.dtype).replace("torch.", ""), "device_type": self.device.type}
 
 
 _LOADED: Dict[Tuple[str, str, str], LoadedModel] = {}
@@ -165,7 +174,7 @@ def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dty
     note = progress is not False and allowed()
     progress = bool(progress) and allowed()
     try:
-        import torch  # noqa: F401  (checked here, used by resolve_device / resolve_dtype)
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise ModelUnavailableError(f"the lm compressor needs torch and transformers ({exc}); "
@@ -178,36 +187,43 @@ def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dty
             return _LOADED[key]
         if model is None or model == DEFAULT_MODEL:
             gguf = bundled_gguf()
-            digest = file_sha256(gguf)
-            source, name = str(_gguf_to_cache(gguf, digest, progress, note)), DEFAULT_MODEL
+            source, name = str(_gguf_to_cache(gguf, file_sha256(gguf), progress, note)), DEFAULT_MODEL
+            origin = ("gguf", str(gguf))
         elif str(model).endswith(".gguf") and Path(model).is_file():
             gguf = Path(model)
-            digest = file_sha256(gguf)
-            source, name = str(_gguf_to_cache(gguf, digest, progress, note)), gguf.name
+            source, name = str(_gguf_to_cache(gguf, file_sha256(gguf), progress, note)), gguf.name
+            origin = ("gguf", str(gguf))
         elif Path(model).is_dir():
-            source, name, digest = str(model), Path(model).resolve().name, _dir_digest(Path(model))
+            source, name, origin = str(model), Path(model).resolve().name, ("folder", str(model))
         else:
-            source, name, digest = str(model), str(model), ""
+            source, name, origin = str(model), str(model), ("hub", str(model))
         try:
             with library_bars(progress):
                 tok = AutoTokenizer.from_pretrained(source)
-                lm = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
+                # float32 first: the identity is of the values, whichever dtype they are stored or used in
+                lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         except OSError as exc:
             raise ModelUnavailableError(
                 f"could not load language model {model!r}: {exc}. Give a local folder with config.json, "
                 "a .gguf file, or a Hugging Face name that is in the local cache (no network is used "
                 "when HF_HUB_OFFLINE=1)") from None
-        if not digest:  # a hub name: pin the exact revision it resolved to
-            digest = getattr(lm.config, "_commit_hash", None) or "unknown-revision"
+        vocab = lm.get_output_embeddings().weight.shape[0]
+        bt = ByteTokenizer(tok, vocab)
+        digest = model_identity(lm, bt)  # on the CPU, before the move: the same on any device
+        if dt != torch.float32:
+            if getattr(lm, "_keep_in_fp32_modules", None):  # let transformers keep those in float32
+                with library_bars(progress):
+                    lm = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
+            else:
+                lm = lm.to(dt)  # the same rounding as loading in dt
         lm.to(dev).eval()
         lm.requires_grad_(False)
-        vocab = lm.get_output_embeddings().weight.shape[0]
         start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        bt = ByteTokenizer(tok, vocab)
         if start is None:
             start = int(bt.byte_ids[ord("\n")])
         max_pos = int(getattr(lm.config, "max_position_embeddings", 0) or getattr(lm.config, "n_positions", 0) or 2048)
         loaded = LoadedModel(model=lm, tokenizer=bt, name=name, digest=digest, device=dev, dtype=dt,
-                             max_positions=max_pos, vocab_size=vocab, start_id=int(start))
+                             max_positions=max_pos, vocab_size=vocab, start_id=int(start),
+                             source=origin, commit=getattr(lm.config, "_commit_hash", None))
         _LOADED[key] = loaded
         return loaded

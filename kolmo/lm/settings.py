@@ -224,6 +224,8 @@ class OnlineSettings:
         self._block, self._window, self._stride = block_tokens, window, stride
         self._device, self._dtype = device, dtype
         self.fingerprint: Dict[str, Any] = {}
+        self.model_label = "scratch"  #: the model's name, shown in config beside its identity
+        self.legacy_fingerprint = lambda: dict(self.fingerprint)  #: payload format 0's (kolmo.lm.models)
 
     def build(self, progress=None):
         """Load the model and return the :class:`~kolmo.lm.online.Prequential` engine (sets ``fingerprint``)."""
@@ -250,6 +252,8 @@ class OnlineSettings:
                 return HFLearner(loaded, adapter=self.adapter, lora_rank=self.lora_rank, seed=self.seed,
                                  last_layers=self.last_layers, autocast=autocast)
             self.fingerprint = dict(loaded.fingerprint)
+            self.model_label = loaded.name
+            self.legacy_fingerprint = loaded.legacy_fingerprint
         learner = new_learner()
         window = self._window or min(learner.max_positions, 2048)
         if window > learner.max_positions:
