@@ -13,6 +13,12 @@ coder state and 2 of CRC per chunk, 24-bit quantisation, and the context each fu
 Settings (all in ``config``, which also pins the model's identity (:mod:`kolmo.lm.identity`), dtype
 and device type, and shows its name):
 
+``dtype`` (default "auto")
+    The weights' dtype: "auto" is bfloat16 where the device computes bf16 in hardware (a CPU with
+    avx512_bf16 or AMX, a CUDA device with bf16) and float32 elsewhere; "float32", "bfloat16" or
+    "float16" choose. Measured on 16 kB of alice29.txt on an Intel Xeon with AMX: bf16 scores 2.6 x
+    float32's bytes/s at 1.1277 against 1.1279 bits/byte. A default stream read where the default
+    resolves the other way is refused up front with the option that decodes it named.
 ``window`` (tokens, default min(model's positions, 2048)) and ``stride`` (default window // 2)
     Long inputs are scored in sliding windows: each token sees at least window - stride tokens.
     The model never sees more than ``window`` tokens, so conditioning on X reaches back at most
@@ -51,9 +57,11 @@ import numpy as np
 
 from .. import framing
 from .._version import __version__
+from ..errors import StreamMismatchError
 from ..inputs import Data, as_bytes
 from .base import CodeParts, Compressor
 
+DTYPES = ("auto", None, "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")  #: the dtype option's values
 RETIRED = "payload format 0 (kolmo 0.3: no version byte)"  # what streams without "payload" in their config have
 
 
@@ -78,6 +86,9 @@ class LMCompressor(Compressor):
                 raise ValueError(f"{key} must be a positive int or None, got {val!r}")
         if not isinstance(verify, bool):
             raise ValueError(f"verify must be True or False, got {verify!r}")
+        if not (dtype in DTYPES or hasattr(dtype, "is_floating_point")):
+            raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in DTYPES)} or a torch dtype, "
+                             f"got {dtype!r}")
         if kv_cache not in ("auto", "static", "dynamic"):
             raise ValueError(f"kv_cache must be 'auto', 'static' or 'dynamic', got {kv_cache!r}")
         self.verify, self._kv_cache, self.model_name, self.progress = verify, kv_cache, model, progress
@@ -90,8 +101,23 @@ class LMCompressor(Compressor):
     def loaded(self):
         if self._loaded is None:
             from ..lm.models import load_model
-            self._loaded = load_model(self.model_name, device=self._device, dtype=self._dtype, progress=self.progress)
+            self._loaded = load_model(self.model_name, device=self._device, dtype=self.dtype, progress=self.progress)
         return self._loaded
+
+    @property
+    def dtype(self) -> str:
+        """The weights' dtype: ``dtype`` as given, or for "auto" (the default) bfloat16 where the
+        device computes bf16 in hardware (:func:`kolmo.lm.machine.native_bf16`: a CPU with
+        avx512_bf16 or AMX, a CUDA device with bf16) and float32 elsewhere."""
+        if self._dtype not in (None, "auto"):
+            return str(self._dtype).replace("torch.", "")
+        from ..lm.machine import native_bf16
+        from ..lm.models import resolve_device
+        return "bfloat16" if native_bf16(resolve_device(self._device)) else "float32"
+
+    def resolved_options(self) -> Dict[str, Any]:
+        """Options that choose this configuration on any machine: ``dtype`` as resolved here."""
+        return {"dtype": self.dtype}
 
     @property
     def scorer(self):
@@ -217,7 +243,8 @@ class LMCompressor(Compressor):
     def engine(self):
         from ..lm.engine import Engine
         return Engine(self.scorer, window=self.scorer.window, stride=self.scorer.stride, kv_cache=self.kv_cache,
-                      verify=self.verify, what="lm stream", label="kolmo lm", progress=self.progress)
+                      verify=self.verify, what="lm stream", label="kolmo lm", progress=self.progress,
+                      bf16=self.loaded.fingerprint["dtype"] == "bfloat16")
 
     def compress(self, data: Data) -> bytes:
         """A real rANS-coded stream of ``data``; verified to decode when ``verify`` (the default)."""
@@ -236,10 +263,31 @@ class LMCompressor(Compressor):
         return {**cfg, **self.loaded.legacy_fingerprint()}
 
     def decompress(self, blob: bytes) -> bytes:
-        frame = framing.unpack(as_bytes(blob, name="blob"), name=self.name, config=self.stream_config,
-                               retired={RETIRED: self._format0_config}, retired_payloads=framing.RETIRED_PAYLOADS)
+        blob = as_bytes(blob, name="blob")
+        try:
+            frame = framing.unpack(blob, name=self.name, config=self.stream_config,
+                                   retired={RETIRED: self._format0_config}, retired_payloads=framing.RETIRED_PAYLOADS)
+        except StreamMismatchError as exc:
+            self._other_hardware_default(blob, exc)
+            raise
         return framing.check_output(frame, self.engine.decompress_chunks(frame.payload, frame.length,
                                                                          self.coder_batch))
+
+    def _other_hardware_default(self, blob: bytes, exc: Exception) -> None:
+        """Name the option when ``blob`` is this compressor's stream with ``dtype`` resolved the other
+        way (a default stream from hardware with bf16 read on hardware without, or back)."""
+        if self._dtype not in (None, "auto") or len(blob) < 7:
+            return
+        other = "float32" if self.dtype == "bfloat16" else "bfloat16"
+        if bytes(blob[4:7]) != framing.config_hash(self.name, {**self.stream_config, "dtype": other}):
+            return
+        where = ("where the model computes in bf16 (the default on a CPU with avx512_bf16 or AMX, or a GPU "
+                 "with bf16)" if other == "bfloat16" else "in float32 (the default where bf16 is not in hardware)")
+        raise StreamMismatchError(
+            f"this lm stream was written {where}, and this machine's default is {self.dtype}: pass "
+            f"dtype={other!r} (`-O dtype={other}`) to decode it"
+            + ("; a bf16 stream decodes where bf16 runs as it did for the encoder (in hardware or emulated)"
+               if other == "bfloat16" else "")) from exc
 
     def diagnose(self, data: Data):
         """Run the coding schedule of ``data`` twice and report where the probabilities first differ."""
