@@ -44,8 +44,8 @@ def random_default_lm(tokenizer_dir: Optional[str] = None, *, device: str = "cud
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     import kolmo
-    from kolmo.lm.models import LoadedModel, resolve_device, resolve_dtype
-    from kolmo.lm.tokens import ByteTokenizer
+    from kolmo.lm.models.loading import LoadedModel, resolve_device, resolve_dtype
+    from kolmo.lm.models.tokens import ByteTokenizer
 
     folder = Path(tokenizer_dir) if tokenizer_dir else converted_default_dir()
     if folder is None or not (folder / "tokenizer.json").is_file():

@@ -55,7 +55,7 @@ def random_model(device, dtype, seed: int = 0, layers: int = 30):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from kolmo.lm.models import LoadedModel
+    from kolmo.lm.models.loading import LoadedModel
     torch.manual_seed(seed)
     cfg = LlamaConfig(**{**SMOLLM2_135M, "num_hidden_layers": layers})
     model = LlamaForCausalLM(cfg)
@@ -83,7 +83,7 @@ def naive_bits(model, seq, window, stride, device) -> float:
     import numpy as np
     import torch
 
-    from kolmo.lm.batching import plan_windows
+    from kolmo.lm.scoring.batching import plan_windows
     total = 0.0
     with torch.inference_mode():
         for begin, split, end in plan_windows(len(seq), 1, window, stride):
@@ -117,10 +117,10 @@ def main(argv=None):
     import numpy as np
     import torch
 
-    from kolmo.lm.head import cce_unavailable, make_head
-    from kolmo.lm.batching import padding_fraction
-    from kolmo.lm.loglik import Scorer
-    from kolmo.lm.models import resolve_dtype
+    from kolmo.lm.scoring.head import cce_unavailable, make_head
+    from kolmo.lm.scoring.batching import padding_fraction
+    from kolmo.lm.scoring.loglik import Scorer
+    from kolmo.lm.models.loading import resolve_dtype
 
     from ._env import default_text, environment
     t_start = time.perf_counter()
@@ -146,7 +146,7 @@ def main(argv=None):
         ids = rng.integers(1, loaded.vocab_size, n_tokens).astype(np.int64)
         n_bytes = n_tokens * BYTES_PER_TOKEN
     else:
-        from kolmo.lm.models import load_model
+        from kolmo.lm.models.loading import load_model
         loaded = load_model(a.model, device=a.device, dtype=a.dtype, progress=True)
         text = default_text(1 << 30)
         text = (text * (1 + int(a.mb * 1e6) // max(1, len(text))))[: int(a.mb * 1e6)]
@@ -225,7 +225,7 @@ def main(argv=None):
     kinds = ["float32", "bf16"] + ([] if cce_unavailable(loaded.model, dev, dtype) else ["cce"])
     heads = {}
     with torch.inference_mode():
-        from kolmo.lm.batching import base_forward
+        from kolmo.lm.scoring.batching import base_forward
         hidden, _ = base_forward(loaded.model, torch.from_numpy(x).to(dev))
         h = hidden[torch.from_numpy(np.concatenate(rows)).to(dev), torch.from_numpy(np.concatenate(cols)).to(dev)]
         t_ids = torch.from_numpy(np.concatenate(tgts)).to(dev)

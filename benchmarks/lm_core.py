@@ -19,7 +19,7 @@ import time
 def naive_bits(model, seq, window, stride, start, model_input) -> float:
     import torch
 
-    from kolmo.lm.batching import plan_windows
+    from kolmo.lm.scoring.batching import plan_windows
     total = 0.0
     with torch.inference_mode():
         for begin, split, end in plan_windows(len(seq), 1, window, stride):

@@ -8,7 +8,7 @@ Ideal code lengths in bits (real coding where it says so). One run of the mixtur
 part's code length too: the parts never see the mixture (the learner trains on the tokens, the
 memories count them), so a part's bits in the mixture's run are the bits of ``mix=(part,)``
 (tested in tests/test_mixture.py). C(Y | X) = C(XY) - C(X), both from runs that share X's
-whole blocks (:func:`kolmo.lm.online.shared_runs`'s schedule); "lm (in context)" is ``lm``'s own
+whole blocks (:func:`kolmo.lm.coding.prequential.shared_runs`'s schedule); "lm (in context)" is ``lm``'s own
 ``conditional_bits(y, x)``, measured in the same run of this script. "Without each part": the same
 columns mixed again without one part (what ``mix=`` the other parts codes, :func:`without_each`):
 what each part adds to the mixture. The mixture is lm-online's default unless ``--mix-opts`` says
@@ -70,10 +70,10 @@ def _mixture(a, scratch: bool = False, **kw):
 
 
 def conditional_table(comp, x: bytes, y: bytes):
-    """(C(Y|X) of the mixture, {part: C(Y|X)}, seconds, runs): :func:`kolmo.lm.online.shared_runs`
+    """(C(Y|X) of the mixture, {part: C(Y|X)}, seconds, runs): :func:`kolmo.lm.coding.prequential.shared_runs`
     through X and XY, reading each run's per-token columns and mixer contexts as it ends (``runs``:
     "head", "x", "xy", for trying other mixers offline with --save-columns)."""
-    from kolmo.lm.online import shared_runs
+    from kolmo.lm.coding.prequential import shared_runs
     eng = comp.engine
     runs, sums = {}, {}
 

@@ -140,7 +140,7 @@ def bare_steps_seconds(comp, data: bytes) -> float:
     (every block's windows; no tables, no coder, no learning): what real coding cannot avoid."""
     import numpy as np
 
-    from kolmo.lm.schedule import run_windows
+    from kolmo.lm.coding.schedule import run_windows
     eng = comp.engine
     ids = comp.tokens(data)
     seq = np.concatenate([[eng.learner.start], ids]).astype(np.int64)[None]

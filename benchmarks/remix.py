@@ -71,8 +71,8 @@ def _column(other: tuple, key: str, tokens: int, name: str) -> np.ndarray:
 
 def mixed_bits(runs: dict, *, share: float, eta, gate: bool = True, sets: Optional[int] = None) -> float:
     """C(Y|X) = C(XY) - C(X) of a conditional run (the mixer reads the shared head first), or the
-    total bits of a single run, mixed by :func:`kolmo.lm.mixer.new_mixer` with these settings."""
-    from kolmo.lm.mixer import new_mixer
+    total bits of a single run, mixed by :func:`kolmo.lm.mixing.mixer.new_mixer` with these settings."""
+    from kolmo.lm.mixing.mixer import new_mixer
     k = next(iter(runs.values()))[0].shape[1]
     ctxs = [c for _, c in runs.values() if c is not None]
     if gate and sets is None:

@@ -229,7 +229,7 @@ def read_varint(buf: bytes, pos: int, what: str = "lm stream chunk table") -> Tu
 
 
 #: the language models' payload format. 0: kolmo 0.3, no version byte; 1: models identified by
-#: their files' hashes (version stamps included); 2: by what they compute (kolmo.lm.identity), and
+#: their files' hashes (version stamps included); 2: by what they compute (kolmo.lm.models.identity), and
 #: ``lm``'s dtype following the hardware. Formats 1 and 2 have the same bytes.
 PAYLOAD_VERSION = 2
 #: descriptions of the payload formats this kolmo refuses by name
@@ -243,7 +243,7 @@ class LMPayload:
     The tokens are cut into segments of ``segment`` tokens (0: one segment), the last one shorter:
     ``lm``'s chunks, coded in lock-step and each restarting its context, or ``lm-online``'s
     blocks, coded one after another with learning between them. A *safe* segment is stored as its
-    deflated bytes instead of being coded (see :mod:`kolmo.lm.engine`).
+    deflated bytes instead of being coded (see :mod:`kolmo.lm.coding.coder`).
     """
 
     machine: bytes  # the 3-byte float record (kolmo.lm.machine.FloatRecord.to_bytes)

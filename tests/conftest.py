@@ -41,23 +41,22 @@ def one_torch_thread():
 @pytest.fixture
 def compress_failing_one_verification(monkeypatch):
     """``compress(comp, data)``: ``comp.compress(data)`` with the encoder's verification run of block 2
-    seeing other frequencies (the sixth call of ``kolmo.lm.engine.intervals``), so that block is
+    seeing other frequencies (the sixth call of ``kolmo.lm.coding.coder.intervals``), so that block is
     stored in the safe mode."""
-    from kolmo.lm import engine
-
+    from kolmo.lm.coding import coder
     def compress(comp, data):
-        real, calls = engine.intervals, [0]
+        real, calls = coder.intervals, [0]
 
         def differing(model, seqs, *args, **kwargs):
             calls[0] += 1
             s, f = real(model, seqs, *args, **kwargs)
             return (s, f + 1) if calls[0] == 6 else (s, f)
 
-        monkeypatch.setattr(engine, "intervals", differing)
+        monkeypatch.setattr(coder, "intervals", differing)
         try:
             return comp.compress(data)
         finally:
-            monkeypatch.setattr(engine, "intervals", real)
+            monkeypatch.setattr(coder, "intervals", real)
     return compress
 
 

@@ -1,4 +1,4 @@
-"""The output-layer heads (kolmo.lm.head): every kind agrees with the float32 reference."""
+"""The output-layer heads (kolmo.lm.scoring.head): every kind agrees with the float32 reference."""
 
 import math
 
@@ -7,11 +7,21 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from kolmo.lm import head as H  # noqa: E402
-from kolmo.lm.head import CCEHead, Head, LowPrecisionHead, choose_head_kind, make_head  # noqa: E402
+from kolmo.lm.scoring import head as H  # noqa: E402
+from kolmo.lm.scoring.head import CCEHead, Head, LowPrecisionHead, choose_head_kind, make_head  # noqa: E402
 
 NO_CUDA = "no CUDA device here: cut-cross-entropy's Triton kernels and mm(out_dtype=float32) need one"
 
+
+
+def bits(head, h, targets):
+    """-log2 p(target) for each row of ``h`` (n, H), as float64 numpy (n,)."""
+    return head.bits_tensor(h, targets).cpu().numpy()
+
+
+def probs(head, h):
+    """Next-token distributions for each row of ``h`` (n, H), as float64 numpy (n, V)."""
+    return torch.softmax(head.logits(h), dim=-1).double().cpu().numpy()
 
 def exact_bits(h, weight, bias=None, softcap=None, targets=None):
     """-log2 softmax(W h + b)[t] in float64 from the same (bf16-valued) inputs."""
@@ -57,8 +67,8 @@ def test_cpu_kinds_agree_with_reference(kind, dtype, bias, softcap):
     assert head.kind == kind
     h = _hidden(50, 24, dtype)
     t = torch.randint(0, 300, (50,), generator=torch.Generator().manual_seed(2))
-    got = head.bits(h, t)
-    ref = Head(lm).bits(h, t)
+    got = bits(head, h, t)
+    ref = bits(Head(lm), h, t)
     assert got.dtype == np.float64 and got.shape == (50,)
     np.testing.assert_allclose(got, ref, atol=1e-3)
     np.testing.assert_allclose(got, exact_bits(h, lm.emb.weight, lm.emb.bias, softcap, t), atol=1e-3)
@@ -69,18 +79,18 @@ def test_bf16_head_keeps_no_float32_weight_and_codes_like_the_reference():
     lm = FakeLM(dtype=torch.bfloat16)
     head = make_head(lm, torch.device("cpu"), torch.bfloat16, "bf16")
     h = _hidden(20, 24, torch.bfloat16)
-    head.bits(h, torch.zeros(20, dtype=torch.long))
+    bits(head, h, torch.zeros(20, dtype=torch.long))
     assert head.weight.dtype == torch.bfloat16 and head.weight.data_ptr() == lm.emb.weight.data_ptr()
     assert head._w32 is None  # scoring made no float32 copy of the embedding
     # the coder's distributions are the reference's, bit for bit, whatever the kind
-    np.testing.assert_array_equal(head.probs(h), Head(lm).probs(h))
+    np.testing.assert_array_equal(probs(head, h), probs(Head(lm), h))
     assert head._w32 is not None and head._w32.dtype == torch.float32
 
 
 def test_empty_input():
     lm = FakeLM()
     for kind in ("float32", "bf16"):
-        out = make_head(lm, torch.device("cpu"), torch.bfloat16, kind).bits(torch.zeros(0, 24, dtype=torch.bfloat16),
+        out = bits(make_head(lm, torch.device("cpu"), torch.bfloat16, kind), torch.zeros(0, 24, dtype=torch.bfloat16),
                                                                              torch.zeros(0, dtype=torch.long))
         assert out.shape == (0,)
 
@@ -114,15 +124,15 @@ def test_compiled_log_sum_exp_falls_back_with_a_warning(monkeypatch, caplog):
     head = make_head(lm, torch.device("cpu"), torch.bfloat16, "bf16", compile=True)
     h = _hidden(30, 24, torch.bfloat16)
     t = torch.randint(0, 300, (30,))
-    with caplog.at_level("WARNING", logger="kolmo.lm.head"):
-        got = head.bits(h, t)
+    with caplog.at_level("WARNING", logger="kolmo.lm.scoring.head"):
+        got = bits(head, h, t)
     assert "compile" in caplog.text and "eagerly" in caplog.text and head._nll.failed
-    np.testing.assert_allclose(got, Head(lm).bits(h, t), atol=1e-4)
+    np.testing.assert_allclose(got, bits(Head(lm), h, t), atol=1e-4)
 
 
 def test_scorer_bf16_head_on_bf16_weights(tiny_model_dir):
-    from kolmo.lm.loglik import Scorer
-    from kolmo.lm.models import load_model
+    from kolmo.lm.scoring.loglik import Scorer
+    from kolmo.lm.models.loading import load_model
     lm = load_model(str(tiny_model_dir), device="cpu", dtype="bfloat16", progress=False)
     rng = np.random.default_rng(0)
     seqs = [np.concatenate([[lm.start_id], rng.integers(1, lm.tokenizer.alphabet, n)]) for n in (5, 90, 140)]
@@ -160,7 +170,7 @@ def test_cce_head_takes_only_the_log_sum_exp_from_the_kernel(softcap):
     h = _hidden(200, 24, torch.bfloat16)
     t = torch.randint(0, 300, (200,), generator=torch.Generator().manual_seed(3))
     want = exact_bits(h, lm.emb.weight, None, softcap, t)
-    np.testing.assert_allclose(head.bits(h, t), want, atol=1e-3)
+    np.testing.assert_allclose(bits(head, h, t), want, atol=1e-3)
     library = (fake_cce(h, lm.emb.weight.detach(), t, softcap, "none") / np.log(2)).numpy()
     assert np.abs(library - want).max() > 3e-3  # what the library alone would have given
     assert head._w_zero.shape == (301, 24) and head._w_zero.dtype == torch.bfloat16 and head._w32 is None
@@ -173,7 +183,7 @@ def test_cce_head_recomputes_rows_with_tiny_partition_sums():
     head = CCEHead(lm, fake_cce)
     h = _hidden(40, 24, torch.bfloat16).abs()
     t = torch.randint(0, 300, (40,))
-    got = head.bits(h, t)
+    got = bits(head, h, t)
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, exact_bits(h, lm.emb.weight, targets=t), atol=1e-3)
 
@@ -185,7 +195,7 @@ def test_bf16_head_on_cuda_uses_float32_output_matmul():
     head = make_head(lm, torch.device("cuda"), torch.bfloat16, "bf16")
     h = _hidden(300, 64, torch.bfloat16).cuda()
     t = torch.randint(0, 5000, (300,)).cuda()
-    got = head.bits(h, t)
+    got = bits(head, h, t)
     assert H._MM_OUT_DTYPE.get("cuda", True), "torch.mm(out_dtype=float32) is missing on CUDA: the fallback is slow"
     np.testing.assert_allclose(got, exact_bits(h.cpu(), lm.emb.weight.cpu(), targets=t.cpu()), atol=1e-3)
 
@@ -199,7 +209,7 @@ def test_cce_head_on_cuda():
     assert isinstance(head, CCEHead) and head.kind == "cce"
     h = _hidden(2000, 64, torch.bfloat16).cuda()
     t = torch.randint(0, 5000, (2000,)).cuda()
-    got = head.bits(h, t)
+    got = bits(head, h, t)
     ref = exact_bits(h.cpu(), lm.emb.weight.cpu(), targets=t.cpu())
     np.testing.assert_allclose(got, ref, atol=1e-3)
 
@@ -223,7 +233,7 @@ def test_compiled_code_that_agrees_is_kept(monkeypatch):
 def test_compiled_code_that_disagrees_on_its_first_call_is_dropped(monkeypatch, caplog):
     fn = _compiled_as(monkeypatch, lambda x: x * 2.0 + 0.5)  # finite, and wrong
     x = torch.linspace(-3, 3, 50)
-    with caplog.at_level("WARNING", logger="kolmo.lm.head"):
+    with caplog.at_level("WARNING", logger="kolmo.lm.scoring.head"):
         got = fn(x)
     assert torch.equal(got, x * 2.0)  # the eager result, never the wrong one
     assert fn.compiled is None and "differs from the eager code's" in fn.failed and "largest difference" in fn.failed

@@ -1,4 +1,4 @@
-"""A model's identity is what it computes (kolmo.lm.identity): never version stamps, names or layout."""
+"""A model's identity is what it computes (kolmo.lm.models.identity): never version stamps, names or layout."""
 
 import json
 import shutil
@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("torch")
 
 import kolmo  # noqa: E402
-from kolmo.lm import models  # noqa: E402
-from kolmo.lm.identity import compute_config  # noqa: E402
+from kolmo.lm.models import loading as models  # noqa: E402
+from kolmo.lm.models.identity import compute_config  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

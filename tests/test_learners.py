@@ -1,4 +1,4 @@
-"""What learns in a pretrained model (kolmo.lm.learners): full fine-tuning, LoRA, the last layers,
+"""What learns in a pretrained model (kolmo.lm.models.learners): full fine-tuning, LoRA, the last layers,
 an output bias. Each learns, round-trips, and leaves the shared loaded model untouched."""
 
 import pytest

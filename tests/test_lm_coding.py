@@ -1,5 +1,5 @@
 """LM coding that always decodes: verification, the safe mode, diagnostics, the lean container,
-the language models' payload (kolmo.framing) and the step schedule (kolmo.lm.schedule).
+the language models' payload (kolmo.framing) and the step schedule (kolmo.lm.coding.schedule).
 
 The decoder's floats are perturbed on purpose (the way the out-of-memory path is simulated), since
 this CPU computes the same floats on every run.
@@ -18,8 +18,9 @@ torch = pytest.importorskip("torch")
 import kolmo  # noqa: E402
 from kolmo import framing  # noqa: E402
 from kolmo.errors import CorruptStreamError  # noqa: E402
-from kolmo.lm import engine, machine, schedule  # noqa: E402
-from kolmo.lm.loglik import plan_windows  # noqa: E402
+from kolmo.lm import machine  # noqa: E402
+from kolmo.lm.coding import coder as engine, schedule  # noqa: E402
+from kolmo.lm.scoring.loglik import plan_windows  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -392,7 +393,7 @@ def test_truncated_lm_stream_raises(chunked):
             chunked.decompress(blob[:cut])
 
 
-# -- the step schedule (kolmo.lm.schedule) ----------------------------------------------------------
+# -- the step schedule (kolmo.lm.coding.schedule) ----------------------------------------------------------
 def _seqs(comp, data) -> np.ndarray:
     """One row: [start id, tokens...] (position p holds token p - 1)."""
     return np.concatenate([[comp.scorer.start], comp.tokens(data)]).astype(np.int64)[None]
@@ -404,11 +405,11 @@ def test_rans_tables_decode_what_was_encoded(tiny_lm):
     windows = plan_windows(seqs.shape[1], 1, tiny_lm.scorer.window, tiny_lm.scorer.stride)
     starts, freqs = schedule.intervals(tiny_lm.scorer, seqs, windows)
     assert starts.shape == freqs.shape == (seqs.shape[1] - 1, 1) and starts.dtype == freqs.dtype == np.uint64
-    from kolmo.lm.quantize import code_length_bits
+    from bounds import code_length_bits
     words = schedule.rans_words([(starts, freqs)], 1)
     assert 32 * len(words) <= code_length_bits(freqs.ravel(), schedule.PRECISION_BITS) + 64 + 1
     # and the decoder's schedule finds every token again from those words
-    from kolmo.lm.rans import BatchDecoder
+    from kolmo.lm.coding.rans import BatchDecoder
     out = seqs.copy()
     out[:, 1:] = 0
     dec = BatchDecoder(words, 1, schedule.PRECISION_BITS)
@@ -435,7 +436,7 @@ def test_schedule_decodes_active_rows_across_windows(tiny_lm):
     assert positions == list(range(1, seqs.shape[1]))
     starts, freqs = schedule.intervals(tiny_lm.scorer, seqs, windows)
     words = schedule.rans_words([(starts[:, 1:], freqs[:, 1:])], 1)
-    from kolmo.lm.rans import BatchDecoder
+    from kolmo.lm.coding.rans import BatchDecoder
     out = seqs.copy()
     out[1, 1:] = 0
     dec = BatchDecoder(words, 1, schedule.PRECISION_BITS)

@@ -104,7 +104,7 @@ def assert_steps_match_full_forward(model, ids):
 
 
 def test_scratch_kv_cache_matches_full_forward():
-    from kolmo.lm.scratch import START, ByteTransformer
+    from kolmo.lm.models.scratch import START, ByteTransformer
     model = ByteTransformer(layers=2, width=32, heads=4, context=64, ngram=4, buckets=257, seed=3)
     assert_steps_match_full_forward(model, torch.tensor([[START] + list(TEXT[:40])]))
 
@@ -158,7 +158,7 @@ def test_conditional_is_joint_minus_single(tiny):
 
 
 def test_shared_runs_reports_each_run_and_sums_its_blocks():
-    from kolmo.lm.online import shared_runs
+    from kolmo.lm.coding.prequential import shared_runs
     comp = scratch()
     x, y = TEXT * 2, b"and the Spirit of God moved upon the face of the waters. "
     seqs = [comp._seq(comp.tokens(x)), comp._seq(comp.tokens(x + y))]
@@ -204,7 +204,7 @@ def test_config_is_the_cache_key():
 def test_the_coding_steps_are_in_the_config(monkeypatch):
     """A scratch stream names the steps that computed its floats (the compiled ones on a CPU); a
     stream made with other steps is refused before decoding, not decoded wrong."""
-    from kolmo.lm import scratch_steps
+    from kolmo.lm.models import scratch_steps
     a = scratch()
     assert a.config["coding_steps"] == scratch_steps.COMPILED_STEPS
     assert scratch(dtype="bfloat16").config["coding_steps"] == "forward"
@@ -346,7 +346,7 @@ def test_code_parts_are_the_prequential_terms():
 def test_coding_steps_hash_the_same_ngram_buckets():
     """One-token steps hash n-grams in numpy: the same buckets as the batched path (random table rows
     make a wrong bucket visible), the same hidden states to float rounding."""
-    from kolmo.lm.scratch import ByteTransformer
+    from kolmo.lm.models.scratch import ByteTransformer
     model = ByteTransformer(layers=2, width=32, heads=4, context=64, ngram=6, buckets=1 << 20, seed=1)
     with torch.no_grad():
         model.hashed.weight.normal_(generator=torch.Generator().manual_seed(0))
@@ -376,7 +376,7 @@ def test_a_reset_learner_with_an_adapter_is_a_new_one(tiny):
 
 
 def test_replay_steps_on_earlier_blocks_drawn_from_the_seed(monkeypatch):
-    from kolmo.lm.online import Prequential
+    from kolmo.lm.coding.prequential import Prequential
     comp = scratch(replay=2, seed=5)
     data = TEXT * 2
     calls = []

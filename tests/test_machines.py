@@ -119,7 +119,7 @@ COMPILED = r"""
 import json, sys
 import numpy as np
 import kolmo
-from kolmo.lm.loglik import Scorer
+from kolmo.lm.scoring.loglik import Scorer
 lm = kolmo.get_compressor("lm", model=sys.argv[1], window=64, stride=32, progress=False).loaded
 rng = np.random.default_rng(6)
 seqs = [np.concatenate([[lm.start_id], rng.integers(1, lm.vocab_size, 60)]) for _ in range(3)]
@@ -135,7 +135,7 @@ print(json.dumps({"failed": compiled._body.failed, "finite": all(bool(np.isfinit
 def test_compiled_scorer_is_right_with_a_compile_cache_from_another_kernel_level(tiny_model_dir, tmp_path):
     """torch 2.13's inductor FX graph cache does not key on ATEN_CPU_CAPABILITY: on an AVX-512 CPU a
     graph cached at the default level returns NaN under avx2. kolmo compares the compiled code with
-    the eager code and drops it there (kolmo.lm.head.CompiledOrEager)."""
+    the eager code and drops it there (kolmo.lm.scoring.head.CompiledOrEager)."""
     levels = other_levels()
     if not levels:
         pytest.skip("torch offers no other CPU kernel level on this machine")

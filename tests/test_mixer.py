@@ -1,4 +1,4 @@
-"""The fixed-share mixer of kolmo.lm.mixer: its bounds, its weight sets, and one code path for
+"""The fixed-share mixer of kolmo.lm.mixing.mixer: its bounds, its weight sets, and one code path for
 ideal code lengths and real coding."""
 
 import math
@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from kolmo.lm.mixer import TOP_SHARE, MixerStack, MixerState, mixture_bound_bits, new_mixer
+from bounds import mixture_bound_bits
+from kolmo.lm.mixing.mixer import TOP_SHARE, MixerStack, MixerState, new_mixer
 
 
 def random_bits(rng, T, K):

@@ -1,4 +1,4 @@
-"""lm-online's mixture (kolmo.lm.mixture): ideal code lengths, never worse than a part, real
+"""lm-online's mixture (kolmo.lm.mixing.mixture): ideal code lengths, never worse than a part, real
 coding through the one engine (round trips, verification, safe mode), and its options.
 
 Tiny models only (the scratch byte transformer of width 32, tests/tiny_lm.py's random Llama), one
@@ -40,8 +40,8 @@ def test_a_mixture_of_one_learner_is_the_learner():
 
 
 def test_parts_code_what_their_models_code():
-    from kolmo.lm.match import MatchModel
-    from kolmo.lm.ngram import TokenNGram
+    from kolmo.lm.mixing.match import MatchModel
+    from kolmo.lm.mixing.ngram import TokenNGram
     ids = np.frombuffer(TEXT, dtype=np.uint8).astype(np.int64)
     assert scratch(mix="ngram", ngram_orders=3).bits(TEXT) == pytest.approx(TokenNGram(256, 3).bits(ids).sum(), rel=1e-9)
     match = MatchModel(256, (16, 8, 4))
@@ -115,7 +115,7 @@ def test_a_verification_rerun_replays_the_memories_exactly():
     """The encoder's second run of a block (again=True) replays the memories' rows from the first
     run's tape: its intervals are those of a run that computes everything again, and a rerun of
     other tokens is refused instead of replaying rows that belong to the first."""
-    from kolmo.lm.schedule import intervals
+    from kolmo.lm.coding.schedule import intervals
     comp = scratch(mix=ALL_SCRATCH)
     pre = comp.engine
     seq = np.concatenate([[pre.learner.start], np.frombuffer(TEXT, np.uint8)]).astype(np.int64)[None]
@@ -138,7 +138,7 @@ def test_a_verification_rerun_replays_the_memories_exactly():
 def test_compress_asks_the_memories_once_per_step(monkeypatch):
     """compress's verification replays the memories (again=True from the engine): they are asked
     for their rows as often as when decoding, not twice as often."""
-    from kolmo.lm.ngram import NGramState
+    from kolmo.lm.mixing.ngram import NGramState
     real, calls = NGramState.probs_by_order, [0]
 
     def counted(self, out=None):
@@ -222,7 +222,7 @@ def test_the_neural_cache_in_the_mixture(tiny):
     is mixed; conditionals continue its keys from the shared blocks; real streams round-trip,
     with the verification recomputing its rows (no safe block)."""
     import functools
-    from kolmo.lm.neural_cache import THETA, NeuralCache
+    from kolmo.lm.mixing.neural_cache import THETA, NeuralCache
     tiny = functools.partial(tiny, autocast=None)  # float32: the cache's floats are the frozen model's own
     data = TEXT + "héllo wörld ☃ ".encode() * 3 + bytes([0, 255, 128])
     every = tiny()  # the default in float32: every part but the second learner
@@ -372,7 +372,7 @@ def test_the_default_mixture_follows_the_hardware(tiny, monkeypatch, native):
     every part with the second learner, a stack of mixers and cache_theta 200 (settings.BF16_MIX);
     elsewhere float32 and every part but "fast". Options given keep their values."""
     from kolmo.lm import machine
-    from kolmo.lm.neural_cache import THETA
+    from kolmo.lm.mixing.neural_cache import THETA
     from kolmo.lm.settings import BF16_MIX
     monkeypatch.setattr(machine, "native_bf16", lambda device: native)
     cfg = tiny().config
@@ -467,7 +467,7 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch):
 
 
 def test_a_stack_of_mixers_codes_through_the_engine(tiny):
-    """eta as a tuple: one mixer per rate under a top mixer (kolmo.lm.mixer.MixerStack), in the
+    """eta as a tuple: one mixer per rate under a top mixer (kolmo.lm.mixing.mixer.MixerStack), in the
     ideal code length and in real coding; the stream names its rates."""
     comp = tiny(mix=("learner", "frozen", "ngram", "match"), eta=(0.1, 0.02, 1.0))
     assert comp.config["eta"] == [0.1, 0.02, 1.0] and comp.config["mixer"] == "soft-bayes stack, fixed share"

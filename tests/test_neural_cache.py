@@ -1,4 +1,4 @@
-"""The neural cache (kolmo.lm.neural_cache): its code lengths against a slow reference of its
+"""The neural cache (kolmo.lm.mixing.neural_cache): its code lengths against a slow reference of its
 definition, the coder's distribution against the batched code lengths, its window of keys, and
 its bookkeeping. The mixture's use of it (round trips, conditionals) is in tests/test_mixture.py.
 """
@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from kolmo.lm.neural_cache import FLOOR, NeuralCache  # noqa: E402
+from kolmo.lm.mixing.neural_cache import FLOOR, NeuralCache  # noqa: E402
 
 
 def reference_bits(h, tokens, alphabet, theta, size=None):

@@ -1,4 +1,4 @@
-"""The token memories of kolmo.lm.ngram: the vectorised code lengths agree with the incremental
+"""The token memories of kolmo.lm.mixing.ngram: the vectorised code lengths agree with the incremental
 states the coder uses, the distributions are proper, repeats become cheap, rollback is exact.
 Numpy only (no torch)."""
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kolmo.lm.match import MatchModel
-from kolmo.lm.ngram import TokenNGram
+from kolmo.lm.mixing.match import MatchModel
+from kolmo.lm.mixing.ngram import TokenNGram
 
 RTOL, ATOL = 1e-9, 1e-12      # ATOL: bits near 0, where p rounds near 1 in either computation
 
@@ -180,7 +180,7 @@ def test_bits_take_lists_and_any_integer_dtype():
 
 
 def test_vectorised_hash_is_the_incremental_recurrence():
-    from kolmo.lm.ngram import _B, _prefix_hashes, _windows
+    from kolmo.lm.mixing.ngram import _B, _prefix_hashes, _windows
     ids = np.random.default_rng(5).integers(0, 70000, 300)
     prefix = [0]
     for x in ids.tolist():

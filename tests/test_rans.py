@@ -1,4 +1,4 @@
-"""The interleaved rANS coder (kolmo.lm.rans) and its device-side frequency tables (kolmo.lm.quantize):
+"""The interleaved rANS coder (kolmo.lm.coding.rans) and its device-side frequency tables (kolmo.lm.coding.tables):
 round trips, code length against the ideal and against constriction, quantisation invariants,
 validation and corrupted streams."""
 
@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch")
 
 from kolmo.errors import CorruptStreamError  # noqa: E402
-from kolmo.lm.quantize import Tables, code_length_bits, frequencies, with_virtual  # noqa: E402
-from kolmo.lm.rans import MAX_PRECISION, BatchDecoder, BatchEncoder  # noqa: E402
-from kolmo.lm.tokens import VIRTUAL_MASS  # noqa: E402
+from bounds import code_length_bits  # noqa: E402
+from kolmo.lm.coding.tables import Tables, frequencies  # noqa: E402
+from kolmo.lm.models.tokens import with_virtual  # noqa: E402
+from kolmo.lm.coding.rans import MAX_PRECISION, BatchDecoder, BatchEncoder  # noqa: E402
+from kolmo.lm.models.tokens import VIRTUAL_MASS  # noqa: E402
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -441,7 +443,7 @@ def test_malformed_word_arrays():
 @pytest.mark.parametrize("alphabet", [2, 256, 300])
 def test_host_tables_equal_device_tables(alphabet):
     """The numpy tables a CPU model codes small alphabets with are the torch tables, bit for bit."""
-    from kolmo.lm.quantize import HostTables, frequencies_host
+    from kolmo.lm.coding.tables import HostTables, frequencies_host
     gen = torch.Generator().manual_seed(alphabet)
     p = torch.softmax(torch.randn(6, alphabet, generator=gen) * 4, dim=-1)
     p[1] *= 1.001  # a row summing to more than 1: the integer rescaling

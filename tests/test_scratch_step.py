@@ -1,5 +1,5 @@
-"""The scratch model's coding steps (kolmo.lm.scratch.StepCache) and the one-stream fast paths of
-the tables (kolmo.lm.quantize) and the rANS coder (kolmo.lm.rans).
+"""The scratch model's coding steps (kolmo.lm.models.scratch.StepCache) and the one-stream fast paths of
+the tables (kolmo.lm.coding.tables) and the rANS coder (kolmo.lm.coding.rans).
 
 The steps take their own code path (one compiled call per step on numpy buffers, the weights
 transposed): it must give the batched forward's hidden states to float rounding (stated tolerance below), the
@@ -13,9 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from kolmo.errors import CorruptStreamError  # noqa: E402
-from kolmo.lm.quantize import HostTables, frequencies, frequencies_host  # noqa: E402
-from kolmo.lm.rans import BatchDecoder, BatchEncoder  # noqa: E402
-from kolmo.lm.scratch import START, ScratchLearner, StepCache  # noqa: E402
+from kolmo.lm.coding.tables import HostTables, frequencies, frequencies_host  # noqa: E402
+from kolmo.lm.coding.rans import BatchDecoder, BatchEncoder  # noqa: E402
+from kolmo.lm.models.scratch import START, ScratchLearner, StepCache  # noqa: E402
 
 #: steps against the batched forward: hidden states (after the final LayerNorm, of order 1) agree
 #: to this absolute and relative tolerance (measured: below 1e-6)

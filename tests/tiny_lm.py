@@ -34,7 +34,7 @@ def build_tiny_model(path: Path, *, vocab_size: int = 400, hidden: int = 32, lay
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from kolmo.lm.tokens import byte_to_unicode
+    from kolmo.lm.models.tokens import byte_to_unicode
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -4,13 +4,13 @@
     lm = kolmo.get_compressor("lm", model="gpt2")    # any Hugging Face causal LM, name or path
 
 ``bits(data)`` is the *ideal* code length sum(-log2 p(token | previous tokens)) in bits, computed by
-the batched core (:mod:`kolmo.lm.loglik`) on the input in one piece (or in ``chunk_tokens`` chunks
+the batched core (:mod:`kolmo.lm.scoring.loglik`) on the input in one piece (or in ``chunk_tokens`` chunks
 when that is set): ``bits_kind == "ideal"``. ``compress`` writes a real rANS-coded stream
-(:mod:`kolmo.lm.engine`), verified to decode before it is returned (``verify``). Its size is
+(:mod:`kolmo.lm.coding.coder`), verified to decode before it is returned (``verify``). Its size is
 ``bits() / 8`` plus 19 bytes of container and payload table for one chunk of 1-16 kB, 8 bytes of
 coder state and 2 of CRC per chunk, 24-bit quantisation, and the context each further chunk loses.
 
-Settings (all in ``config``, which also pins the model's identity (:mod:`kolmo.lm.identity`), dtype
+Settings (all in ``config``, which also pins the model's identity (:mod:`kolmo.lm.models.identity`), dtype
 and device type, and shows its name):
 
 ``dtype`` (default "auto")
@@ -32,9 +32,9 @@ and device type, and shows its name):
     Chunks coded together in lock-step: a coding step costs about the same for 1 or many chunks.
 ``verify`` (default True)
     Check every coded batch against a second run of the decoder's schedule; a chunk that would not
-    decode goes to the safe mode (:mod:`kolmo.lm.engine`). Doubles the time of ``compress``.
+    decode goes to the safe mode (:mod:`kolmo.lm.coding.coder`). Doubles the time of ``compress``.
 ``kv_cache`` (default ``static`` on CUDA, ``dynamic`` on a CPU)
-    The coding schedule's KV cache (:meth:`kolmo.lm.loglik.Scorer.new_cache`); part of the stream's config.
+    The coding schedule's KV cache (:meth:`kolmo.lm.scoring.loglik.Scorer.new_cache`); part of the stream's config.
 ``batch_tokens``
     Token budget per forward batch of the core (halved automatically on CUDA out-of-memory).
 
@@ -42,7 +42,7 @@ Conditioning (``conditional_method == "kv-cache"``): ``conditional_bits(y, x)`` 
 first and scores y's tokens after them; many y against one x reuse x's KV cache. X and Y are
 tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so the seam is coded once.
 
-Streams (:class:`kolmo.lm.engine.Engine`, layout :func:`kolmo.framing.pack_lm_payload`) record
+Streams (:class:`kolmo.lm.coding.coder.Engine`, layout :func:`kolmo.framing.pack_lm_payload`) record
 what the encoder's floats depended on (:mod:`kolmo.lm.machine`). Another model, dtype, device type
 or setting fails the config hash, other CPU floats that record, before decoding
 (:class:`~kolmo.errors.StreamMismatchError`); floats that differ anyway fail a chunk CRC, the
@@ -73,7 +73,7 @@ class LMCompressor(Compressor):
     MIN_CHUNK_TOKENS = {"cuda": 1024, "cpu": 1280}
     #: tokens of the shared prefix every chunk reads first (see coding_plan), per device type
     PRIME_TOKENS = {"cuda": 0, "cpu": 256}
-    #: the coding schedule's KV cache per device type (see kolmo.lm.loglik.Scorer.new_cache)
+    #: the coding schedule's KV cache per device type (see kolmo.lm.scoring.loglik.Scorer.new_cache)
     KV_CACHE_DEFAULT = {"cuda": "static", "cpu": "dynamic"}
 
     def __init__(self, model: Optional[str] = None, *, device: Optional[str] = "auto", dtype: Optional[str] = "auto",
@@ -100,7 +100,7 @@ class LMCompressor(Compressor):
     @property
     def loaded(self):
         if self._loaded is None:
-            from ..lm.models import load_model
+            from ..lm.models.loading import load_model
             self._loaded = load_model(self.model_name, device=self._device, dtype=self.dtype, progress=self.progress)
         return self._loaded
 
@@ -112,7 +112,7 @@ class LMCompressor(Compressor):
         if self._dtype not in (None, "auto"):
             return str(self._dtype).replace("torch.", "")
         from ..lm.machine import native_bf16
-        from ..lm.models import resolve_device
+        from ..lm.models.loading import resolve_device
         return "bfloat16" if native_bf16(resolve_device(self._device)) else "float32"
 
     def resolved_options(self) -> Dict[str, Any]:
@@ -122,7 +122,7 @@ class LMCompressor(Compressor):
     @property
     def scorer(self):
         if self._scorer is None:
-            from ..lm.loglik import Scorer
+            from ..lm.scoring.loglik import Scorer
             lm = self.loaded
             window = self._window or min(lm.max_positions, 2048)
             stride = self._stride or max(1, window // 2)
@@ -147,7 +147,7 @@ class LMCompressor(Compressor):
 
     @property
     def stream_config(self) -> Dict[str, Any]:
-        from ..lm.schedule import PRECISION_BITS
+        from ..lm.coding.schedule import PRECISION_BITS
         s = self.scorer
         return {"codec": "lm-rans", **self.loaded.fingerprint, "window": s.window, "stride": s.stride,
                 "chunk_tokens": self.chunk_tokens, "coder_batch": self.coder_batch,
@@ -235,13 +235,13 @@ class LMCompressor(Compressor):
             bits = self.scorer.score_with_context(self.tokens(as_bytes(given, name="given")), [ids])[0]
         else:
             bits = np.zeros(0)
-        from ..lm.tokens import token_spans
+        from ..lm.models.tokens import token_spans
         return CodeParts(spans=token_spans(self.loaded.tokenizer.decode, ids), bits=bits, unit="token")
 
     # -- real coding --------------------------------------------------------------------------------
     @property
     def engine(self):
-        from ..lm.engine import Engine
+        from ..lm.coding.coder import Engine
         return Engine(self.scorer, window=self.scorer.window, stride=self.scorer.stride, kv_cache=self.kv_cache,
                       verify=self.verify, what="lm stream", label="kolmo lm", progress=self.progress,
                       bf16=self.loaded.fingerprint["dtype"] == "bfloat16")

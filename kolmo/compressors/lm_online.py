@@ -6,7 +6,7 @@
 
 The "lm" compressor conditions on X only through its window. This one *learns* while it codes:
 the input's tokens are coded in blocks, block k under weights theta_k, then the model takes
-``steps`` optimizer steps on block k to give theta_{k+1} (:mod:`kolmo.lm.online`)::
+``steps`` optimizer steps on block k to give theta_{k+1} (:mod:`kolmo.lm.coding.prequential`)::
 
     C(x) = sum_k  sum_{t in block k}  -log2 p(x_t | x_<t; theta_k)          (bits)
 
@@ -29,7 +29,7 @@ default SmolLM2-135M-Instruct, or any Hugging Face causal LM name or path):
 ``window``, ``stride``   tokens the model sees, as in "lm" (min(model's positions, 2048), window // 2)
 ``block_tokens``  tokens per block (window // 2: each token sees at least window / 2 tokens)
 
-``model="scratch"``, a byte transformer learning from nothing (:mod:`kolmo.lm.scratch`):
+``model="scratch"``, a byte transformer learning from nothing (:mod:`kolmo.lm.models.scratch`):
 
 ``layers``, ``width``, ``heads``, ``context``   its size (default 2, 128, 4, 128; window = context)
 ``ngram``, ``buckets``   hashed n-gram embeddings for n = 2 .. ngram (6) in a table of ``buckets``
@@ -40,16 +40,16 @@ default SmolLM2-135M-Instruct, or any Hugging Face causal LM name or path):
                 so it learns much faster than the transformer's dense weights
 defaults: ``block_tokens`` 32, ``lr`` 3e-4, ``train_on`` "window" (measured in :mod:`kolmo.lm.settings`)
 
-The mixture (:mod:`kolmo.lm.mixture`): ``mix`` a tuple of parts, each optional: "learner" (the
+The mixture (:mod:`kolmo.lm.mixing.mixture`): ``mix`` a tuple of parts, each optional: "learner" (the
 model above, learning), "fast" (a second copy of it on the same blocks, learning at ``fast_lr``,
 default 3 x ``lr``: twice the learning's time and memory), "frozen" (the pretrained model untouched, in context), "ngram" (token
 n-gram memory, one expert per order in ``ngram_orders``), "match" (the longest earlier repeat, context lengths
 ``match_lengths``), "cache" (a neural cache: the tokens that followed the earlier positions whose
 frozen-model hidden states are most like the current one, weighted by exp(``cache_theta`` x cosine
-similarity) over the last ``cache_size`` positions, None: all; :mod:`kolmo.lm.neural_cache`); mixed
+similarity) over the last ``cache_size`` positions, None: all; :mod:`kolmo.lm.mixing.neural_cache`); mixed
 per token (Soft-Bayes rate ``eta``, fixed ``share``; weight set chosen by
 the match length with ``gate="match"``, one set with None; ``eta`` a tuple of rates, e.g.
-``(0.1, 0.02, 1.0)``: one mixer per rate under a top Bayes mixer, :class:`kolmo.lm.mixer.MixerStack`). Default ``mix="auto"``, measured in
+``(0.1, 0.02, 1.0)``: one mixer per rate under a top Bayes mixer, :class:`kolmo.lm.mixing.mixer.MixerStack`). Default ``mix="auto"``, measured in
 benchmarks/mix_bench.py: where the pretrained models compute in bf16 (``autocast``, below), every part
 with ``cache_theta`` 200 and ``eta`` (0.1, 0.02, 1.0) unless given (:data:`kolmo.lm.settings.BF16_MIX`:
 bf16 pays for the second learner); in float32 every part the model has but "fast" (scratch: no
@@ -70,7 +70,7 @@ Both:
 ``device``, ``dtype``   "auto" (CUDA if present) and float32 (training in bfloat16 would lose
                 small updates to rounding)
 ``autocast``    "auto" (default), "bfloat16" or None: pretrained models' products in bf16 under
-                ``torch.autocast``, float32 weights, optimizer and head (:mod:`kolmo.lm.learners`):
+                ``torch.autocast``, float32 weights, optimizer and head (:mod:`kolmo.lm.models.learners`):
                 2.2 x faster where the CPU has bf16 instructions (avx512_bf16, AMX) or on a GPU,
                 as fast as float32 with AVX-512 alone, 8.6 x slower with AVX2 alone (emulated);
                 "auto" picks bfloat16 where the device has it in hardware
@@ -80,11 +80,11 @@ Both:
                 front elsewhere); a stream of the defaults from other hardware is refused with the
                 option that decodes it; ``kolmo compress`` writes the resolved choice
 ``verify``      (default True) ``compress`` runs each block's coding schedule twice and stores a
-                block whose tables differ in the safe mode (:mod:`kolmo.lm.engine`). Not in
+                block whose tables differ in the safe mode (:mod:`kolmo.lm.coding.coder`). Not in
                 ``config``: it changes no ideal code length.
 ``progress``    None (bars for long inputs), True, or False (silences everything, model loading too)
 
-Streams: kolmo's container around the language models' payload (:mod:`kolmo.lm.engine`, layout
+Streams: kolmo's container around the language models' payload (:mod:`kolmo.lm.coding.coder`, layout
 :func:`kolmo.framing.pack_lm_payload`): the record of what the encoder's floats depended on
 (:mod:`kolmo.lm.machine`), the token count and one rANS stream; the decoder decodes block k on
 the same step schedule under theta_k, then takes the same optimizer steps. It needs the same
@@ -138,14 +138,14 @@ class OnlineLMCompressor(Compressor):
 
     @property
     def engine(self):
-        """The :class:`~kolmo.lm.online.Prequential` engine (loads the model on first use)."""
+        """The :class:`~kolmo.lm.coding.prequential.Prequential` engine (loads the model on first use)."""
         if self._engine is None:
             self._engine = self.settings.build(self.progress)
         return self._engine
 
     @property
     def coder(self):
-        from ..lm.engine import Engine
+        from ..lm.coding.coder import Engine
         e = self.engine
         return Engine(e.coding_model, window=e.window, stride=e.stride, verify=self.verify, what="lm-online stream",
                       label="kolmo lm-online", progress=self.progress, bf16=self.settings.autocast is not None)
@@ -202,7 +202,7 @@ class OnlineLMCompressor(Compressor):
         ``bits(data)``; given X to C(XY) minus X's tokens' bits inside XY, which is
         ``conditional_bits`` = C(XY) - C(X) but for X's last block, whose windows end later inside
         XY (measured: within 0.1% on short inputs)."""
-        from ..lm.tokens import token_spans
+        from ..lm.models.tokens import token_spans
         if block is not None:
             raise ValueError(f"block applies to the codecs; the {self.name} compressor explains per token")
         raw = as_bytes(data)
@@ -215,7 +215,7 @@ class OnlineLMCompressor(Compressor):
 
     def _shared(self, datas: Sequence[bytes]) -> List[float]:
         """Totals of inputs that share a prefix: train through their common whole blocks once."""
-        from ..lm.online import shared_runs
+        from ..lm.coding.prequential import shared_runs
         keys = [hashlib.sha256(d).digest() for d in datas]
         todo = [i for i, k in enumerate(keys) if k not in self._memo and k not in keys[:i]]
         if todo:

@@ -1,7 +1,7 @@
 """Compiled (numba) kernels of the coding path on a CPU: the scratch model's one-token step, its
 prefill's n-gram sums, integer frequency tables on the host and the mixture's weighted sum.
 
-A coding step of the small byte transformer (:mod:`kolmo.lm.scratch`) is about 0.3 MFLOP; run as
+A coding step of the small byte transformer (:mod:`kolmo.lm.models.scratch`) is about 0.3 MFLOP; run as
 torch operations it costs ~0.45 ms, nearly all of it per-operation overhead (some 40 calls), and
 the encoder runs every step twice (coding, then verification). :func:`transformer_step` does the
 same arithmetic in one call, ~10x faster.
@@ -197,7 +197,7 @@ def embed(tok, pos, hashed, token, n, recent, buckets, x) -> None:
     ``token`` joins ``recent`` (the oldest id leaves). The bucket of the n ids ``token, recent[-1],
     ...`` (newest first, ``back``) is ``((h_n ^ (n - 1) 0x2545F491) >> 3) mod buckets`` with
     ``h_n = h_(n-1) 0x5BD1E995 + back[n - 1] + 1`` in wrapping int64 arithmetic, ``h_0 = 0``:
-    the buckets of :meth:`kolmo.lm.scratch.ByteTransformer._ngrams`."""
+    the buckets of :meth:`kolmo.lm.models.scratch.ByteTransformer._ngrams`."""
     for i in range(x.shape[0]):
         x[i] = tok[token, i] + pos[n, i]
     k = recent.shape[0]
@@ -253,7 +253,7 @@ def head_softmax(h, w, bias, logits, out) -> None:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def frequencies_rows(probs, precision, freq) -> None:
-    """:func:`kolmo.lm.quantize.frequencies` of each row of ``probs`` (B, A) into ``freq`` (B, A)
+    """:func:`kolmo.lm.coding.tables.frequencies` of each row of ``probs`` (B, A) into ``freq`` (B, A)
     int64: the same float64 products and truncations, integer sums and first argmax, so the same
     integers."""
     m = np.int64(1) << precision

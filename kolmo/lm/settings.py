@@ -3,7 +3,7 @@
 :class:`OnlineSettings` holds every option of the ``lm-online`` compressor
 (:mod:`kolmo.compressors.lm_online` documents them), validated with errors that say what was
 expected; :meth:`OnlineSettings.build` loads the model and makes the
-:class:`~kolmo.lm.online.Prequential` engine; :meth:`OnlineSettings.stream_config` is every
+:class:`~kolmo.lm.coding.prequential.Prequential` engine; :meth:`OnlineSettings.stream_config` is every
 setting that changes a code length or a stream.
 """
 
@@ -53,7 +53,7 @@ def auto_mix(scratch: bool, bf16: bool) -> Tuple[str, ...]:
     """The parts of ``mix="auto"``: every part the model has, but the second learner "fast" only
     where the pretrained models compute in bf16 (it doubles the learning; in float32 that is 2.2 x
     the learner alone's time, over the 1.5 x that the default may take)."""
-    from .mixture import PARTS
+    from .mixing.mixture import PARTS
     return tuple(p for p in PARTS if not (scratch and p in ("frozen", "cache")) and (p != "fast" or bf16))
 
 
@@ -61,8 +61,8 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
                cache_theta=None, cache_size=None) -> Optional[Tuple[str, ...]]:
     """``mix`` as a tuple of part names (None: the learner alone, no mixture; "auto" resolved by the
     caller with :func:`auto_mix`), checked."""
-    from .mixer import new_mixer
-    from .mixture import GATES, PARTS
+    from .mixing.mixer import new_mixer
+    from .mixing.mixture import GATES, PARTS
     if mix is None:
         if any(v is not None for v in (order, lengths, cache_theta, cache_size)):
             raise ValueError("ngram_orders, match_lengths, cache_theta and cache_size set the mixture's memories; "
@@ -77,10 +77,10 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
                          "(its 'learner' starts from random weights)")
     if scratch and "cache" in mix:
         raise ValueError("mix part 'cache' keeps a pretrained model's hidden states; model='scratch' has none")
-    from .neural_cache import THETA, NeuralCache
+    from .mixing.neural_cache import THETA, NeuralCache
     NeuralCache(2, theta=THETA if cache_theta is None else cache_theta, size=cache_size)  # its own checks
-    from .match import MatchModel
-    from .ngram import TokenNGram
+    from .mixing.match import MatchModel
+    from .mixing.ngram import TokenNGram
     for name, value, model in (("ngram_orders", order, TokenNGram), ("match_lengths", lengths, MatchModel)):
         if value is not None:
             try:
@@ -121,7 +121,7 @@ class OnlineSettings:
                  match_lengths: Optional[Sequence[int]] = None, gate: Optional[str] = "match",
                  share: float = 1e-4, eta: Optional[float] = None, cache_theta: Optional[float] = None,
                  cache_size: Optional[int] = None, fast_lr: Optional[float] = None, autocast: Optional[str] = "auto"):
-        from .online import OPTIMIZERS, TRAIN_ON
+        from .coding.prequential import OPTIMIZERS, TRAIN_ON
         scratch = model == "scratch"
         if dtype not in _DTYPES and not hasattr(dtype, "is_floating_point"):
             raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in _DTYPES)}, got {dtype!r}")
@@ -132,7 +132,7 @@ class OnlineSettings:
         self.autocast = _AUTOCAST[autocast]
         if self.autocast == "auto":  # resolved here: config names the result
             from . import machine
-            from .models import resolve_device
+            from .models.loading import resolve_device
             native = not scratch and str(dtype) in _FLOAT32 and machine.native_bf16(resolve_device(device))
             self.autocast = "bfloat16" if native else None
         if self.autocast == "bfloat16":
@@ -149,7 +149,7 @@ class OnlineSettings:
                 cache_theta = BF16_MIX["cache_theta"] if cache_theta is None else cache_theta
                 eta = BF16_MIX["eta"] if eta is None else eta
         self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
-        from .neural_cache import THETA
+        from .mixing.neural_cache import THETA
         self.cache_theta = float(cache_theta) if cache_theta is not None else THETA
         self.cache_size = cache_size
         orders = ngram_orders if ngram_orders is not None else _NGRAM_ORDERS[scratch]
@@ -176,7 +176,7 @@ class OnlineSettings:
             train_on = "window" if scratch else "block"
         if train_on not in TRAIN_ON:
             raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
-        from .learners import ADAPTER_LR
+        from .models.learners import ADAPTER_LR
         if adapter not in ADAPTER_LR:
             raise ValueError(f"adapter must be one of {tuple(ADAPTER_LR)} (None: full fine-tuning), got {adapter!r}")
         if adapter and scratch:
@@ -225,17 +225,17 @@ class OnlineSettings:
         self._device, self._dtype = device, dtype
         self.fingerprint: Dict[str, Any] = {}
         self.model_label = "scratch"  #: the model's name, shown in config beside its identity
-        self.legacy_fingerprint = lambda: dict(self.fingerprint)  #: payload format 0's (kolmo.lm.models)
+        self.legacy_fingerprint = lambda: dict(self.fingerprint)  #: payload format 0's (kolmo.lm.models.loading)
 
     def build(self, progress=None):
-        """Load the model and return the :class:`~kolmo.lm.online.Prequential` engine (sets ``fingerprint``)."""
+        """Load the model and return the :class:`~kolmo.lm.coding.prequential.Prequential` engine (sets ``fingerprint``)."""
         import torch
-        from .models import load_model, resolve_device, resolve_dtype
-        from .learners import HFLearner
-        from .online import Prequential
+        from .models.loading import load_model, resolve_device, resolve_dtype
+        from .models.learners import HFLearner
+        from .coding.prequential import Prequential
         if self.size is not None:
-            from .scratch import ScratchLearner
-            from .scratch_steps import step_kind
+            from .models.scratch import ScratchLearner
+            from .models.scratch_steps import step_kind
             dev = resolve_device(self._device)
             dt = resolve_dtype(self._dtype, dev)
 
@@ -259,7 +259,7 @@ class OnlineSettings:
         if window > learner.max_positions:
             raise ValueError(f"window {window} exceeds the model's {learner.max_positions} positions")
         stride = self._stride or max(1, window // 2)
-        from .batching import check_window
+        from .scoring.batching import check_window
         check_window(window, stride)
         block = self._block or (32 if self.size is not None else max(1, window // 2))
 
@@ -270,18 +270,18 @@ class OnlineSettings:
         inner = engine(learner, self.lr, self.ngram_lr)
         if self.mix is None:
             return inner
-        from .learners import FrozenLM
-        from .mixture import MixedPrequential
-        from .match import MatchModel
-        from .neural_cache import NeuralCache
-        from .ngram import TokenNGram
+        from .models.frozen import FrozenModel
+        from .mixing.mixture import MixedPrequential
+        from .mixing.match import MatchModel
+        from .mixing.neural_cache import NeuralCache
+        from .mixing.ngram import TokenNGram
         a = learner.alphabet
         fast = None
         if "fast" in self.mix:  # another private copy of the same model, on the same blocks
             # (the scratch model's hashed table keeps its rate over the dense weights')
             fast_sparse = self.ngram_lr * self.fast_lr / self.lr if self.ngram_lr is not None else None
             fast = engine(new_learner(), self.fast_lr, fast_sparse)
-        frozen = FrozenLM(loaded, autocast) if "frozen" in self.mix or "cache" in self.mix else None
+        frozen = FrozenModel(loaded, autocast) if "frozen" in self.mix or "cache" in self.mix else None
         cache = NeuralCache(a, self.cache_theta, self.cache_size) if "cache" in self.mix else None
         return MixedPrequential(inner, self.mix, fast=fast, frozen=frozen, cache=cache,
                                 ngram=TokenNGram(a, self.ngram_orders), match=MatchModel(a, self.match_lengths),
@@ -290,7 +290,7 @@ class OnlineSettings:
     def stream_config(self, engine) -> Dict[str, Any]:
         """Every setting a stream or a code length depends on (after :meth:`build`)."""
         from .. import framing
-        from .schedule import PRECISION_BITS
+        from .coding.schedule import PRECISION_BITS
         return {"codec": "lm-online-rans", "method": "prequential", **self.fingerprint,
                 "adapter": self.adapter, "lora_rank": self.lora_rank if self.adapter == "lora" else None,
                 **({"last_layers": self.last_layers} if self.adapter == "last" else {}),
@@ -304,13 +304,13 @@ class OnlineSettings:
                 **self._mix_config()}
 
     def _mixer_config(self) -> Dict[str, Any]:
-        from .mixer import TOP_SHARE
+        from .mixing.mixer import TOP_SHARE
         if isinstance(self.eta, tuple):
             return {"eta": list(self.eta), "mixer": "soft-bayes stack, fixed share", "top_share": TOP_SHARE}
         return {"eta": self.eta, "mixer": "soft-bayes, fixed share"}
 
     def _mix_config(self) -> Dict[str, Any]:
-        from .neural_cache import FLOOR
+        from .mixing.neural_cache import FLOOR
         if self.mix is None:
             return {}
         return {"mix": list(self.mix), **({"fast_lr": self.fast_lr} if "fast" in self.mix else {}),

@@ -17,11 +17,11 @@ Batching
     attention mask is passed at all (the faster causal kernel runs). On CUDA the bits of a batch
     are copied to the host while the next batch runs (one batch in flight).
 
-The head (:mod:`kolmo.lm.head`)
+The head (:mod:`kolmo.lm.scoring.head`)
     Only the scored positions go through the output layer, in chunks, never a [batch, time, vocab]
     tensor; results are accumulated in float64. ``head="auto"`` picks the float32 reference on
     the CPU and, on CUDA with bf16/fp16 weights, a fused or float32-accumulating low-precision head
-    (``Scorer.head_kind`` records which; :mod:`kolmo.lm.head` bounds each kind's error).
+    (``Scorer.head_kind`` records which; :mod:`kolmo.lm.scoring.head` bounds each kind's error).
 
 Compilation
     ``compile=True`` runs the transformer body (and the bf16 head's log-sum-exp) through
@@ -40,34 +40,30 @@ Shared context
 
 Code length of a token ``t`` at a position: ``-log2 softmax(logits)[t]`` bits (an ideal code
 length, not the size of a real stream: see :mod:`kolmo.lm.coding` for that). Where the tokenizer
-needs virtual byte tokens (:mod:`kolmo.lm.tokens`), a model token costs
+needs virtual byte tokens (:mod:`kolmo.lm.models.tokens`), a model token costs
 ``-log2((1 - VIRTUAL_MASS) softmax(logits)[t])`` and a virtual one ``-log2(VIRTUAL_MASS / n_virtual)``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections import deque
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..errors import KolmoError
-from .batching import (_MAX_PAD, InFlight as _InFlight, Window, _batches, _cache_arg, _empty_cache, _span,  # noqa: F401
-                       _to_host, base_forward, check_window, padding_fraction, plan_windows)
+from ...errors import KolmoError
+from ..models.frozen import FrozenModel, base_forward
+from ..models.tokens import coding_logp
+from .batching import InFlight, _batches, _empty_cache, _span, _to_host, check_window, plan_windows
 from .head import CompiledOrEager, Head, is_oom, make_head
 
-_is_oom = is_oom  # replaceable by tests
-from .quantize import with_virtual
-from .tokens import VIRTUAL_MASS
 
-LN2 = math.log(2.0)
-class Scorer:
+class Scorer(FrozenModel):
     """Scores token sequences with one loaded model (see the module docstring).
 
-    ``head``: ``"auto"`` or a kind of :func:`kolmo.lm.head.make_head` (recorded in ``head_kind``).
+    ``head``: ``"auto"`` or a kind of :func:`kolmo.lm.scoring.head.make_head` (recorded in ``head_kind``).
     ``compile``: run the body through ``torch.compile`` on the plain scoring path (default off:
     compiling costs tens of seconds per model and shape family, more than most jobs take).
     """
@@ -77,12 +73,8 @@ class Scorer:
         check_window(window, stride)
         if window > loaded.max_positions:
             raise ValueError(f"window {window} exceeds the model's {loaded.max_positions} positions")
+        super().__init__(loaded)
         self.lm = loaded.model
-        self.tokenizer = loaded.tokenizer
-        self.vocab = loaded.vocab_size
-        self.n_virtual = loaded.tokenizer.n_virtual
-        self.device = loaded.device
-        self.start = loaded.start_id
         self.window, self.stride = window, stride
         self.batch_tokens = int(batch_tokens)
         self.compile = bool(compile)
@@ -103,34 +95,13 @@ class Scorer:
             return self._body(ids), None
         return base_forward(model, ids, mask=mask, past=past, use_cache=use_cache)
 
-    def tensor(self, ids: np.ndarray) -> torch.Tensor:
-        """Token ids as the model reads them (virtual byte tokens replaced), on the device."""
-        return torch.from_numpy(np.ascontiguousarray(self.tokenizer.model_input(ids))).to(self.device)
-
-    # -- the step model of kolmo.lm.schedule (real coding) --------------------------------------------
+    # -- the step model of kolmo.lm.coding.schedule (real coding) --------------------------------------------
     def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
         return self.forward(self.lm, ids, past=past, use_cache=use_cache)
 
-    def step_probs(self, h: torch.Tensor) -> torch.Tensor:
-        """float32 softmax of the head's logits, virtual byte symbols appended: (B, A) on the device."""
-        return with_virtual(torch.softmax(self.head.logits(h), dim=-1), self.n_virtual)
-
-    def new_cache(self, kind: str, length: int):
-        """A KV cache for one window of ``length`` positions: ``static`` preallocates it (transformers'
-        StaticCache: no reallocation or copy per step, fixed shapes for every step of the window);
-        ``dynamic`` (None) lets the model grow one by concatenation."""
-        if kind == "dynamic":
-            return None
-        if kind != "static":
-            raise ValueError(f"kv_cache must be 'static' or 'dynamic', got {kind!r}")
-        from transformers import StaticCache
-        return StaticCache(config=self.lm.config, max_cache_len=length)
-
-    def encode(self, data: bytes) -> np.ndarray:
-        return self.tokenizer.encode(data)
-
-    def decode(self, ids) -> bytes:
-        return self.tokenizer.decode(ids)
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The head's float32 logits (its kind's; the step model's probabilities come from these)."""
+        return self.head.logits(h)
 
     def _model_bits(self, h: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
         """The head's bits of ``targets`` (virtual ones read as token 0): float64 on the device."""
@@ -139,19 +110,11 @@ class Scorer:
         return self.head.bits_tensor(h, torch.from_numpy(targets).to(self.device))
 
     def _finish_bits(self, bits: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Apply the virtual byte tokens' mass to the head's bits (in place; see the module docstring)."""
-        if self.n_virtual:
-            bits -= np.log2(1.0 - VIRTUAL_MASS)
-            bits[targets >= self.vocab] = -np.log2(VIRTUAL_MASS / self.n_virtual)
-        return bits
-
-    def target_bits(self, h: torch.Tensor, targets: np.ndarray) -> np.ndarray:
-        """Code lengths in bits of ``targets`` (n,) given the hidden states ``h`` (n, H) before them."""
-        targets = np.asarray(targets, dtype=np.int64)
-        return self._finish_bits(self._model_bits(h, targets).cpu().numpy(), targets)
+        """Apply the virtual byte tokens' mass to the head's bits (see the module docstring)."""
+        return -coding_logp(-bits, targets >= self.vocab, self.n_virtual, base=2.0)
 
     def _bar(self, total: int, desc: str):
-        from .. import progress
+        from ... import progress
         return progress.bar(total, desc, "tok", self.progress, min_total=4096)
 
     def _drain(self, items: Sequence, span: Callable, run: Callable, done: Callable = lambda batch: None,
@@ -166,7 +129,7 @@ class Scorer:
             try:
                 run(batch)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if not _is_oom(exc):
+                if not is_oom(exc):
                     raise
                 _empty_cache(self.device)
                 if len(batch) == 1:
@@ -194,7 +157,7 @@ class Scorer:
         """Bits of positions ``score_from[d] .. len(seqs[d])-1`` of every sequence, float64 arrays."""
         out = [np.zeros(len(s) - f, dtype=np.float64) for s, f in zip(seqs, score_from)]
         items = self._windows(seqs, score_from)
-        flight = _InFlight(self.device)
+        flight = InFlight(self.device)
         with self._bar(sum(it[3] - it[2] for it in items), "kolmo lm: scoring") as bar:
             self._drain(items, _span, lambda batch: flight.put(self._score_batch(seqs, score_from, batch, out)),
                         lambda batch: bar.update(sum(it[3] - it[2] for it in batch)))
@@ -248,7 +211,7 @@ class Scorer:
             hidden, cache = self.forward(self.lm, self.tensor(prefix[None]), use_cache=True)
             h_last = hidden[0, -1]  # (H,)
             fit.sort(key=lambda i: -len(docs[i]))
-            flight = _InFlight(self.device)
+            flight = InFlight(self.device)
             # budget on context + doc (each row holds the context's cache), padding on the doc alone
             self._drain(fit, lambda i: len(prefix) + len(docs[i]),
                         lambda batch: flight.put(self._context_batch(cache, h_last, docs, batch, out)),

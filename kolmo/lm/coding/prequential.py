@@ -21,7 +21,7 @@ C(x) is a real code length and already pays for the parameters, with no separate
 No training follows the last block (it would change nothing that is coded).
 
 Context: block k is scored, and trained on, in the windows of
-:func:`kolmo.lm.loglik.plan_windows` ``(e_k, s_k, window, stride)``: with ``B <= stride`` that is one
+:func:`kolmo.lm.scoring.loglik.plan_windows` ``(e_k, s_k, window, stride)``: with ``B <= stride`` that is one
 window of ``window`` tokens ending at ``e_k``, so each token sees at least ``window - B`` tokens.
 
 Two modes of :meth:`Prequential.run`, both with the same training:
@@ -29,15 +29,15 @@ Two modes of :meth:`Prequential.run`, both with the same training:
 ``ideal``   block bits from one full forward pass per window (the forward pass of the first
             optimizer step, so scoring is free when ``steps >= 1``): ``Compressor.bits``.
 ``code``    ``on_block(k, s, e)`` codes (or decodes into ``seq``) block k before the model learns
-            from it: :class:`kolmo.lm.engine.Engine` runs the decoder's step schedule there.
+            from it: :class:`kolmo.lm.coding.coder.Engine` runs the decoder's step schedule there.
 
-Learners (:class:`HFLearner` here, :class:`kolmo.lm.scratch.ScratchLearner`) provide ``start``
+Learners (:class:`HFLearner` here, :class:`kolmo.lm.models.scratch.ScratchLearner`) provide ``start``
 (the id read at position 0), ``alphabet`` (coding symbols), ``device``, ``max_positions``,
 ``module`` (the torch model being trained), ``named_trainable()`` and ``initial`` (theta_0 by
 name), ``encode``/``decode`` (bytes <-> ids), ``tensor(ids)`` (model input), ``hidden(ids, past,
 use_cache)`` (hidden states and KV cache), ``target_logp(h, targets)`` (ln p, differentiable) and
 ``step_probs(h)`` (the coder's distributions, on the device) and ``new_cache(kind, length)`` (the
-step models of :mod:`kolmo.lm.schedule`); optionally ``sparse_names`` (parameters with sparse
+step models of :mod:`kolmo.lm.coding.schedule`); optionally ``sparse_names`` (parameters with sparse
 gradients, updated lazily).
 
 Determinism: no dropout, no sampling, initialisation from a seeded generator. torch's CPU kernels
@@ -55,18 +55,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .batching import plan_windows
+from ..scoring.batching import plan_windows
 
 LN2 = math.log(2.0)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 TRAIN_ON = ("block", "window")
-
-
-def new_dynamic_cache(kind: str):
-    """Learners grow their KV cache (None); a preallocated one is the frozen "lm"'s option."""
-    if kind != "dynamic":
-        raise ValueError(f"lm-online's learners code with a dynamic KV cache, got kv_cache={kind!r}")
-    return None
 
 
 def make_optimizers(name: str, dense, sparse, *, lr: float, weight_decay: float,
@@ -120,7 +113,7 @@ class Prequential:
 
     @property
     def coding_model(self):
-        """The step model the engine codes with (:mod:`kolmo.lm.schedule`): the learner itself."""
+        """The step model the engine codes with (:mod:`kolmo.lm.coding.schedule`): the learner itself."""
         return self.learner
 
     # -- state ------------------------------------------------------------------------------------

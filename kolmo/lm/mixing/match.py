@@ -1,6 +1,6 @@
 """The match model of the mixture compressor: the token that followed the longest earlier repeat.
 
-It predicts ``ids[t]`` from ``ids[:t]`` as :mod:`kolmo.lm.ngram`'s model does (``bits`` vectorised,
+It predicts ``ids[t]`` from ``ids[:t]`` as :mod:`kolmo.lm.mixing.ngram`'s model does (``bits`` vectorised,
 ``state()`` incremental, the same 64-bit context hashes and undo logs).
 
 :class:`MatchModel`, the most recent longest repeat. For each L of the decreasing ladder ``lengths``,

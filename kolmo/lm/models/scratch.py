@@ -24,12 +24,12 @@ Architecture (GPT-2 style, pre-LayerNorm)
 Hashed n-grams give the model an n-gram model's memory: a row of H is a learned summary of what
 followed that context, updated the first time the context is seen, where attention layers need
 many optimizer steps to learn the same. H gets sparse gradients (only the rows used), so its
-optimizer updates only those rows (:func:`kolmo.lm.online.make_optimizers`).
+optimizer updates only those rows (:func:`kolmo.lm.coding.prequential.make_optimizers`).
 
 KV cache and coding steps
     ``forward(ids, past=..., use_cache=True)`` continues a sequence: ``past`` is (a list of one
     (keys, values) pair per layer, the last ``ngram - 1`` ids), positions continue from the
-    cached length. The coder (:mod:`kolmo.lm.schedule`, through :meth:`ScratchLearner.hidden`)
+    cached length. The coder (:mod:`kolmo.lm.coding.schedule`, through :meth:`ScratchLearner.hidden`)
     prefills each window with it, then computes each byte's distribution in one-token steps on a
     :class:`StepCache` (no gradients, a CPU, one sequence, float32 or float64): each step is one
     compiled call (:func:`kolmo.lm.kernels.scratch_step`: the n-gram hashes, every layer, the head
@@ -135,7 +135,7 @@ class ByteTransformer(nn.Module):
         if table.device.type == "cpu" and table.dtype in STEP_DTYPES and not torch.is_grad_enabled():
             # without gradients (a coding window's prefill): the same buckets and the same sums in
             # one compiled call
-            from .kernels import ngram_sums
+            from ..kernels import ngram_sums
             x = table.new_empty(B, T, table.shape[1])
             ngram_sums(table.detach().numpy(), full.numpy(), self.buckets, x.numpy())
             return x, full[:, T:]
@@ -168,7 +168,7 @@ class ByteTransformer(nn.Module):
 
 
 class ScratchLearner:
-    """The :class:`kolmo.lm.online.Learner` of a :class:`ByteTransformer`: bytes are the tokens."""
+    """The :class:`kolmo.lm.coding.prequential.Learner` of a :class:`ByteTransformer`: bytes are the tokens."""
 
     start = START
     alphabet = VOCAB
@@ -233,5 +233,5 @@ class ScratchLearner:
         return torch.softmax(head(h).float(), dim=-1)
 
     def new_cache(self, kind: str, length: int):
-        from .online import new_dynamic_cache
-        return new_dynamic_cache(kind)
+        from .frozen import growing_cache
+        return growing_cache(kind)

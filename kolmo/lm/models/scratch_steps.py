@@ -1,6 +1,6 @@
 """The scratch model's one-token coding steps on a CPU: :class:`StepCache` and its buffers.
 
-:class:`kolmo.lm.scratch.ScratchLearner` prefills a window with the module's forward, then codes
+:class:`kolmo.lm.models.scratch.ScratchLearner` prefills a window with the module's forward, then codes
 one byte per step on a :class:`StepCache`: one compiled call per step
 (:func:`kolmo.lm.kernels.scratch_step`) on numpy buffers held by a :class:`Workspace`.
 """
@@ -32,7 +32,7 @@ class Workspace:
     for each window: the kernels read the weights in place, as the optimizers leave them."""
 
     def __init__(self, model: nn.Module):
-        from .kernels import scratch_step, work_size
+        from ..kernels import scratch_step, work_size
         self.kernel = scratch_step
         L, C = model.pos.weight.shape
         nl, H = len(model.blocks), model.blocks[0].heads

@@ -5,7 +5,7 @@ next-token distributions, one per chunk. This module entropy-codes those B strea
 per symbol and no Python loop over the streams: each step's only input is, per stream, the
 quantised interval ``(start, freq)`` of the coded symbol, integers with ``freq >= 1`` and
 ``start + freq <= 2**P`` (P = ``precision``), taken from a table whose frequencies sum to exactly
-``2**P`` (:mod:`kolmo.lm.quantize` builds such tables on the model's device).
+``2**P`` (:mod:`kolmo.lm.coding.tables` builds such tables on the model's device).
 
 The coder (range-variant ANS, Duda 2013; interleaving as in Giesen, "Interleaved entropy coders",
 2014), per stream, with ``M = 2**P`` and ``L = 2**32``:
@@ -69,7 +69,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..errors import CorruptStreamError
+from ...errors import CorruptStreamError
 
 DEFAULT_PRECISION = 24
 MAX_PRECISION = 31  # keeps f <= 2**31: the quantiser's int64 products and the uint32 step buffers fit
@@ -100,7 +100,7 @@ def _as_steps(a, name: str, n_streams: int) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array, got dtype {a.dtype}; pass the integer "
-                        "frequency table's entries (kolmo.lm.quantize.Tables.interval)")
+                        "frequency table's entries (kolmo.lm.coding.tables.Tables.interval)")
     if a.shape != (n_streams,):
         raise ValueError(f"{name} must have shape ({n_streams},), one entry per stream, got {a.shape}")
     return a.astype(np.int64, copy=False)  # a uint64 beyond 2**63 turns negative: rejected below
@@ -218,7 +218,7 @@ class BatchDecoder:
     """Decodes what :class:`BatchEncoder` wrote, step by step in forward order.
 
     Per step: :meth:`slots` gives each stream's slot in ``[0, 2**P)``; the caller finds the symbol
-    whose interval holds it (:meth:`kolmo.lm.quantize.Tables.find`) and passes that symbol's
+    whose interval holds it (:meth:`kolmo.lm.coding.tables.Tables.find`) and passes that symbol's
     ``(start, freq)`` to :meth:`advance`. After the last step, :meth:`check_end`.
     """
 

@@ -1,7 +1,7 @@
 """The one language-model coding engine: segments, verification, safe mode and the payload.
 
 Both language-model compressors code token ids through :class:`Engine`, on the decoder's step
-schedule (:mod:`kolmo.lm.schedule`), with one rANS coder and one payload layout
+schedule (:mod:`kolmo.lm.coding.schedule`), with one rANS coder and one payload layout
 (:func:`kolmo.framing.pack_lm_payload`). The input's tokens are cut into *segments*:
 
 ``chunks`` (``lm``, :meth:`Engine.compress_chunks`)
@@ -11,7 +11,7 @@ schedule (:mod:`kolmo.lm.schedule`), with one rANS coder and one payload layout
     Optionally a shared prefix (``prime`` tokens) is coded first, alone, and every chunk reads it
     as context before its own tokens, so a chunk restarts with the text's opening, not with nothing.
 ``blocks`` (``lm-online``, :meth:`Engine.compress_blocks`)
-    the blocks of :class:`kolmo.lm.online.Prequential`, coded one after another in one rANS
+    the blocks of :class:`kolmo.lm.coding.prequential.Prequential`, coded one after another in one rANS
     stream, with the model learning from each block after it is coded (the decoder replays it).
 
 **Verification** (``verify=True``): the encoder's floats must be the decoder's, and on a GPU they
@@ -39,10 +39,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import framing
-from ..errors import CorruptStreamError
-from . import machine
-from .batching import plan_windows
+from ... import framing
+from ...errors import CorruptStreamError
+from .. import machine
+from ..scoring.batching import plan_windows
 from .rans import BatchDecoder
 from .schedule import PRECISION_BITS, decode, intervals, rans_words
 
@@ -86,7 +86,7 @@ def safe_decode(payload: bytes, what: str) -> bytes:
 
 class Engine:
     """Codes a step model's tokens (module docstring). ``model``: a step model of
-    :mod:`kolmo.lm.schedule` with ``encode(bytes) -> ids`` and ``decode(ids) -> bytes`` besides."""
+    :mod:`kolmo.lm.coding.schedule` with ``encode(bytes) -> ids`` and ``decode(ids) -> bytes`` besides."""
 
     def __init__(self, model, *, window: int, stride: int, kv_cache: str = "dynamic", verify: bool = True,
                  what: str = "lm stream", label: str = "kolmo lm", progress=None, bf16: bool = False):
@@ -98,7 +98,7 @@ class Engine:
 
     # -- shared -------------------------------------------------------------------------------------
     def _bar(self, tokens: int, encoding: bool):
-        from .. import progress
+        from ... import progress
         total = tokens * (2 if encoding and self.verify else 1)
         return progress.bar(total, f"{self.label}: {'encoding' if encoding else 'decoding'}", "tok", self.progress,
                             min_total=256)

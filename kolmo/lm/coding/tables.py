@@ -1,4 +1,4 @@
-"""Integer frequency tables for :mod:`kolmo.lm.rans`, built on the model's device.
+"""Integer frequency tables for :mod:`kolmo.lm.coding.rans`, built on the model's device.
 
 The coder needs, per step and per stream, integer frequencies ``>= 1`` that sum to exactly
 ``2**P``. Building them on the device where the probabilities already are keeps the host's work
@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from .rans import DEFAULT_PRECISION, check_precision
-from .tokens import VIRTUAL_MASS
 
 
 def _float64_device(t: torch.Tensor) -> torch.Tensor:
@@ -77,34 +76,12 @@ def frequencies(probs: torch.Tensor, precision: int = DEFAULT_PRECISION) -> torc
     return f.to(device)
 
 
-def with_virtual(probs: torch.Tensor, n_virtual: int, virtual_mass: float = VIRTUAL_MASS) -> torch.Tensor:
-    """Append ``n_virtual`` symbols sharing ``virtual_mass`` to (B, V) distributions, on their device.
-
-    The model's symbols are scaled by ``1 - virtual_mass`` and each extra one gets
-    ``virtual_mass / n_virtual``, in float64, as :meth:`kolmo.lm.loglik.Scorer.probs` does for the
-    virtual byte tokens of :mod:`kolmo.lm.tokens`. Returns (B, V + n_virtual) float64 (``probs``
-    itself, as float64, where ``n_virtual`` is 0) on ``probs``' device, or on the CPU for Apple's
-    MPS, which has no float64.
-    """
-    if isinstance(n_virtual, bool) or not isinstance(n_virtual, (int, np.integer)) or n_virtual < 0:
-        raise ValueError(f"n_virtual must be an int >= 0, got {n_virtual!r}")
-    if not 0.0 < virtual_mass < 1.0:
-        raise ValueError(f"virtual_mass must be in (0, 1), got {virtual_mass!r}")
-    if probs.dim() != 2:
-        raise ValueError(f"probs must be a (B, V) tensor, got shape {tuple(probs.shape)}")
-    p = _float64_device(probs).to(torch.float64)
-    if not n_virtual:
-        return p
-    extra = torch.full((p.shape[0], int(n_virtual)), virtual_mass / n_virtual, dtype=torch.float64, device=p.device)
-    return torch.cat([p * (1.0 - virtual_mass), extra], dim=1)
-
-
 def frequencies_host(probs: np.ndarray, precision: int = DEFAULT_PRECISION) -> np.ndarray:
     """:func:`frequencies` on the host, for a model on the CPU: the same operations (float64
     multiply and floor, integer sums, first argmax), so the same tables bit for bit, in one
     compiled call (:func:`kolmo.lm.kernels.frequencies_rows`) without torch's per-operation
     overhead, which dominates for small alphabets (a byte model's 256 symbols)."""
-    from .kernels import frequencies_rows
+    from ..kernels import frequencies_rows
     p = probs if probs.dtype in (np.float32, np.float64) else probs.astype(np.float64)  # exact widening
     f = np.empty(p.shape, dtype=np.int64)
     frequencies_rows(p, precision, f)
@@ -198,18 +175,3 @@ class Tables:
         # symbol, whose interval then fails BatchDecoder.advance's check
         sym = torch.searchsorted(self.ends, s, right=True)[:, 0]
         return sym.clamp_(max=self.n_symbols - 1)
-
-
-def code_length_bits(freqs, precision: int = DEFAULT_PRECISION) -> float:
-    """Ideal code length in bits of symbols coded with these frequencies: ``sum(P - log2 f)``.
-
-    ``freqs`` holds each coded symbol's frequency (numpy, torch or a sequence); compare with
-    ``32 * len(words)`` of a :class:`kolmo.lm.rans.BatchEncoder` stream (see its bound).
-    """
-    p_bits = check_precision(precision)
-    if isinstance(freqs, torch.Tensor):
-        freqs = freqs.detach().cpu().numpy()
-    f = np.asarray(freqs, dtype=np.float64).ravel()
-    if f.size and (f.min() < 1 or f.max() > 2.0 ** p_bits):
-        raise ValueError(f"frequencies must be in [1, 2**{p_bits}], got min {f.min()}, max {f.max()}")
-    return float(np.sum(p_bits - np.log2(f)))

@@ -13,20 +13,21 @@ Some vocabularies lack a few single-byte tokens (SmolLM2 has no token for 21 byt
 and 0xFF, which never occur in its training text). Each missing byte gets a *virtual* token id
 ``>= vocab_size``: the coding alphabet is ``vocab_size + n_virtual`` symbols, the model reads a
 fixed substitute token in its place (:meth:`ByteTokenizer.model_input`), and the probability of
-the virtual tokens is set by :data:`VIRTUAL_MASS` (see :mod:`kolmo.lm.loglik`).
+the virtual tokens is set by :data:`VIRTUAL_MASS` (see :mod:`kolmo.lm.scoring.loglik`).
 
 So any byte string round-trips, binary data included, and text is tokenized as the model expects.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from typing import Dict, List
 
 import numpy as np
 
-from ..errors import ModelUnavailableError
+from ...errors import ModelUnavailableError
 
 _INVALID = "\udc80-\udcff"
 
@@ -34,6 +35,45 @@ _INVALID = "\udc80-\udcff"
 #: the remaining 1 - VIRTUAL_MASS (a cost of 2.2e-5 bits per token, and ~16 + log2(n) bits per
 #: virtual byte)
 VIRTUAL_MASS = 2.0 ** -16
+
+
+def coding_logp(logp, virtual, n_virtual: int, base: float = math.e):
+    """The virtual-byte rule on log-probabilities (numpy or torch, log base ``base``): a model
+    token's ``log p`` becomes ``log((1 - VIRTUAL_MASS) p)``, a virtual one's ``log(VIRTUAL_MASS /
+    n_virtual)`` (``virtual``: a boolean mask of the same shape). Unchanged where ``n_virtual`` is 0."""
+    if not n_virtual:
+        return logp
+    if base == 2.0:
+        keep, each = math.log2(1.0 - VIRTUAL_MASS), math.log2(VIRTUAL_MASS / n_virtual)
+    else:
+        keep, each = math.log1p(-VIRTUAL_MASS) / math.log(base), math.log(VIRTUAL_MASS / n_virtual) / math.log(base)
+    if isinstance(logp, np.ndarray):
+        return np.where(virtual, each, logp + keep)
+    import torch
+    return torch.where(virtual, torch.full_like(logp, each), logp + keep)
+
+
+def with_virtual(probs, n_virtual: int, virtual_mass: float = VIRTUAL_MASS):
+    """Append ``n_virtual`` symbols sharing ``virtual_mass`` to (B, V) distributions, on their device.
+
+    The model's symbols are scaled by ``1 - virtual_mass`` and each extra one gets
+    ``virtual_mass / n_virtual``, in float64, the rule of the
+    virtual byte tokens (module docstring). Returns (B, V + n_virtual) float64 (``probs``
+    itself, as float64, where ``n_virtual`` is 0) on ``probs``' device, or on the CPU for Apple's
+    MPS, which has no float64.
+    """
+    import torch
+    if isinstance(n_virtual, bool) or not isinstance(n_virtual, (int, np.integer)) or n_virtual < 0:
+        raise ValueError(f"n_virtual must be an int >= 0, got {n_virtual!r}")
+    if not 0.0 < virtual_mass < 1.0:
+        raise ValueError(f"virtual_mass must be in (0, 1), got {virtual_mass!r}")
+    if probs.dim() != 2:
+        raise ValueError(f"probs must be a (B, V) tensor, got shape {tuple(probs.shape)}")
+    p = (probs.cpu() if probs.device.type == "mps" else probs).to(torch.float64)  # MPS: no float64
+    if not n_virtual:
+        return p
+    extra = torch.full((p.shape[0], int(n_virtual)), virtual_mass / n_virtual, dtype=torch.float64, device=p.device)
+    return torch.cat([p * (1.0 - virtual_mass), extra], dim=1)
 
 
 @lru_cache(maxsize=1)

@@ -61,9 +61,10 @@ import logging
 import math
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..models.frozen import softcap
 
 LN2 = math.log(2.0)
 HEAD_KINDS = ("float32", "bf16", "cce")
@@ -181,9 +182,10 @@ class Head:
 
     kind = "float32"
 
-    def __init__(self, lm, head_chunk: int = 1 << 24):
+    def __init__(self, lm, head_chunk: int = 1 << 24, keep_dtype: bool = False):
         emb = lm.get_output_embeddings()
-        self.weight = emb.weight.detach().float()  # (V, H); no copy when already float32
+        # (V, H) in float32 (no copy when already float32), or in the model's dtype (keep_dtype)
+        self.weight = emb.weight.detach() if keep_dtype else emb.weight.detach().float()
         bias = getattr(emb, "bias", None)
         self.bias = None if bias is None else bias.detach().float()
         self.softcap = getattr(lm.config, "final_logit_softcapping", None)
@@ -195,9 +197,7 @@ class Head:
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         z = F.linear(h.float(), self._weight32(), self.bias)  # (n, V) float32
-        if self.softcap:
-            z = torch.tanh(z / self.softcap) * self.softcap
-        return z
+        return softcap(z, self.softcap)
 
     def bits_tensor(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """-log2 p(target) for each row of ``h`` (n, H): float64 (n,) on ``h``'s device, no host sync."""
@@ -208,14 +208,6 @@ class Head:
             parts.append(-picked.double() / LN2)
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=h.device)
 
-    def bits(self, h: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-        """-log2 p(target) for each row of ``h`` (n, H), as float64 (n,)."""
-        return self.bits_tensor(h, targets).cpu().numpy()
-
-    def probs(self, h: torch.Tensor) -> np.ndarray:
-        """Next-token distributions for each row of ``h`` (n, H), as float64 numpy (n, V)."""
-        return torch.softmax(self.logits(h), dim=-1).double().cpu().numpy()
-
 
 class LowPrecisionHead(Head):
     """Kind ``"bf16"``: the weight stays in the model's dtype; float32-output matrix products in
@@ -224,13 +216,7 @@ class LowPrecisionHead(Head):
     kind = "bf16"
 
     def __init__(self, lm, head_chunk: int = 1 << 25, compile: bool = False):
-        emb = lm.get_output_embeddings()
-        self.weight = emb.weight.detach()  # (V, H) in the model's dtype: no float32 copy
-        bias = getattr(emb, "bias", None)
-        self.bias = None if bias is None else bias.detach().float()
-        self.softcap = getattr(lm.config, "final_logit_softcapping", None)
-        self.vocab = self.weight.shape[0]
-        self.rows = max(1, head_chunk // self.vocab)
+        super().__init__(lm, head_chunk, keep_dtype=True)  # the weight in the model's dtype: no float32 copy
         self._w32: Optional[torch.Tensor] = None
         self._nll = CompiledOrEager(_nll, "head's log-sum-exp", dynamic=True) if compile else _nll
 
@@ -250,8 +236,7 @@ class LowPrecisionHead(Head):
             z = matmul_f32(h[i:i + self.rows], self.weight, w32)  # (c, V) float32
             if self.bias is not None:
                 z += self.bias
-            if self.softcap:
-                z = torch.tanh(z / self.softcap) * self.softcap
+            z = softcap(z, self.softcap)
             parts.append(self._nll(z, targets[i:i + self.rows]).double() / LN2)
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=h.device)
 
@@ -281,8 +266,7 @@ class CCEHead(LowPrecisionHead):
                          impl="cce").double()  # (n,) ln(S + 1) nats
         lse = lse1 + torch.log1p(-torch.exp(-lse1))  # ln S
         z_t = (h.float() * self.weight[targets].float()).sum(-1)  # (n,) exact products, float32 sum
-        if self.softcap:
-            z_t = torch.tanh(z_t / self.softcap) * self.softcap
+        z_t = softcap(z_t, self.softcap)
         bits = (lse - z_t.double()) / LN2
         low = torch.nonzero(lse1 < self.MIN_LSE)[:, 0]
         if len(low):  # S < 0.01: ln(1 - e^-L) would amplify L's rounding; exact path for these rows

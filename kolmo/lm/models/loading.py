@@ -7,7 +7,7 @@
 * ``model="gpt2"`` or any Hugging Face causal LM name, or a local directory with ``config.json``,
   or a ``.gguf`` file path.
 
-Every model is identified by what it computes (:mod:`kolmo.lm.identity`), whichever way it came.
+Every model is identified by what it computes (:mod:`kolmo.lm.models.identity`), whichever way it came.
 
 ``<cache>`` is ``$KOLMO_CACHE_DIR`` if set, else the user's cache directory (platformdirs).
 Models are loaded once per process and shared by every compressor that names them.
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from ..cache import cache_dir
-from ..errors import ModelUnavailableError
-from ..progress import library_bars
+from ...cache import cache_dir
+from ...errors import ModelUnavailableError
+from ...progress import library_bars
 from .identity import model_identity
 from .tokens import ByteTokenizer
 
@@ -71,7 +71,7 @@ def file_sha256(path: Path) -> str:
 class LoadedModel:
     """A causal LM ready for scoring: model, exact byte tokenizer and identity.
 
-    ``digest`` is the model's identity (:func:`kolmo.lm.identity.model_identity`); ``name`` a label
+    ``digest`` is the model's identity (:func:`kolmo.lm.models.identity.model_identity`); ``name`` a label
     shown beside it, not part of any stream's configuration. ``source``: ("gguf" | "folder" |
     "hub", where), for :meth:`legacy_fingerprint`."""
 
@@ -96,7 +96,7 @@ class LoadedModel:
 
     def legacy_fingerprint(self) -> Dict[str, Any]:
         """The fingerprint payload formats 0 and 1 wrote (name and file hashes), to name those
-        formats when their streams are refused (:func:`kolmo.lm.identity.legacy_digest`)."""
+        formats when their streams are refused (:func:`kolmo.lm.models.identity.legacy_digest`)."""
         from .identity import legacy_digest
         kind, where = self.source
         return {"model": self.name, "model_sha256": legacy_digest(kind, where, file_sha256, self.commit),
@@ -170,7 +170,7 @@ def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dty
     the default model is converted (once, about 35 s); False (or an outer ``progress=False``,
     see :mod:`kolmo.progress`) prints nothing.
     """
-    from ..progress import allowed
+    from ...progress import allowed
     note = progress is not False and allowed()
     progress = bool(progress) and allowed()
     try:

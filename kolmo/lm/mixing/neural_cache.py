@@ -16,7 +16,7 @@ same name, the same turn of phrase) is cheap in Y even where no n-gram of tokens
 memory of the *frozen* model's states, whose keys never move, is what makes the cache exact to
 replay: it needs no training and the decoder rebuilds the same keys as it decodes.
 
-Two ways to evaluate it, used by :mod:`kolmo.lm.mixture`:
+Two ways to evaluate it, used by :mod:`kolmo.lm.mixing.mixture`:
 
 ``CacheState.bits(H, tokens)``   ideal code lengths of a run of positions from their hidden states
                                  (batched: query chunks against the keys, torch float32), keys added

@@ -1,4 +1,4 @@
-"""The token n-gram memory of the mixture compressor, and what its sibling :mod:`kolmo.lm.match` shares.
+"""The token n-gram memory of the mixture compressor, and what its sibling :mod:`kolmo.lm.mixing.match` shares.
 
 Both predict ``ids[t]`` from ``ids[:t]`` over the alphabet ``0 .. A-1``, in two ways that agree to
 float rounding: ``bits(ids, start)`` (vectorised: numpy sorts and cumulative sums, a Python loop per

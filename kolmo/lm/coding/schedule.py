@@ -7,19 +7,19 @@ runs *exactly* the decoder's computation, :func:`run_windows`, and only the step
 differs (look up the known token's interval, or find the token a slot falls in).
 
 A schedule codes positions ``[split, end)`` of B equally long sequences (rows of ``seqs``) in
-windows ``(begin, split, end)`` (:func:`kolmo.lm.loglik.plan_windows`): per window one prefill
+windows ``(begin, split, end)`` (:func:`kolmo.lm.scoring.loglik.plan_windows`): per window one prefill
 pass over the known context ``[begin, split)``, then one single-token step per coded position.
 Each step's hidden states -> the model's float32 softmax over its coding alphabet (virtual byte
-symbols appended) -> integer frequency tables on the device (:mod:`kolmo.lm.quantize`,
+symbols appended) -> integer frequency tables on the device (:mod:`kolmo.lm.coding.tables`,
 deterministic integer arithmetic, ``PRECISION_BITS`` bits) -> only the coded token's interval
 (encoding) or B slots and B tokens (decoding) cross to the host, where the interleaved rANS coder
-of :mod:`kolmo.lm.rans` codes them with O(1) work per token.
+of :mod:`kolmo.lm.coding.rans` codes them with O(1) work per token.
 
 A *step model* is anything with ``start`` (the id at position 0), ``device``, ``tensor(ids)``
 ((B, T) ids as the model reads them), ``hidden(ids, past, use_cache)`` -> (hidden states (B, T, H),
 or with a cache only the last position's (B, 1, H), and the cache), ``step_probs(h)`` -> (B, A)
-probabilities on the device, and ``new_cache(kind, length)``: :class:`kolmo.lm.loglik.Scorer` (a
-frozen model) and the learners of :mod:`kolmo.lm.online`.
+probabilities on the device, and ``new_cache(kind, length)``: :class:`kolmo.lm.scoring.loglik.Scorer` (a
+frozen model) and the learners of :mod:`kolmo.lm.coding.prequential`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .quantize import HostTables, Tables, frequencies, frequencies_host
+from .tables import HostTables, Tables, frequencies, frequencies_host
 from .rans import BatchDecoder, BatchEncoder
 
 PRECISION_BITS = 24  # probability precision of the frequency tables (rANS: 64-bit states, 32-bit words)
-KV_CACHES = ("static", "dynamic")
 
 Window = Tuple[int, int, int]
 Step = Callable[[int, Tables], np.ndarray]
@@ -58,7 +57,7 @@ def run_windows(model, seqs: np.ndarray, windows: Sequence[Window], step: Step, 
     """Run the schedule over ``seqs`` (B, L): ``step(p, tables)`` receives position ``p``'s tables
     and returns the B ids at ``p`` (the known ones when encoding, the decoded ones when decoding),
     which are written into ``seqs``. ``kv_cache``: the model's ``new_cache`` kind, per window.
-    A model with state of its own beyond the KV cache (the mixture of :mod:`kolmo.lm.mixture`)
+    A model with state of its own beyond the KV cache (the mixture of :mod:`kolmo.lm.mixing.mixture`)
     has ``begin_run(again)``, called first: every run of a schedule starts from the same state.
     ``again``: this run repeats the previous one on the same tokens (the encoder's verification),
     so such a model may replay what it computes exactly, without floats that could differ."""

@@ -1,7 +1,7 @@
 """The mixture's step model: one token's mixed distribution, for real coding through the one engine.
 
-:class:`MixtureStep` is a step model of :mod:`kolmo.lm.schedule` for a
-:class:`~kolmo.lm.mixture.MixedPrequential`: per step it runs each language model's one-token step
+:class:`MixtureStep` is a step model of :mod:`kolmo.lm.coding.schedule` for a
+:class:`~kolmo.lm.mixing.mixture.MixedPrequential`: per step it runs each language model's one-token step
 (the learners', the frozen model's), asks each memory (n-grams, match model, neural cache) for its
 full distribution and returns the mixture ``sum_k w_k p_k`` (float64 on the host, summed over the
 experts in a fixed order). Its own state (the memories' tables, the mixer's weights) restarts at a
@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .kernels import mix_rows
+from ..kernels import mix_rows
 
 #: the most bytes of memory rows a block's verification replays (:meth:`MixtureStep.begin_run`);
 #: a larger alphabet's memories are run again (a pretrained model's step dwarfs them there)
@@ -26,7 +26,7 @@ TAPE_BYTES = 64 << 20
 class MixtureStep:
     """The step model of a mixture (module docstring); ``B = 1`` (lm-online codes one sequence)."""
 
-    def __init__(self, mixed):  # a kolmo.lm.mixture.MixedPrequential
+    def __init__(self, mixed):  # a kolmo.lm.mixing.mixture.MixedPrequential
         self.mixed = mixed
         lead = mixed.learner
         self.start, self.device, self.alphabet = lead.start, lead.device, lead.alphabet

@@ -92,7 +92,7 @@ def compute_config(model) -> Dict[str, Any]:
 
 
 def _tokenizer_part(tokenizer, h) -> None:
-    """Feed the tokenizer's canonical form into ``h`` (a :class:`kolmo.lm.tokens.ByteTokenizer`)."""
+    """Feed the tokenizer's canonical form into ``h`` (a :class:`kolmo.lm.models.tokens.ByteTokenizer`)."""
     import numpy as np
     h.update(b"tokenizer\n")
     h.update(np.asarray([len(b) for b in tokenizer.id_bytes], dtype="<u4").tobytes())
@@ -133,7 +133,7 @@ def _tensors_part(model, h) -> None:
 
 
 def model_identity(model, tokenizer) -> str:
-    """``model_sha256`` of a loaded model and its :class:`~kolmo.lm.tokens.ByteTokenizer` (module docstring)."""
+    """``model_sha256`` of a loaded model and its :class:`~kolmo.lm.models.tokens.ByteTokenizer` (module docstring)."""
     h = hashlib.sha256(b"kolmo model identity 1\n")
     h.update(json.dumps(compute_config(model), sort_keys=True, separators=(",", ":")).encode())
     _tokenizer_part(tokenizer, h)

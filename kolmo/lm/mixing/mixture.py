@@ -1,21 +1,21 @@
 """The mixture: several predictors of the same tokens, mixed per token, learning as it codes.
 
-``lm-online`` with ``mix=(...)`` codes every token with a linear mixture (:mod:`kolmo.lm.mixer`)
+``lm-online`` with ``mix=(...)`` codes every token with a linear mixture (:mod:`kolmo.lm.mixing.mixer`)
 of the distributions of its *parts*, each optional:
 
-``"learner"``  the learning model of :class:`kolmo.lm.online.Prequential` (trained after each block)
+``"learner"``  the learning model of :class:`kolmo.lm.coding.prequential.Prequential` (trained after each block)
 ``"fast"``     a second learner: a private copy of the same model on the same blocks and windows,
                learning at a higher rate (``lm-online``'s ``fast_lr``); the mixer weighs the slow
                and the fast learner per token (PAQ's fast and slow adaptation rates). It doubles
                the learning's cost, so the default mixture has it only where the models compute
                in bf16 in hardware (:data:`kolmo.lm.settings.BF16_MIX`), which halves a step
 ``"frozen"``   the pretrained model as loaded, never trained, reading the same windows: ``lm`` in context
-``"ngram"``    :class:`kolmo.lm.ngram.TokenNGram` over every token coded so far (X and the part of
+``"ngram"``    :class:`kolmo.lm.mixing.ngram.TokenNGram` over every token coded so far (X and the part of
                Y already coded): one expert per order in ``ngram_orders`` (the estimate
                interpolated over orders 0 .. n), so the mixer weighs short and long contexts
-``"match"``    :class:`kolmo.lm.match.MatchModel`: the token that followed the longest earlier repeat
+``"match"``    :class:`kolmo.lm.mixing.match.MatchModel`: the token that followed the longest earlier repeat
                of the recent tokens, with a confidence learned per match length
-``"cache"``    :class:`kolmo.lm.neural_cache.NeuralCache`: the tokens that followed the earlier
+``"cache"``    :class:`kolmo.lm.mixing.neural_cache.NeuralCache`: the tokens that followed the earlier
                positions whose frozen-model hidden states are most like the current one (the
                frozen model runs for it whether or not ``"frozen"`` is mixed)
 
@@ -27,15 +27,15 @@ PAQ's context-selected weight sets) or is one set (``gate=None``). Code length::
 with every part's distribution and the weights computed from x_{<t} only, so a decoder that
 repeats the same updates decodes it: a real (prequential) code, like ``lm-online`` alone.
 
-:class:`MixedPrequential` has :class:`~kolmo.lm.online.Prequential`'s interface (the compressor
-and :func:`~kolmo.lm.online.shared_runs` use it unchanged). Ideal code lengths combine each part's
+:class:`MixedPrequential` has :class:`~kolmo.lm.coding.prequential.Prequential`'s interface (the compressor
+and :func:`~kolmo.lm.coding.prequential.shared_runs` use it unchanged). Ideal code lengths combine each part's
 per-token bits (the language models' from batched passes, the memories' vectorised over the
-whole sequence) in one :meth:`~kolmo.lm.mixer.MixerState.run`. Real coding runs
-:class:`~kolmo.lm.mixture_step.MixtureStep`, a step model of :mod:`kolmo.lm.schedule`, through the one engine
-(:mod:`kolmo.lm.engine`, with its verification and safe mode): per step it runs each language
+whole sequence) in one :meth:`~kolmo.lm.mixing.mixer.MixerState.run`. Real coding runs
+:class:`~kolmo.lm.mixing.mixture_step.MixtureStep`, a step model of :mod:`kolmo.lm.coding.schedule`, through the one engine
+(:mod:`kolmo.lm.coding.coder`, with its verification and safe mode): per step it runs each language
 model's one-token step, asks each memory for its full distribution and returns the mixed one
 (float64 on the host, summed over the experts in a fixed order; the encoder's verification run
-replays the memories' rows from its first run, see :meth:`~kolmo.lm.mixture_step.MixtureStep.begin_run`).
+replays the memories' rows from its first run, see :meth:`~kolmo.lm.mixing.mixture_step.MixtureStep.begin_run`).
 Its own state (the memories' tables, the mixer's weights) restarts at the block's start for every
 run of the block's schedule (``begin_run``: the memories roll back their undo logs) and is
 committed after the block; a block stored in the safe mode updates the memories with its tokens
@@ -67,13 +67,13 @@ class _Share:
 
 
 class MixedPrequential:
-    """The prequential schedule of a mixture; :class:`~kolmo.lm.online.Prequential`'s interface.
+    """The prequential schedule of a mixture; :class:`~kolmo.lm.coding.prequential.Prequential`'s interface.
 
     ``inner``: the learner's engine (its blocks and windows are the mixture's); with no
     ``"learner"`` part it is never run. ``fast``: the ``"fast"`` part's engine, another
-    :class:`~kolmo.lm.online.Prequential` with the same blocks and windows. ``frozen``: a
-    :class:`FrozenLM` for the ``"frozen"`` and ``"cache"`` parts; ``cache``: a
-    :class:`~kolmo.lm.neural_cache.NeuralCache` for ``"cache"``.
+    :class:`~kolmo.lm.coding.prequential.Prequential` with the same blocks and windows. ``frozen``: a
+    :class:`~kolmo.lm.models.frozen.FrozenModel` for the ``"frozen"`` and ``"cache"`` parts; ``cache``: a
+    :class:`~kolmo.lm.mixing.neural_cache.NeuralCache` for ``"cache"``.
     """
 
     def __init__(self, inner, parts: Sequence[str], *, fast=None, frozen=None, ngram=None, match=None, cache=None,
@@ -144,7 +144,7 @@ class MixedPrequential:
 
     def run(self, seq: np.ndarray, *, first_block: int = 0, stop_block: Optional[int] = None, mode: str = "ideal",
             on_block=None, bar=None, per_token: bool = False) -> list:
-        """As :meth:`kolmo.lm.online.Prequential.run`, with the mixture's code lengths."""
+        """As :meth:`kolmo.lm.coding.prequential.Prequential.run`, with the mixture's code lengths."""
         if mode not in ("ideal", "code"):
             raise ValueError(f"mode must be 'ideal' or 'code', got {mode!r}")
         blocks = self.blocks(len(seq) - 1)

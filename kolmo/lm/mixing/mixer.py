@@ -45,7 +45,6 @@ plus ``log2(N / TOP_SHARE)`` per switch of the best mixer.
 
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -170,8 +169,3 @@ def new_mixer(experts: int, *, sets: int = 1, share: float = SHARE, eta=1.0):
     if isinstance(eta, (tuple, list)):
         return MixerStack(experts, sets=sets, share=share, etas=eta)
     return MixerState(experts, sets=sets, share=share, eta=eta)
-
-
-def mixture_bound_bits(best_bits: float, experts: int, tokens: int, share: float = SHARE) -> float:
-    """The fixed-share bound with no switch (eta = 1): best expert + log2 K + T log2(1 / (1 - share))."""
-    return best_bits + math.log2(experts) + tokens * -math.log2(1.0 - share)

@@ -1,6 +1,6 @@
 """Planning the language model's work: windows over long sequences, batches under a token
-budget, and results copied to the host while the next batch runs (:mod:`kolmo.lm.loglik` and the
-coding schedule of :mod:`kolmo.lm.schedule` use these)."""
+budget, and results copied to the host while the next batch runs (:mod:`kolmo.lm.scoring.loglik` and the
+coding schedule of :mod:`kolmo.lm.coding.schedule` use these)."""
 
 from __future__ import annotations
 
@@ -38,27 +38,6 @@ def plan_windows(length: int, score_from: int, window: int, stride: int) -> List
         out.append((max(0, end - window), prev, end))
         prev, end = end, min(length, end + stride)
     return out
-
-
-def base_forward(lm, ids: torch.Tensor, *, mask: Optional[torch.Tensor] = None, past=None, use_cache: bool = False):
-    """The transformer body without its head: returns (last hidden states (B, T, H), KV cache or None)."""
-    body = lm.base_model
-    key = _cache_arg(type(body))
-    out = body(input_ids=ids, attention_mask=mask, use_cache=use_cache, **{key: past})
-    cache = getattr(out, "cache", None) if key == "cache" else getattr(out, "past_key_values", None)
-    return out.last_hidden_state, cache
-
-
-_CACHE_ARG: dict = {}
-
-
-def _cache_arg(cls) -> str:
-    """transformers 5 names the KV-cache argument ``cache``; older releases ``past_key_values``."""
-    if cls not in _CACHE_ARG:
-        import inspect
-        params = inspect.signature(cls.forward).parameters
-        _CACHE_ARG[cls] = "cache" if "cache" in params else "past_key_values"
-    return _CACHE_ARG[cls]
 
 
 _MAX_PAD = 20  # a batch's padding stays below 1/_MAX_PAD (5%) of the positions it processes
