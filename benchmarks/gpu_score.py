@@ -203,7 +203,7 @@ def main(argv=None):
             x = np.full((len(batch), width), loaded.start_id, dtype=np.int64)
             for i, (d, b, s, e) in enumerate(batch):
                 x[i, : e - b] = seqs[d][b:e]
-            sc.forward(loaded.model, sc.tensor(x))
+            sc.forward(loaded.model, sc.inputs(x))
     body = {}
     for name, sc in scorers.items():  # the scorers above: compiled ones are compiled for these shapes
         with torch.inference_mode():

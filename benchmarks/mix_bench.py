@@ -74,7 +74,7 @@ def conditional_table(comp, x: bytes, y: bytes):
     through X and XY, reading each run's per-token columns and mixer contexts as it ends (``runs``:
     "head", "x", "xy", for trying other mixers offline with --save-columns)."""
     from kolmo.lm.coding.prequential import shared_runs
-    eng = comp.engine
+    eng = comp.prequential
     runs, sums = {}, {}
 
     def grab(key, block_bits):
@@ -105,7 +105,7 @@ def without_each(comp, runs: dict) -> dict:
     never see the mixture, so each figure is what ``mix=(the other parts)`` codes (the same runs, the
     same weight sets)."""
     from .remix import mixed_bits, with_columns
-    eng = comp.engine
+    eng = comp.prequential
     sets = eng.new_mixer().sets
     out = {}
     for part in eng.parts:
@@ -130,7 +130,7 @@ def part_genesis(a, root: Path, which: str) -> dict:
     ppmd = kolmo.get_compressor("ppmd", order=6)
     comp = _mixture(a)
     print(f"\n{which}: C(Y|X) bits, Y = {len(y)} bytes, X = up to {len(x_all)} bytes; mixture {comp.config['mix']}")
-    print(f"   {'|X|':>7} {'lm ctx':>8} {'ppmd':>8} " + " ".join(f"{p:>8}" for p in comp.engine.experts)
+    print(f"   {'|X|':>7} {'lm ctx':>8} {'ppmd':>8} " + " ".join(f"{p:>8}" for p in comp.prequential.experts)
           + f" {'mixture':>8} {'mix/lm':>7}  seconds (lm, mixture)")
     rows = []
     for n in sizes:
@@ -141,7 +141,7 @@ def part_genesis(a, root: Path, which: str) -> dict:
         c_pp = ppmd.conditional_bits(y, x)
         c_mix, parts, t_mix, runs = conditional_table(comp, x, y)
         if a.save_columns:
-            save_columns(f"{a.save_columns}-{which}-{n}.npz", runs, comp.engine.experts)
+            save_columns(f"{a.save_columns}-{which}-{n}.npz", runs, comp.prequential.experts)
         without = without_each(comp, runs)
         rows.append({"x_bytes": n, "lm": c_lm, "ppmd": c_pp, "parts": parts, "mixture": c_mix,
                      "without": without, "lm_seconds": t_lm, "mixture_seconds": t_mix})
@@ -163,7 +163,7 @@ def _ideal_run(a, comp, data: bytes, which: str):
     """The mixture's ideal bits of ``data``, the seconds they took and each expert's bits/byte from
     the same run; with --save-columns the run's per-expert bits and mixer contexts (as 'xy')."""
     bits, secs = _timed_bits(comp, data)
-    eng = comp.engine
+    eng = comp.prequential
     if a.save_columns:
         save_columns(f"{a.save_columns}-{which}-{len(data)}.npz", {"xy": (eng.last_columns, eng.last_contexts)},
                      eng.experts)
@@ -175,7 +175,7 @@ def part_alice(a, root: Path) -> dict:
     data = data[:a.alice_bytes] if a.alice_bytes else data
     comp = _mixture(a)
     bits, secs, parts = _ideal_run(a, comp, data, "alice")
-    eng = comp.engine
+    eng = comp.prequential
     without = {p: v / len(data) for p, v in without_each(comp, {"xy": (eng.last_columns, eng.last_contexts)}).items()}
     print(f"\nalice29.txt, {len(data)} bytes, ideal bits/byte: mixture {bits / len(data):.4f} in {secs:.0f} s; parts "
           + ", ".join(f"{p} {v:.4f}" for p, v in parts.items()) + "; the mixture without each part: "
@@ -265,7 +265,7 @@ def part_autocast(a, root: Path) -> dict:
     engines, out = {}, {}
     for name, cast in (("float32", None), ("bfloat16", "bfloat16")):
         comp = _mixture(a, mix=None, autocast=cast)
-        eng = comp.engine
+        eng = comp.prequential
         seq = comp._seq(comp.tokens(text[:16384]))
         s, e = eng.blocks(len(seq) - 1)[1]  # the second block: a full window of context
         eng.reset()

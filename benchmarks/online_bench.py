@@ -106,7 +106,7 @@ def part_alice(a, root: Path) -> dict:
 
 
 def _describe(comp) -> str:
-    e = comp.engine
+    e = comp.prequential
     ngram = f", ngram_lr {comp.ngram_lr:g}" if getattr(comp, "ngram_lr", None) else ""
     return (f"(block {e.block_tokens}, window {e.window}, lr {comp.lr:g}{ngram}, steps {comp.steps}, "
             f"adapter {comp.adapter}, train_on {comp.train_on})")
@@ -128,7 +128,7 @@ def part_scratch(a, root: Path) -> dict:
     print(f"   lm-online scratch     {c_s / len(data):.4f} bits/byte   {cpu_s:.0f} s CPU, {t_s:.0f} s wall  "
           f"{_describe(scratch)} size {scratch.size}")
     q = max(1, len(blocks) // 4)
-    tail = blocks[-q:].sum() / (q * scratch.engine.block_tokens)
+    tail = blocks[-q:].sum() / (q * scratch.prequential.block_tokens)
     print(f"   scratch, last quarter of the blocks: {tail:.3f} bits/byte")
     return {"bytes": len(data), "ppmd_bpb": c_p / len(data), "ppmd_cpu_seconds": cpu_p,
             "scratch_bpb": c_s / len(data), "scratch_cpu_seconds": cpu_s, "scratch_wall_seconds": t_s,
@@ -141,7 +141,7 @@ def bare_steps_seconds(comp, data: bytes) -> float:
     import numpy as np
 
     from kolmo.lm.coding.schedule import run_windows
-    eng = comp.engine
+    eng = comp.prequential
     ids = comp.tokens(data)
     seq = np.concatenate([[eng.learner.start], ids]).astype(np.int64)[None]
     t = time.process_time()

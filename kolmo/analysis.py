@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Sequence, Union
 import numpy as np
 
 from .inputs import as_collection
-from .matrices import DistanceMatrix, Engine
+from .matrices import DistanceMatrix, CodeLengths
 from .measures import ncd_array
 from .registry import resolve
 
@@ -116,7 +116,7 @@ class NCDClassifier:
         test = as_collection(list(X), name="X")[1]
         data = self.train_ + test
         nt, n = len(self.train_), len(data)
-        eng = Engine(resolve(self.compressor), data, cache=self.cache, workers=self.workers,
+        eng = CodeLengths(resolve(self.compressor), data, cache=self.cache, workers=self.workers,
                      executor=self.executor, progress=self.progress)
         joint = [(t, r) for t in range(nt, n) for r in range(nt)]
         s, jn, _ = eng.run(range(n), joint + [(r, t) for t, r in joint], [])

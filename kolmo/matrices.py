@@ -126,7 +126,7 @@ def _task(comp: Compressor, kind: str, data: Dict[int, bytes], work: List[Tuple[
     return out
 
 
-class Engine:
+class CodeLengths:
     """Computes singles, joint and conditional code lengths for index pairs, with cache and executor."""
 
     def __init__(self, comp: Compressor, data: Sequence[bytes], *, cache=True, workers: int = 1,
@@ -293,7 +293,7 @@ def _matrix(items, compressor, measure, cache, workers, executor, show, options)
     found: Tuple[str, ...] = ()
     if n >= 2:  # the two longest items; stacklevel: warn_window, _matrix, matrix, caller
         found = warn_window(comp, sum(sorted(map(len, data))[-2:]), stacklevel=4)
-    eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=show)
+    eng = CodeLengths(comp, data, cache=cache, workers=workers, executor=executor, progress=show)
     pairs = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), axis=-1).reshape(-1, 2)
     if measure == "conditional":
         c, _, m = eng.run(range(n), [], pairs)

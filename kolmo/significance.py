@@ -74,7 +74,7 @@ from .cache import ResultsCache
 from .compressors.base import Compressor
 from .errors import KolmoWarning
 from .inputs import Data, as_bytes, as_collection
-from .matrices import Engine
+from .matrices import CodeLengths
 from .measures import warn_window
 from .registry import resolve
 
@@ -248,7 +248,7 @@ def gap_test(x: Data, y: Data, null: Any, compressor: Union[str, Compressor] = "
     comp = resolve(compressor, **options)
     found = warn_window(comp, len(bx) + max(len(by), *(len(z) for z in pool)), stacklevel=3)
     data = [bx, by, *pool]
-    eng = Engine(comp, data, cache=cache, workers=workers, executor=executor, progress=progress)
+    eng = CodeLengths(comp, data, cache=cache, workers=workers, executor=executor, progress=progress)
     S, J, _ = eng.run(range(len(data)), [(0, k) for k in range(1, len(data))], [])
     gaps = S[0] + S[1:] - J[0, 1:]
     observed, null_gaps = float(gaps[0]), gaps[1:]
@@ -312,7 +312,7 @@ def pairing_test(xs: Any, ys: Any, compressor: Union[str, Compressor] = "zstd", 
         raise ValueError(f"a pairing test needs at least 2 pairs to re-pair, got {n}")
     comp = resolve(compressor, **options)
     found = warn_window(comp, max(map(len, bx)) + max(map(len, by)), stacklevel=3)
-    eng = Engine(comp, bx + by, cache=cache, workers=workers, executor=executor, progress=progress)
+    eng = CodeLengths(comp, bx + by, cache=cache, workers=workers, executor=executor, progress=progress)
     pairs = [(i, n + j) for i in range(n) for j in range(n)]
     S, J, _ = eng.run(range(2 * n), pairs, [])
     G = S[:n, None] + S[None, n:] - J[:n, n:]

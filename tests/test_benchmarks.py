@@ -67,10 +67,10 @@ def test_mix_bench_conditional_table_is_the_compressors_conditional_code():
                      (b"the cat sat on the mat. " * 4, {"head", "xy"})):  # X ends on a block: no X tail
         mix, parts, secs, runs = conditional_table(comp, x, y)
         assert mix == kolmo.get_compressor("lm-online", **opts).conditional_bits(y, x)
-        assert set(runs) == tails and secs >= 0 and list(parts) == list(comp.engine.experts)
+        assert set(runs) == tails and secs >= 0 and list(parts) == list(comp.prequential.experts)
         zero = 0 * runs["xy"][0].sum(axis=0)
         cx = runs["x"][0].sum(axis=0) if "x" in runs else zero
-        assert parts == dict(zip(comp.engine.experts, (runs["xy"][0].sum(axis=0) - cx).tolist()))
+        assert parts == dict(zip(comp.prequential.experts, (runs["xy"][0].sum(axis=0) - cx).tolist()))
         alone = kolmo.get_compressor("lm-online", **{**opts, "mix": None}).conditional_bits(y, x)
         assert parts["learner"] == pytest.approx(alone, rel=1e-9)  # the learner never sees the mixture
     mix0, parts0, _, runs0 = conditional_table(comp, b"", y)
@@ -149,8 +149,8 @@ def test_remix_of_saved_columns_is_what_the_compressor_codes(tmp_path, capsys):
     x, y = b"the cat sat on the mat. " * 4 + b"!", b"the cat sat on the hat. "
     comp = kolmo.get_compressor("lm-online", **opts)
     runs = conditional_table(comp, x, y)[3]
-    save_columns(str(tmp_path / "run.npz"), runs, comp.engine.experts)
-    got = remix.main([str(tmp_path / "run.npz"), "--eta", str(comp.engine.eta), "--share", str(comp.engine.share)])
+    save_columns(str(tmp_path / "run.npz"), runs, comp.prequential.experts)
+    got = remix.main([str(tmp_path / "run.npz"), "--eta", str(comp.prequential.eta), "--share", str(comp.prequential.share)])
     assert got == pytest.approx(comp.conditional_bits(y, x), rel=1e-12)
     assert "ngram1" in capsys.readouterr().out
     stack = kolmo.get_compressor("lm-online", **opts, eta=(0.05, 1.0))
@@ -160,7 +160,7 @@ def test_remix_of_saved_columns_is_what_the_compressor_codes(tmp_path, capsys):
     assert remix.main([str(tmp_path / "run.npz"), "--eta", "0.05", "--drop", "ngram"]) == pytest.approx(
         small.conditional_bits(y, x), rel=1e-12)
     other = conditional_table(kolmo.get_compressor("lm-online", **opts), x + x, y)[3]
-    save_columns(str(tmp_path / "other.npz"), other, comp.engine.experts)
+    save_columns(str(tmp_path / "other.npz"), other, comp.prequential.experts)
     with pytest.raises(ValueError, match="must have .* tokens"):
         remix.main([str(tmp_path / "run.npz"), "--add", f"more={tmp_path / 'other.npz'}"])
     same = remix.main([str(tmp_path / "run.npz"), "--eta", "0.05", "--drop", "ngram",

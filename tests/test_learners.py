@@ -26,7 +26,7 @@ def tiny(tiny_model_dir):
 def test_each_adapter_learns_and_round_trips(tiny, adapter, lr):
     comp = tiny(adapter=adapter, lr=lr)
     frozen = tiny(adapter=adapter, lr=lr, steps=0)
-    loaded = comp.engine.learner.loaded.model
+    loaded = comp.prequential.learner.loaded.model
     before = {n: p.detach().clone() for n, p in loaded.named_parameters()}
     assert comp.bits(TEXT) < 0.9 * frozen.bits(TEXT)
     assert all(torch.equal(p, before[n]) for n, p in loaded.named_parameters())  # the shared model untouched
@@ -35,10 +35,10 @@ def test_each_adapter_learns_and_round_trips(tiny, adapter, lr):
 
 
 def test_what_learns(tiny):
-    names = [n for n, _ in tiny(adapter="last", last_layers=1).engine.learner.named_trainable()]
+    names = [n for n, _ in tiny(adapter="last", last_layers=1).prequential.learner.named_trainable()]
     layers = {n.split(".layers.")[1].split(".")[0] for n in names if ".layers." in n}
     assert len(layers) == 1 and any(n.endswith("norm.weight") and ".layers." not in n for n in names)
-    assert [n for n, _ in tiny(adapter="bias").engine.learner.named_trainable()] == ["out_bias"]
+    assert [n for n, _ in tiny(adapter="bias").prequential.learner.named_trainable()] == ["out_bias"]
 
 
 def test_config_and_errors(tiny):
@@ -46,6 +46,6 @@ def test_config_and_errors(tiny):
     assert a.config["last_layers"] == 1 and config_hash(a.config) != config_hash(b.config)
     assert tiny(adapter="bias").config["lr"] == 1e-2 and "last_layers" not in tiny(adapter="bias").config
     with pytest.raises(ValueError, match="last_layers"):
-        tiny(adapter="last", last_layers=99).engine
+        tiny(adapter="last", last_layers=99).prequential
     with pytest.raises(ValueError, match="adapter must be one of"):
         tiny(adapter="prefix")

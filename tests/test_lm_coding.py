@@ -59,7 +59,7 @@ def verification_perturbed(monkeypatch, scorer, rows=None):
     real_intervals = engine.intervals
     calls = {"n": 0}
 
-    def intervals(model, seqs, *args, **kwargs):  # Engine._code: the first call codes, the second verifies
+    def intervals(model, seqs, *args, **kwargs):  # Coder._code: the first call codes, the second verifies
         calls["n"] += 1
         model.forward = perturbing(clean, rows=rows) if calls["n"] % 2 == 0 else clean
         try:

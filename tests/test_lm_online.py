@@ -39,7 +39,7 @@ def tiny(tiny_model_dir):
 def reference_block_bits(comp, data):
     """Block k scored separately under theta_k: the weights are saved before each block, then each
     block is scored again from its saved weights with full float64 log-softmax (slow, obvious)."""
-    eng = comp.engine
+    eng = comp.prequential
     lr = eng.learner
     seq = comp._seq(comp.tokens(data))
     blocks = eng.blocks(len(seq) - 1)
@@ -54,7 +54,7 @@ def reference_block_bits(comp, data):
             for p, t in zip(eng.params, theta):
                 p.copy_(t)
             b = max(0, e - eng.window)  # one window per block: block_tokens <= stride
-            h, _ = lr.hidden(lr.tensor(seq[b:e])[None])
+            h, _ = lr.advance(lr.inputs(seq[b:e])[None])
             head = lr.module.get_output_embeddings() if hasattr(lr.module, "get_output_embeddings") else lr.module.head
             logp = torch.log_softmax(head(h[0]).double(), dim=-1)[s - b - 1:e - b - 1]
             out.append(float(-logp.gather(1, torch.from_numpy(seq[s:e])[:, None]).sum()) / np.log(2))
@@ -163,7 +163,7 @@ def test_shared_runs_reports_each_run_and_sums_its_blocks():
     x, y = TEXT * 2, b"and the Spirit of God moved upon the face of the waters. "
     seqs = [comp._seq(comp.tokens(x)), comp._seq(comp.tokens(x + y))]
     seen = []
-    totals = shared_runs(comp.engine, seqs, on_run=lambda key, bits: seen.append((key, sum(bits))))
+    totals = shared_runs(comp.prequential, seqs, on_run=lambda key, bits: seen.append((key, sum(bits))))
     assert [k for k, _ in seen] == ["head", 0, 1]  # x and xy share whole blocks: one head run, then each
     head = seen[0][1]
     # sum(head + tail) against sum(head) + sum(tail): the same floats added in another order, equal
@@ -171,7 +171,7 @@ def test_shared_runs_reports_each_run_and_sums_its_blocks():
     assert head > 0 and totals == pytest.approx([head + seen[1][1], head + seen[2][1]], rel=1e-12, abs=0)
     assert totals == [scratch().bits(x), scratch().bits(x + y)]
     seen.clear()
-    shared_runs(comp.engine, [comp._seq(comp.tokens(b"")), seqs[1]], on_run=lambda key, bits: seen.append(key))
+    shared_runs(comp.prequential, [comp._seq(comp.tokens(b"")), seqs[1]], on_run=lambda key, bits: seen.append(key))
     assert seen == [0, 1]  # nothing shared: no head run
 
 
@@ -235,12 +235,12 @@ def test_ngram_table_starts_at_zero_and_learns_at_its_own_rate():
     assert scratch(ngram=3, buckets=1 << 10, ngram_lr=0.5).config["ngram_lr"] == 0.5
     assert "ngram_lr" not in scratch().config  # ngram=0: no table
     assert config_hash(comp.config) != config_hash(scratch(ngram=3, buckets=1 << 10, ngram_lr=0.5).config)
-    table = comp.engine.learner.module.hashed.weight
+    table = comp.prequential.learner.module.hashed.weight
     assert not table.detach().any()
     slow, fast = scratch(ngram=3, buckets=1 << 10, ngram_lr=1e-6), scratch(ngram=3, buckets=1 << 10, ngram_lr=3e-2)
     for c in (slow, fast):
         c.bits(TEXT * 2)
-    moved = [float(c.engine.learner.module.hashed.weight.detach().abs().max()) for c in (slow, fast)]
+    moved = [float(c.prequential.learner.module.hashed.weight.detach().abs().max()) for c in (slow, fast)]
     assert 0 < moved[0] < 1e-4 < 1e-2 < moved[1]
     assert fast.bits(TEXT * 2) < slow.bits(TEXT * 2)  # a repeated text: the fast memory pays
 
@@ -360,11 +360,11 @@ def test_a_reset_optimizer_is_a_new_one(opts):
     moments and step counts, SGD's empty state)."""
     used = scratch(**opts)
     used.bits(TEXT[:100])
-    assert used.engine.opts and any(o.state for o in used.engine.opts) == (opts.get("optimizer") != "sgd")
+    assert used.prequential.opts and any(o.state for o in used.prequential.opts) == (opts.get("optimizer") != "sgd")
     assert used.bits(TEXT) == scratch(**opts).bits(TEXT)
     if "ngram" in opts:  # theta_0 of the hashed table is one zero, not a copy of the table
-        assert used.engine.learner.initial["hashed.weight"].numel() == 1
-        assert used.engine.learner.module.hashed.weight.abs().sum() > 0  # it learned, and reset restores 0
+        assert used.prequential.learner.initial["hashed.weight"].numel() == 1
+        assert used.prequential.learner.module.hashed.weight.abs().sum() > 0  # it learned, and reset restores 0
     blob = used.compress(TEXT)
     assert blob == scratch(**opts).compress(TEXT) and used.decompress(blob) == TEXT
 
@@ -383,7 +383,7 @@ def test_replay_steps_on_earlier_blocks_drawn_from_the_seed(monkeypatch):
     real = Prequential._step
     monkeypatch.setattr(Prequential, "_step", lambda self, seq, s, e, parts: (calls.append((s, e)), real(self, seq, s, e, parts)))
     comp.bits(data)
-    B, blocks = 32, comp.engine.blocks(len(data))
+    B, blocks = 32, comp.prequential.blocks(len(data))
     want = []
     for k, (s, e) in enumerate(blocks[:-1]):  # no learning after the last block
         want.append((s, e))

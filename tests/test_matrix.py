@@ -66,19 +66,19 @@ def test_matrix_from_folder_and_list(tmp_path):
 
 
 def test_cache_resumes_and_counts(tmp_path):
-    from kolmo.matrices import Engine
+    from kolmo.matrices import CodeLengths
     comp = kolmo.get_compressor("zstd")
     data = list(DOCS.values())
     path = tmp_path / "r.sqlite"
-    eng = Engine(comp, data[:3], cache=path, progress=False)
+    eng = CodeLengths(comp, data[:3], cache=path, progress=False)
     eng.run(range(3), [(i, j) for i in range(3) for j in range(3)], [])
     assert eng.computed == 3 + 9
-    eng2 = Engine(comp, data, cache=path, progress=False)  # two more items: only what is new
+    eng2 = CodeLengths(comp, data, cache=path, progress=False)  # two more items: only what is new
     s, jn, _ = eng2.run(range(5), [(i, j) for i in range(5) for j in range(5)], [])
     assert eng2.computed == 2 + 25 - 9
-    eng3 = Engine(comp, data, cache=path, progress=False)
+    eng3 = CodeLengths(comp, data, cache=path, progress=False)
     assert np.array_equal(eng3.run(range(5), [(i, j) for i in range(5) for j in range(5)], [])[1], jn) and eng3.computed == 0
-    other = Engine(kolmo.get_compressor("zstd", level=3), data, cache=path, progress=False)
+    other = CodeLengths(kolmo.get_compressor("zstd", level=3), data, cache=path, progress=False)
     other.run(range(5), [], [])
     assert other.computed == 5  # another config never reuses these numbers
     with sqlite3.connect(path) as con:
@@ -244,7 +244,7 @@ def test_interrupted_matrix_resumes_with_only_the_missing(tmp_path, monkeypatch)
     monkeypatch.setattr(km, "_task", real)
     done_before = len(ResultsCache(cache))
     assert 0 < done_before < 5 + 25
-    eng = km.Engine(kolmo.get_compressor("zstd"), list(DOCS.values()), cache=cache, progress=False)
+    eng = km.CodeLengths(kolmo.get_compressor("zstd"), list(DOCS.values()), cache=cache, progress=False)
     s, jn, _ = eng.run(range(5), [(i, j) for i in range(5) for j in range(5)], [])
     assert eng.computed == 5 + 25 - done_before
     full = kolmo.matrix(DOCS, cache=False, progress=False)

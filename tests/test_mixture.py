@@ -117,7 +117,7 @@ def test_a_verification_rerun_replays_the_memories_exactly():
     other tokens is refused instead of replaying rows that belong to the first."""
     from kolmo.lm.coding.schedule import intervals
     comp = scratch(mix=ALL_SCRATCH)
-    pre = comp.engine
+    pre = comp.prequential
     seq = np.concatenate([[pre.learner.start], np.frombuffer(TEXT, np.uint8)]).astype(np.int64)[None]
     step = pre.coding_model
     pre.reset()
@@ -155,7 +155,7 @@ def test_compress_asks_the_memories_once_per_step(monkeypatch):
 
 def test_parts_are_mixed_in_one_order():
     a, b = scratch(mix=("match", "learner", "ngram")), scratch(mix=ALL_SCRATCH)
-    assert a.config == b.config and a.engine.experts[0] == "learner"
+    assert a.config == b.config and a.prequential.experts[0] == "learner"
 
 
 def test_config_names_the_mixture():
@@ -187,7 +187,7 @@ def test_each_part_in_the_mixtures_run_is_that_part_alone():
     """The benchmark reads every expert's code length from the mixture's run: the parts never see the mixture."""
     comp = scratch(mix=ALL_SCRATCH, ngram_orders=(1, 3))
     comp.bits(TEXT)
-    cols = dict(zip(comp.engine.experts, comp.engine.last_columns.sum(axis=0)))
+    cols = dict(zip(comp.prequential.experts, comp.prequential.last_columns.sum(axis=0)))
     assert list(cols) == ["learner", "ngram1", "ngram3", "match"]
     assert cols["learner"] == pytest.approx(scratch(mix="learner").bits(TEXT), rel=1e-9)
     for n in (1, 3):
@@ -229,12 +229,12 @@ def test_the_neural_cache_in_the_mixture(tiny):
     assert every.config["mix"] == ["learner", "frozen", "ngram", "match", "cache"]
     assert every.config["cache_theta"] == THETA == 150.0 and every.config["cache_size"] is None
     every.bits(data)
-    cols = dict(zip(every.engine.experts, every.engine.last_columns.sum(axis=0)))
+    cols = dict(zip(every.prequential.experts, every.prequential.last_columns.sum(axis=0)))
     alone = tiny(mix="cache", gate=None)
     assert cols["cache"] == pytest.approx(alone.bits(data), rel=1e-9)
     seq = np.asarray(alone._seq(alone.tokens(data)))
     hidden = []
-    eng = alone.engine
+    eng = alone.prequential
     for s, e in eng.blocks(len(seq) - 1):
         eng.inner._score(seq, s, e, net=eng.frozen, hidden=hidden)
     want = NeuralCache(eng.learner.alphabet, THETA).state().bits(torch.cat(hidden), seq[1:])
@@ -262,7 +262,7 @@ def test_the_fast_part_is_a_second_learner_at_its_own_rate():
     the learner beside it is untouched by it, and conditional runs share X's blocks for both."""
     comp = scratch(mix=("learner", "fast", "ngram"), fast_lr=1e-2)
     comp.bits(TEXT)
-    cols = dict(zip(comp.engine.experts, comp.engine.last_columns.T))
+    cols = dict(zip(comp.prequential.experts, comp.prequential.last_columns.T))
     assert list(cols) == ["learner", "fast", "ngram1", "ngram2", "ngram3", "ngram4", "ngram6", "ngram8"]
     # per token, the same floats as each learner alone (the same operations in the same order)
     np.testing.assert_array_equal(cols["fast"], scratch(mix=None, lr=1e-2).code_parts(TEXT).bits)
@@ -325,12 +325,12 @@ def test_autocast_bf16_learns_and_codes_through_the_engine(tiny):
     data = TEXT + "héllo wörld ☃ ".encode() * 2
     bits, want = comp.bits(data), plain.bits(data)
     assert bits != want and bits == pytest.approx(want, rel=0.02)  # bf16 products: other floats, the same code
-    eng = comp.engine
+    eng = comp.prequential
     for net in (eng.inner.learner, eng.fast.learner):
         assert all(p.dtype == torch.float32 for p in net.module.parameters())
         moved = [n for n, p in net.named_trainable() if not torch.equal(p, net.initial[n])]
         assert moved  # it learned
-    h, _ = eng.frozen.hidden(eng.frozen.tensor(np.arange(1, 9))[None])
+    h, _ = eng.frozen.advance(eng.frozen.inputs(np.arange(1, 9))[None])
     assert h.dtype == torch.float32
     blob = comp.compress(data)
     assert comp.safe_blocks == []
@@ -362,8 +362,8 @@ def test_autocast_auto_uses_bf16_where_the_hardware_has_it(tiny, monkeypatch, na
     comp = tiny(mix=("learner", "frozen"), autocast="auto")
     assert comp.config.get("autocast") == ("bfloat16" if native else None)
     assert comp.config == tiny(mix=("learner", "frozen"), autocast="bfloat16" if native else None).config
-    assert comp.engine.learner.autocast == (torch.bfloat16 if native else None)
-    assert comp.engine.frozen.autocast == comp.engine.learner.autocast
+    assert comp.prequential.learner.autocast == (torch.bfloat16 if native else None)
+    assert comp.prequential.frozen.autocast == comp.prequential.learner.autocast
 
 
 @pytest.mark.parametrize("native", [True, False])

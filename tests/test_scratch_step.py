@@ -43,10 +43,10 @@ def run_window(lr, seq, split):
     """The schedule's calls: a prefill of seq[:split] (its last position's state only), then one
     step per position; hidden states (1, len(seq) - split + 1, width) and the probabilities."""
     with torch.inference_mode():
-        h, cache = lr.hidden(lr.tensor(seq[None, :split]), None, True)
+        h, cache = lr.advance(lr.inputs(seq[None, :split]), None, True)
         hs, probs = [h], [lr.step_probs(h[:, -1])]
         for p in range(split, len(seq)):
-            h, cache = lr.hidden(lr.tensor(seq[None, p:p + 1]), cache, True)
+            h, cache = lr.advance(lr.inputs(seq[None, p:p + 1]), cache, True)
             assert isinstance(cache, StepCache)
             hs.append(h)
             probs.append(lr.step_probs(h[:, -1]))
@@ -59,7 +59,7 @@ def test_steps_match_the_batched_forward(ngram, split):
     lr, seq = learner(ngram), ids()
     got, probs = run_window(lr, seq, split)
     with torch.inference_mode():
-        full, _ = lr.hidden(lr.tensor(seq[None]))
+        full, _ = lr.advance(lr.inputs(seq[None]))
         want = torch.softmax(lr.module.head(full[0]), dim=-1)
     torch.testing.assert_close(got, full[:, split - 1:], atol=TOL, rtol=TOL)
     torch.testing.assert_close(probs, want[split - 1:], atol=TOL, rtol=TOL)
@@ -78,32 +78,32 @@ def test_steps_are_bit_identical_every_run():
 def test_a_later_window_takes_the_buffers_over():
     lr, seq = learner(), ids()
     with torch.inference_mode():
-        _, old = lr.hidden(lr.tensor(seq[None, :5]), None, True)
-        _, new = lr.hidden(lr.tensor(seq[None, :8]), None, True)
-        lr.hidden(lr.tensor(seq[None, 8:9]), new, True)
+        _, old = lr.advance(lr.inputs(seq[None, :5]), None, True)
+        _, new = lr.advance(lr.inputs(seq[None, :8]), None, True)
+        lr.advance(lr.inputs(seq[None, 8:9]), new, True)
         with pytest.raises(RuntimeError, match="later window"):
-            lr.hidden(lr.tensor(seq[None, 5:6]), old, True)
+            lr.advance(lr.inputs(seq[None, 5:6]), old, True)
 
 
 def test_steps_stop_at_the_context():
     lr = learner(context=12)
     seq = ids(TEXT[:12])
     with torch.inference_mode():
-        _, cache = lr.hidden(lr.tensor(seq[None, :10]), None, True)
+        _, cache = lr.advance(lr.inputs(seq[None, :10]), None, True)
         for p in range(10, 12):
-            _, cache = lr.hidden(lr.tensor(seq[None, p:p + 1]), cache, True)
+            _, cache = lr.advance(lr.inputs(seq[None, p:p + 1]), cache, True)
         with pytest.raises(ValueError, match="context of 12"):
-            lr.hidden(lr.tensor(seq[None, 12:13]), cache, True)
+            lr.advance(lr.inputs(seq[None, 12:13]), cache, True)
 
 
 def test_a_longer_input_continues_a_step_cache():
     lr, seq = learner(), ids()
     with torch.inference_mode():
-        full, _ = lr.hidden(lr.tensor(seq[None]))
-        _, cache = lr.hidden(lr.tensor(seq[None, :10]), None, True)
-        _, cache = lr.hidden(lr.tensor(seq[None, 10:11]), cache, True)
-        h, cache = lr.hidden(lr.tensor(seq[None, 11:30]), cache, True)  # T > 1 on a StepCache
-        h2, _ = lr.hidden(lr.tensor(seq[None, 30:31]), cache, True)
+        full, _ = lr.advance(lr.inputs(seq[None]))
+        _, cache = lr.advance(lr.inputs(seq[None, :10]), None, True)
+        _, cache = lr.advance(lr.inputs(seq[None, 10:11]), cache, True)
+        h, cache = lr.advance(lr.inputs(seq[None, 11:30]), cache, True)  # T > 1 on a StepCache
+        h2, _ = lr.advance(lr.inputs(seq[None, 30:31]), cache, True)
     assert h.shape == (1, 1, full.shape[2])  # coding one sequence: the last position's state only
     torch.testing.assert_close(h, full[:, 29:30], atol=TOL, rtol=TOL)
     torch.testing.assert_close(h2, full[:, 30:31], atol=TOL, rtol=TOL)
@@ -114,8 +114,8 @@ def test_the_last_only_forward_is_the_forward():
     the same state to float rounding and the same keys and values for every position."""
     lr, seq = learner(), ids()
     with torch.no_grad():
-        full, (kv_full, _) = lr.module(lr.tensor(seq[None]), use_cache=True)
-        last, (kv_last, _) = lr.module(lr.tensor(seq[None]), use_cache=True, last_only=True)
+        full, (kv_full, _) = lr.module(lr.inputs(seq[None]), use_cache=True)
+        last, (kv_last, _) = lr.module(lr.inputs(seq[None]), use_cache=True, last_only=True)
     assert last.shape == (1, 1, full.shape[2])
     torch.testing.assert_close(last, full[:, -1:], atol=TOL, rtol=TOL)
     for (k1, v1), (k2, v2) in zip(kv_full, kv_last):
@@ -124,7 +124,7 @@ def test_the_last_only_forward_is_the_forward():
 
 def test_training_keeps_the_batched_path():
     lr, seq = learner(), ids()
-    h, cache = lr.hidden(lr.tensor(seq[None]), None, True)  # gradients on: the module's own cache
+    h, cache = lr.advance(lr.inputs(seq[None]), None, True)  # gradients on: the module's own cache
     assert not isinstance(cache, StepCache) and isinstance(cache[0], list)
     lr.target_logp(h[0, :-1], seq[1:]).sum().backward()
     grads = {n: p.grad for n, p in lr.module.named_parameters()}

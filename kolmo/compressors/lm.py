@@ -42,7 +42,7 @@ Conditioning (``conditional_method == "kv-cache"``): ``conditional_bits(y, x)`` 
 first and scores y's tokens after them; many y against one x reuse x's KV cache. X and Y are
 tokenized separately there; in ``bits(x + y)`` they are tokenized jointly, so the seam is coded once.
 
-Streams (:class:`kolmo.lm.coding.coder.Engine`, layout :func:`kolmo.framing.pack_lm_payload`) record
+Streams (:class:`kolmo.lm.coding.coder.Coder`, layout :func:`kolmo.framing.pack_lm_payload`) record
 what the encoder's floats depended on (:mod:`kolmo.lm.machine`). Another model, dtype, device type
 or setting fails the config hash, other CPU floats that record, before decoding
 (:class:`~kolmo.errors.StreamMismatchError`); floats that differ anyway fail a chunk CRC, the
@@ -240,9 +240,9 @@ class LMCompressor(Compressor):
 
     # -- real coding --------------------------------------------------------------------------------
     @property
-    def engine(self):
-        from ..lm.coding.coder import Engine
-        return Engine(self.scorer, window=self.scorer.window, stride=self.scorer.stride, kv_cache=self.kv_cache,
+    def coder(self):
+        from ..lm.coding.coder import Coder
+        return Coder(self.scorer, window=self.scorer.window, stride=self.scorer.stride, kv_cache=self.kv_cache,
                       verify=self.verify, what="lm stream", label="kolmo lm", progress=self.progress,
                       bf16=self.loaded.fingerprint["dtype"] == "bfloat16")
 
@@ -250,10 +250,10 @@ class LMCompressor(Compressor):
         """A real rANS-coded stream of ``data``; verified to decode when ``verify`` (the default)."""
         raw = as_bytes(data)
         ids = self.tokens(raw)
-        engine = self.engine
+        coder = self.coder
         prime, segment = self.coding_plan(len(ids))
-        payload = engine.compress_chunks(ids, segment, self.coder_batch, prime)
-        self.safe_chunks = engine.safe  # (chunk, first diverging token) of the last compress, for reports
+        payload = coder.compress_chunks(ids, segment, self.coder_batch, prime)
+        self.safe_chunks = coder.safe  # (chunk, first diverging token) of the last compress, for reports
         # no stream CRC: the decoder checks the chunk table, every chunk, the coder's end and the data
         return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
 
@@ -270,7 +270,7 @@ class LMCompressor(Compressor):
         except StreamMismatchError as exc:
             self._other_hardware_default(blob, exc)
             raise
-        return framing.check_output(frame, self.engine.decompress_chunks(frame.payload, frame.length,
+        return framing.check_output(frame, self.coder.decompress_chunks(frame.payload, frame.length,
                                                                          self.coder_batch))
 
     def _other_hardware_default(self, blob: bytes, exc: Exception) -> None:
@@ -291,7 +291,7 @@ class LMCompressor(Compressor):
 
     def diagnose(self, data: Data):
         """Run the coding schedule of ``data`` twice and report where the probabilities first differ."""
-        return self.engine.diagnose(self._coding_chunks(as_bytes(data)), self.coder_batch)
+        return self.coder.diagnose(self._coding_chunks(as_bytes(data)), self.coder_batch)
 
     def _coding_chunks(self, raw: bytes) -> List[np.ndarray]:
         """The segments ``compress`` codes: the shared prefix (if any), then the chunks."""

@@ -122,7 +122,7 @@ class OnlineLMCompressor(Compressor):
             raise ValueError(f"verify must be True or False, got {verify!r}")
         self.verify, self.progress = verify, progress
         self._options = dict(options, model=model, verify=verify, progress=progress)
-        self._engine = None
+        self._prequential = None
         self._memo: "OrderedDict[bytes, float]" = OrderedDict()
 
     def __getattr__(self, key: str):  # the settings' values (lr, steps, adapter, ...) read through
@@ -137,22 +137,22 @@ class OnlineLMCompressor(Compressor):
         self.__init__(**state)  # type: ignore[misc]
 
     @property
-    def engine(self):
+    def prequential(self):
         """The :class:`~kolmo.lm.coding.prequential.Prequential` engine (loads the model on first use)."""
-        if self._engine is None:
-            self._engine = self.settings.build(self.progress)
-        return self._engine
+        if self._prequential is None:
+            self._prequential = self.settings.build(self.progress)
+        return self._prequential
 
     @property
     def coder(self):
-        from ..lm.coding.coder import Engine
-        e = self.engine
-        return Engine(e.coding_model, window=e.window, stride=e.stride, verify=self.verify, what="lm-online stream",
+        from ..lm.coding.coder import Coder
+        e = self.prequential
+        return Coder(e.coding_model, window=e.window, stride=e.stride, verify=self.verify, what="lm-online stream",
                       label="kolmo lm-online", progress=self.progress, bf16=self.settings.autocast is not None)
 
     @property
     def stream_config(self) -> Dict[str, Any]:
-        return self.settings.stream_config(self.engine)
+        return self.settings.stream_config(self.prequential)
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -175,10 +175,10 @@ class OnlineLMCompressor(Compressor):
     # -- tokens ----------------------------------------------------------------------------------
     def tokens(self, data: Data) -> np.ndarray:
         """The token ids that code ``data`` (bytes for ``model="scratch"``)."""
-        return self.engine.learner.encode(as_bytes(data))
+        return self.prequential.learner.encode(as_bytes(data))
 
     def _seq(self, ids: np.ndarray) -> np.ndarray:
-        return np.concatenate([[self.engine.learner.start], ids]).astype(np.int64)
+        return np.concatenate([[self.prequential.learner.start], ids]).astype(np.int64)
 
     def _bar(self, total: int, desc: str):
         from .. import progress
@@ -190,7 +190,7 @@ class OnlineLMCompressor(Compressor):
         return np.asarray([b.sum() for b in self._token_bits(self._seq(self.tokens(data)))], dtype=np.float64)
 
     def _token_bits(self, seq: np.ndarray) -> List[np.ndarray]:
-        eng = self.engine
+        eng = self.prequential
         eng.reset()
         with self._bar(len(seq) - 1, "learning") as bar:
             return eng.run(seq, bar=bar, per_token=True)
@@ -209,7 +209,7 @@ class OnlineLMCompressor(Compressor):
         x = b"" if given is None else as_bytes(given, name="given")
         ids = self.tokens(x + raw)
         bits = np.concatenate(self._token_bits(self._seq(ids))) if len(ids) else np.zeros(0)
-        spans = token_spans(self.engine.learner.decode, ids, -len(x))
+        spans = token_spans(self.prequential.learner.decode, ids, -len(x))
         keep = [k for k, (_, e) in enumerate(spans) if e > 0]
         return CodeParts(spans=[(max(spans[k][0], 0), spans[k][1]) for k in keep], bits=bits[keep], unit="token")
 
@@ -221,7 +221,7 @@ class OnlineLMCompressor(Compressor):
         if todo:
             seqs = [self._seq(self.tokens(datas[i])) for i in todo]
             with self._bar(sum(len(s) - 1 for s in seqs), "learning") as bar:
-                for i, bits in zip(todo, shared_runs(self.engine, seqs, bar)):
+                for i, bits in zip(todo, shared_runs(self.prequential, seqs, bar)):
                     self._memo[keys[i]] = bits
                     while len(self._memo) > 4096:
                         self._memo.popitem(last=False)
@@ -256,7 +256,7 @@ class OnlineLMCompressor(Compressor):
         """A real rANS-coded stream of ``data`` (verified block by block when ``verify``)."""
         raw = as_bytes(data)
         coder = self.coder
-        payload = coder.compress_blocks(self.tokens(raw), self.engine)
+        payload = coder.compress_blocks(self.tokens(raw), self.prequential)
         self.safe_blocks = coder.safe  # (block, first diverging token) of the last compress
         return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
 
@@ -273,7 +273,7 @@ class OnlineLMCompressor(Compressor):
         except StreamMismatchError as exc:
             self._other_hardware_default(blob, exc)
             raise
-        return framing.check_output(frame, self.coder.decompress_blocks(frame.payload, frame.length, self.engine))
+        return framing.check_output(frame, self.coder.decompress_blocks(frame.payload, frame.length, self.prequential))
 
     def _format0_config(self) -> Dict[str, Any]:
         """The configuration payload format 0 wrote for these settings (a range coder, the old identity)."""
@@ -289,7 +289,7 @@ class OnlineLMCompressor(Compressor):
         opts = {k: v for k, v in self._options.items() if k not in ("model", "verify", "progress")}
         alt = type(self.settings)(self.settings.model_name, **{**opts, "autocast": other})
         alt.fingerprint = self.settings.fingerprint
-        if bytes(blob[4:7]) != framing.config_hash(self.name, alt.stream_config(self.engine)):
+        if bytes(blob[4:7]) != framing.config_hash(self.name, alt.stream_config(self.prequential)):
             return
         if other:
             raise StreamMismatchError(

@@ -1,16 +1,16 @@
 """The one language-model coding engine: segments, verification, safe mode and the payload.
 
-Both language-model compressors code token ids through :class:`Engine`, on the decoder's step
+Both language-model compressors code token ids through :class:`Coder`, on the decoder's step
 schedule (:mod:`kolmo.lm.coding.schedule`), with one rANS coder and one payload layout
 (:func:`kolmo.framing.pack_lm_payload`). The input's tokens are cut into *segments*:
 
-``chunks`` (``lm``, :meth:`Engine.compress_chunks`)
+``chunks`` (``lm``, :meth:`Coder.compress_chunks`)
     independent pieces of ``segment`` tokens, each restarting its context; equally long chunks are
     grouped (stable order) into batches of at most ``coder_batch`` and coded in lock-step, one rANS
     word stream per group. Several chunks carry a CRC-16 each, so a failure names its chunk.
     Optionally a shared prefix (``prime`` tokens) is coded first, alone, and every chunk reads it
     as context before its own tokens, so a chunk restarts with the text's opening, not with nothing.
-``blocks`` (``lm-online``, :meth:`Engine.compress_blocks`)
+``blocks`` (``lm-online``, :meth:`Coder.compress_blocks`)
     the blocks of :class:`kolmo.lm.coding.prequential.Prequential`, coded one after another in one rANS
     stream, with the model learning from each block after it is coded (the decoder replays it).
 
@@ -84,7 +84,7 @@ def safe_decode(payload: bytes, what: str) -> bytes:
         raise CorruptStreamError(f"{what}: a safe segment does not inflate ({exc}): the stream is corrupted") from None
 
 
-class Engine:
+class Coder:
     """Codes a step model's tokens (module docstring). ``model``: a step model of
     :mod:`kolmo.lm.coding.schedule` with ``encode(bytes) -> ids`` and ``decode(ids) -> bytes`` besides."""
 

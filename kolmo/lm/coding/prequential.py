@@ -29,7 +29,7 @@ Two modes of :meth:`Prequential.run`, both with the same training:
 ``ideal``   block bits from one full forward pass per window (the forward pass of the first
             optimizer step, so scoring is free when ``steps >= 1``): ``Compressor.bits``.
 ``code``    ``on_block(k, s, e)`` codes (or decodes into ``seq``) block k before the model learns
-            from it: :class:`kolmo.lm.coding.coder.Engine` runs the decoder's step schedule there.
+            from it: :class:`kolmo.lm.coding.coder.Coder` runs the decoder's step schedule there.
 
 Learners (:class:`HFLearner` here, :class:`kolmo.lm.models.scratch.ScratchLearner`) provide ``start``
 (the id read at position 0), ``alphabet`` (coding symbols), ``device``, ``max_positions``,
@@ -201,7 +201,7 @@ class Prequential:
         net = net or self.learner
         parts = []
         for b, split, end in self.windows(s, e):
-            h, _ = net.hidden(net.tensor(seq[b:end])[None])
+            h, _ = net.advance(net.inputs(seq[b:end])[None])
             rows = h[0, split - b - 1:end - b - 1]
             parts.append(-net.target_logp(rows, seq[split:end]).double().cpu().numpy())
             if hidden is not None:
@@ -230,7 +230,7 @@ class Prequential:
         n_train = sum(end - (split if self.train_on == "block" else b + 1) for b, split, end in windows)
         self._zero_grad()
         for b, split, end in windows:
-            h, _ = net.hidden(net.tensor(seq[b:end])[None])
+            h, _ = net.advance(net.inputs(seq[b:end])[None])
             first = split if self.train_on == "block" else b + 1  # the targets trained on
             logp = net.target_logp(h[0, first - b - 1:end - b - 1], seq[first:end])
             if parts is not None:

@@ -66,12 +66,12 @@ def run_windows(model, seqs: np.ndarray, windows: Sequence[Window], step: Step, 
         begin_run(again)
     for begin, split, end in windows:
         past = model.new_cache(kv_cache, end - begin)
-        hidden, cache = model.hidden(model.tensor(seqs[:, begin:split]), past, True)
+        hidden, cache = model.advance(model.inputs(seqs[:, begin:split]), past, True)
         h = hidden[:, -1]
         for p in range(split, end):
             seqs[:, p] = step(p, tables(model, h))
             if p + 1 < end:
-                hidden, cache = model.hidden(model.tensor(seqs[:, p:p + 1]), cache, True)
+                hidden, cache = model.advance(model.inputs(seqs[:, p:p + 1]), cache, True)
                 h = hidden[:, -1]
 
 

@@ -69,7 +69,7 @@ class MixtureStep:
             self.cache.mark()
 
     # -- the step model -------------------------------------------------------------------------
-    def tensor(self, ids: np.ndarray) -> np.ndarray:
+    def inputs(self, ids: np.ndarray) -> np.ndarray:
         return np.array(ids, dtype=np.int64)
 
     def new_cache(self, kind: str, length: int):
@@ -91,7 +91,7 @@ class MixtureStep:
             self._tape, self._replay = ([] if self._taping else None), None
         self.work, self.pending = self.committed.copy(), None
 
-    def hidden(self, ids: np.ndarray, past=None, use_cache: bool = True):
+    def advance(self, ids: np.ndarray, past=None, use_cache: bool = True):
         """The mixed next-token distribution after ``ids`` (1, T), as (1, 1, A) float64, and the
         language models' caches. The token that the pending distribution predicted (the last of
         ``ids``: a step's one token, or a later window's last context token) is learned first."""
@@ -104,7 +104,7 @@ class MixtureStep:
         # before the next step fills it again
         probs, caches = self._probs, []
         for j, lm in enumerate(self.lms):
-            h, cache = lm.hidden(lm.tensor(ids), None if past is None else past[j], True)
+            h, cache = lm.advance(lm.inputs(ids), None if past is None else past[j], True)
             if j < self.n_lm_rows:
                 probs[j] = lm.step_probs(h.select(1, -1)).cpu().numpy()[0]  # float32 -> float64 is exact
             if j == self.cache_lm:
@@ -137,7 +137,7 @@ class MixtureStep:
         return torch.from_numpy(mixed).view(1, 1, -1), caches
 
     def step_probs(self, h: torch.Tensor) -> torch.Tensor:
-        return h  # hidden() returns the mixed distribution itself
+        return h  # advance() returns the mixed distribution itself: it is the state
 
     def _absorb(self, token: int, learn: bool) -> None:
         ctx, probs = self.pending

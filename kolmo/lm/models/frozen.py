@@ -76,11 +76,11 @@ class FrozenModel:
     def decode(self, ids) -> bytes:
         return self.tokenizer.decode(ids)
 
-    def tensor(self, ids: np.ndarray) -> torch.Tensor:
+    def inputs(self, ids: np.ndarray) -> torch.Tensor:
         """Token ids as the model reads them (virtual byte tokens replaced), on the device."""
         return torch.from_numpy(np.ascontiguousarray(self.tokenizer.model_input(ids))).to(self.device)
 
-    def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
+    def advance(self, ids: torch.Tensor, past=None, use_cache: bool = False):
         """(last hidden states (B, T, H) float32, KV cache or None) of token ids (B, T)."""
         if self.autocast is None:
             return self._body(ids, past, use_cache)

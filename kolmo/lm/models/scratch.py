@@ -29,7 +29,7 @@ optimizer updates only those rows (:func:`kolmo.lm.coding.prequential.make_optim
 KV cache and coding steps
     ``forward(ids, past=..., use_cache=True)`` continues a sequence: ``past`` is (a list of one
     (keys, values) pair per layer, the last ``ngram - 1`` ids), positions continue from the
-    cached length. The coder (:mod:`kolmo.lm.coding.schedule`, through :meth:`ScratchLearner.hidden`)
+    cached length. The coder (:mod:`kolmo.lm.coding.schedule`, through :meth:`ScratchLearner.advance`)
     prefills each window with it, then computes each byte's distribution in one-token steps on a
     :class:`StepCache` (no gradients, a CPU, one sequence, float32 or float64): each step is one
     compiled call (:func:`kolmo.lm.kernels.scratch_step`: the n-gram hashes, every layer, the head
@@ -197,10 +197,10 @@ class ScratchLearner:
     def decode(self, ids) -> bytes:
         return np.asarray(ids, dtype=np.uint8).tobytes()
 
-    def tensor(self, ids: np.ndarray) -> torch.Tensor:
+    def inputs(self, ids: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device)
 
-    def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
+    def advance(self, ids: torch.Tensor, past=None, use_cache: bool = False):
         """Hidden states and the cache. Coding one sequence (a cache, no gradients, on a CPU in a
         dtype of the compiled steps) keeps a :class:`StepCache` and runs the one-token steps on it,
         and returns only the last position's state, (1, 1, width): all the coder reads."""
@@ -220,7 +220,7 @@ class ScratchLearner:
     def target_logp(self, h: torch.Tensor, targets: np.ndarray) -> torch.Tensor:
         """ln p(target) for each row of ``h`` (n, width): float32 (n,), differentiable."""
         lp = torch.log_softmax(self.module.head(h).float(), dim=-1)
-        return lp.gather(1, self.tensor(targets)[:, None])[:, 0]
+        return lp.gather(1, self.inputs(targets)[:, None])[:, 0]
 
     def step_probs(self, h: torch.Tensor) -> torch.Tensor:
         """Next-byte distributions (n, 256), float32 on the device, for the coder's tables. For the

@@ -96,7 +96,7 @@ class Scorer(FrozenModel):
         return base_forward(model, ids, mask=mask, past=past, use_cache=use_cache)
 
     # -- the step model of kolmo.lm.coding.schedule (real coding) --------------------------------------------
-    def hidden(self, ids: torch.Tensor, past=None, use_cache: bool = False):
+    def advance(self, ids: torch.Tensor, past=None, use_cache: bool = False):
         return self.forward(self.lm, ids, past=past, use_cache=use_cache)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -176,7 +176,7 @@ class Scorer(FrozenModel):
             cols.append(np.arange(s - b - 1, e - b - 1))  # hidden state j predicts token j + 1
             tgts.append(seqs[d][s:e])
         dev = self.device
-        hidden, _ = self.forward(self.lm, self.tensor(ids))  # (B, T, H); causal: padding unseen
+        hidden, _ = self.forward(self.lm, self.inputs(ids))  # (B, T, H); causal: padding unseen
         r = torch.from_numpy(np.concatenate(rows)).to(dev)
         c = torch.from_numpy(np.concatenate(cols)).to(dev)
         targets = np.concatenate(tgts).astype(np.int64)
@@ -208,7 +208,7 @@ class Scorer(FrozenModel):
             for i, bits in zip(rest, self.score(seqs, [len(prefix)] * len(rest))):
                 out[i] = bits
         if fit:
-            hidden, cache = self.forward(self.lm, self.tensor(prefix[None]), use_cache=True)
+            hidden, cache = self.forward(self.lm, self.inputs(prefix[None]), use_cache=True)
             h_last = hidden[0, -1]  # (H,)
             fit.sort(key=lambda i: -len(docs[i]))
             flight = InFlight(self.device)
@@ -230,7 +230,7 @@ class Scorer(FrozenModel):
         past = copy.deepcopy(cache)
         if len(batch) > 1:
             past.batch_repeat_interleave(len(batch))
-        hidden, _ = self.forward(self.lm, self.tensor(ids), past=past, use_cache=True)  # (B, T, H)
+        hidden, _ = self.forward(self.lm, self.inputs(ids), past=past, use_cache=True)  # (B, T, H)
         # the state before token k of row j: h_last for k = 0, else hidden[j, k - 1]
         before = torch.cat([h_last.expand(len(batch), 1, -1), hidden[:, :-1]], dim=1)  # (B, T, H)
         dev = self.device
