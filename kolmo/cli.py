@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+from . import framing
 from ._version import __version__
 from .errors import CorruptStreamError, KolmoError, StreamMismatchError
 from .registry import get_compressor, list_compressors
@@ -111,25 +112,20 @@ def cmd_compress(args: argparse.Namespace) -> int:
     # The stream names its compressor; the options go beside it so decompress can rebuild it.
     # Options resolved by this machine's hardware (lm-online's autocast) are written as resolved.
     options = {**dict(args.option or []), **getattr(comp, "resolved_options", dict)()}
-    meta = json.dumps({"compressor": comp.name, "options": options}).encode()
-    Path(args.output).write_bytes(b"KOLMOCLI" + len(meta).to_bytes(4, "little") + meta + blob)
+    Path(args.output).write_bytes(framing.pack_cli_file(comp.name, options, blob))
     n = Path(args.file).stat().st_size
     print(f"{args.file}: {n} -> {len(blob)} bytes ({comp.name}), written to {args.output}", file=sys.stderr)
     return 0
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    data = Path(args.file).read_bytes()
-    if data[:8] != b"KOLMOCLI" or len(data) < 12:
-        raise CorruptStreamError(f"{args.file} is not a file written by `kolmo compress`")
-    n = int.from_bytes(data[8:12], "little")
+    name, options, stream = framing.unpack_cli_file(Path(args.file).read_bytes(), what=args.file)
     try:
-        meta = json.loads(data[12:12 + n])
-        comp = get_compressor(meta["compressor"], **meta["options"])
+        comp = get_compressor(name, **options)
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptStreamError(f"{args.file}: unreadable header ({exc})") from None
     try:
-        out = comp.decompress(data[12 + n:])
+        out = comp.decompress(stream)
     except StreamMismatchError as exc:
         record = getattr(exc, "record", None)  # kolmo.lm.machine.FloatMismatchError: other CPU floats
         if record is None or os.environ.get("KOLMO_REEXEC") or not getattr(exc, "reproducible", False):

@@ -8,7 +8,8 @@ torch = pytest.importorskip("torch")
 import kolmo  # noqa: E402
 from kolmo import framing  # noqa: E402
 from kolmo.errors import CorruptStreamError, KolmoError, ModelUnavailableError, StreamMismatchError  # noqa: E402
-from kolmo.lm.scoring.loglik import Scorer, plan_windows  # noqa: E402
+from kolmo.lm.scoring.batching import plan_windows  # noqa: E402
+from kolmo.lm.scoring.loglik import Scorer  # noqa: E402
 
 TEXT = ("The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times. "
         "In the beginning God created the heaven and the earth. ") * 4
@@ -264,7 +265,7 @@ def test_oom_backoff_on_the_shared_context_path(tiny_lm):
 
 # -- packing, compilation, results in flight (issue 9) ---------------------------------------------
 def test_planned_batches_waste_under_5_percent_on_mixed_lengths(tiny_lm):
-    from kolmo.lm.scoring.loglik import _batches, padding_fraction
+    from kolmo.lm.scoring.batching import _batches, padding_fraction
     lm = tiny_lm.loaded
     rng = np.random.default_rng(4)
     lengths = np.concatenate([rng.integers(2, 40, 300), rng.integers(40, 400, 100), rng.integers(2, 129, 200)])
@@ -290,12 +291,12 @@ def test_planned_batches_waste_under_5_percent_on_mixed_lengths(tiny_lm):
 def test_scoring_with_results_in_flight_and_oom_backoff(tiny_lm, monkeypatch):
     # On CUDA a batch's bits reach the host while the next batch runs; emulate that on the CPU.
     from kolmo.lm.scoring import loglik
-    real_init = loglik._InFlight.__init__
+    real_init = loglik.InFlight.__init__
 
     def deep(self, device):
         real_init(self, device)
         self.depth = 2
-    monkeypatch.setattr(loglik._InFlight, "__init__", deep)
+    monkeypatch.setattr(loglik.InFlight, "__init__", deep)
     lm = tiny_lm.loaded
     rng = np.random.default_rng(5)
     seqs = [np.concatenate([[lm.start_id], d]) for d in _random_docs(rng, lm.vocab_size, [3, 40, 150, 1, 77, 60, 61])]

@@ -20,7 +20,7 @@ from kolmo import framing  # noqa: E402
 from kolmo.errors import CorruptStreamError  # noqa: E402
 from kolmo.lm import machine  # noqa: E402
 from kolmo.lm.coding import coder as engine, schedule  # noqa: E402
-from kolmo.lm.scoring.loglik import plan_windows  # noqa: E402
+from kolmo.lm.scoring.batching import plan_windows  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -86,7 +86,7 @@ def test_verification_moves_a_diverging_chunk_to_the_safe_mode(chunked, monkeypa
     assert chunked.safe_chunks == [(1, 0)]
     p = lm_payload(chunked, blob)
     assert p.safe == (1,) and len(p.safe_data) == 1 and len(p.lengths) > 2
-    assert engine.safe_decode(p.safe_data[0], "test") == chunked.scorer.decode(chunked._coding_chunks(TEXT)[1])
+    assert framing.safe_decode(p.safe_data[0], "test") == chunked.scorer.decode(chunked._coding_chunks(TEXT)[1])
     assert p.crc16 is not None and len(p.crc16) == len(p.lengths)  # several chunks: one CRC each
     monkeypatch.setattr(engine, "intervals", real_intervals)
     assert chunked.decompress(blob) == TEXT  # the other chunks' rebuilt rANS stream still decodes

@@ -279,7 +279,7 @@ class LMCompressor(Compressor):
         if self._dtype not in (None, "auto") or len(blob) < 7:
             return
         other = "float32" if self.dtype == "bfloat16" else "bfloat16"
-        if bytes(blob[4:7]) != framing.config_hash(self.name, {**self.stream_config, "dtype": other}):
+        if framing.config_hash_of(blob) != framing.config_hash(self.name, {**self.stream_config, "dtype": other}):
             return
         where = ("where the model computes in bf16 (the default on a CPU with avx512_bf16 or AMX, or a GPU "
                  "with bf16)" if other == "bfloat16" else "in float32 (the default where bf16 is not in hardware)")

@@ -289,7 +289,7 @@ class OnlineLMCompressor(Compressor):
         opts = {k: v for k, v in self._options.items() if k not in ("model", "verify", "progress")}
         alt = type(self.settings)(self.settings.model_name, **{**opts, "autocast": other})
         alt.fingerprint = self.settings.fingerprint
-        if bytes(blob[4:7]) != framing.config_hash(self.name, alt.stream_config(self.prequential)):
+        if framing.config_hash_of(blob) != framing.config_hash(self.name, alt.stream_config(self.prequential)):
             return
         if other:
             raise StreamMismatchError(

@@ -37,14 +37,8 @@ from typing import Dict
 
 from ..errors import StreamMismatchError
 
-#: ATen CPU kernel levels by code (0: not on a CPU; 31: a level this kolmo does not know)
-LEVELS = ("", "DEFAULT", "AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX", "ZVECTOR", "VSX",
-          "SVE128", "SVE256", "NEON")
-_OTHER = 31
-#: BLAS libraries, CPU vendors and instruction sets of the BLAS byte (2 + 2 + 4 bits)
-BLAS = ("", "mkl", "other")
-VENDORS = ("", "Intel", "AMD", "other")
-ISAS = ("", "SSE4.2", "AVX", "AVX2", "AVX512", "other")
+from ..framing.float_record import ISAS, pack_float_record, unpack_float_record
+
 _MKL_ISA = {"SSE4_2": "SSE4.2", "AVX": "AVX", "AVX2": "AVX2", "AVX512": "AVX512", "AVX512_E1": "AVX512",
             "AVX512_E4": "AVX512", "AVX512_E5": "AVX512"}
 
@@ -117,24 +111,13 @@ class FloatRecord:
     bf16_native: bool = False
 
     def to_bytes(self, version: int) -> bytes:
-        """The payload's first 3 bytes: version (3 high bits) and kernel level (5 low bits), threads,
-        then BLAS (2 high bits), CPU vendor (2 bits), bf16 in hardware (1 bit) and the BLAS's
-        instruction set (3 low bits). Streams without bf16 products have the bf16 bit 0, so records
-        written before the bit existed read the same."""
-        if not 0 <= version < 8 or not 0 <= self.threads <= 255:
-            raise ValueError(f"version must be 0..7 and threads 0..255, got {version}, {self.threads}")
-        level = LEVELS.index(self.level) if self.level in LEVELS else _OTHER
-        blas = ((BLAS.index(self.blas) << 6) | (VENDORS.index(self.vendor) << 4) | (int(self.bf16_native) << 3)
-                | ISAS.index(self.isa))
-        return bytes([(version << 5) | level, self.threads, blas])
+        """The payload's first 3 bytes, with payload ``version`` (:mod:`kolmo.framing.float_record`)."""
+        return pack_float_record(version, threads=self.threads, level=self.level, blas=self.blas,
+                                 vendor=self.vendor, isa=self.isa, bf16_native=self.bf16_native)
 
     @classmethod
     def from_bytes(cls, head: bytes) -> "FloatRecord":
-        level = head[0] & 31
-        blas, vendor, bf16, isa = head[2] >> 6, (head[2] >> 4) & 3, (head[2] >> 3) & 1, head[2] & 7
-        return cls(threads=head[1], level=LEVELS[level] if level < len(LEVELS) else "other",
-                   blas=BLAS[blas] if blas < len(BLAS) else "other", vendor=VENDORS[vendor],
-                   isa=ISAS[isa] if isa < len(ISAS) else "other", bf16_native=bool(bf16))
+        return cls(**unpack_float_record(head))
 
     @property
     def on_cpu(self) -> bool:

@@ -34,7 +34,6 @@ data CRC: :class:`~kolmo.errors.CorruptStreamError`, never wrong bytes.
 
 from __future__ import annotations
 
-import zlib
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -70,18 +69,6 @@ def plan_groups(lengths: Sequence[int], coder_batch: int, prime: int = 0) -> Lis
     if not prime:
         return groups(lengths, coder_batch)
     return [[0]] + [[i + 1 for i in g] for g in groups(lengths[1:], coder_batch)]
-
-
-def safe_code(data: bytes) -> bytes:
-    """The safe mode's payload for one segment: its bytes, deflated (always decodes)."""
-    return zlib.compress(data, 9)
-
-
-def safe_decode(payload: bytes, what: str) -> bytes:
-    try:
-        return zlib.decompress(payload)
-    except zlib.error as exc:
-        raise CorruptStreamError(f"{what}: a safe segment does not inflate ({exc}): the stream is corrupted") from None
 
 
 class Coder:
@@ -120,7 +107,7 @@ class Coder:
         rec = machine.current(self.model.device, self.bf16).to_bytes(framing.PAYLOAD_VERSION)
         crc16 = tuple(framing.crc32(spelled(i)) & 0xFFFF for i in range(len(modes))) if crcs else None
         return framing.pack_lm_payload(framing.LMPayload(rec, n, segment if segment < n - prime else 0, safe,
-                                                         tuple(safe_code(spelled(i)) for i in safe), crc16,
+                                                         tuple(framing.safe_code(spelled(i)) for i in safe), crc16,
                                                          tuple(words), prime))
 
     def _unpack(self, payload: bytes, length: int, n_groups: Callable) -> Tuple[framing.LMPayload, int]:
@@ -133,7 +120,7 @@ class Coder:
     def _known(self, p: framing.LMPayload, lengths: Sequence[int]) -> Dict[int, np.ndarray]:
         known = {}
         for i, b in zip(p.safe, p.safe_data):
-            known[i] = self.model.encode(safe_decode(b, self.what))
+            known[i] = self.model.encode(framing.safe_decode(b, self.what))
             if len(known[i]) != lengths[i]:
                 raise CorruptStreamError(f"{self.what}: safe segment {i} does not match its token count")
         return known
