@@ -207,6 +207,12 @@ class CodeLengths:
             tasks += [(kind, work[k:k + per_task]) for k in range(0, len(work), per_task)]
         return tasks
 
+    def _task_args(self, task):
+        """What a task carries: the compressor (its options, never weights), the data it needs, its work."""
+        kind, work = task
+        needed = {int(i) for _, others in work for i in others} | {a for a, _ in work if a is not None}
+        return (self.comp, kind, {i: self.data[i] for i in needed}, [(a, others.tolist()) for a, others in work])
+
     def _execute(self, tasks, S: np.ndarray, J: np.ndarray, K: np.ndarray) -> None:
         total = sum(len(o) for t in tasks for _, o in t[1])
         # one bar for the whole job; the compressors' own bars (the LM's per row) stay silent
@@ -245,10 +251,6 @@ class CodeLengths:
             if time.monotonic() - last[0] > 1.0:  # commit about once a second: resumable, and cheap
                 flush()
 
-        def args(task):
-            kind, work = task
-            needed = {int(i) for _, others in work for i in others} | {a for a, _ in work if a is not None}
-            return (self.comp, kind, {i: self.data[i] for i in needed}, [(a, others.tolist()) for a, others in work])
 
         try:
             if not tasks:
@@ -256,12 +258,12 @@ class CodeLengths:
             if self.executor is None and self.workers == 1:
                 with _progress.silenced():
                     for t in tasks:
-                        done(t, _task(*args(t)))
+                        done(t, _task(*self._task_args(t)))
                 return
             own = self.executor is None
             ex = self.executor or ProcessPoolExecutor(self.workers)
             try:
-                futures = {ex.submit(_task, *args(t)): t for t in tasks}
+                futures = {ex.submit(_task, *self._task_args(t)): t for t in tasks}
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())
             finally:

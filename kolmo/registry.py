@@ -10,13 +10,12 @@ A factory is a callable or a ``"module:attribute"`` string, imported on first us
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import inspect
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Union
 
 from . import framing
 from .compressors.base import Compressor
+from .options import check_options
 
 Factory = Union[str, Callable[..., Compressor]]
 
@@ -66,32 +65,6 @@ def get_compressor(name: str, **options: Any) -> Compressor:
     if not isinstance(comp, Compressor):
         raise TypeError(f"factory for {name!r} returned {type(comp).__name__}, not a kolmo Compressor")
     return comp
-
-
-def accepted_options(factory: Callable[..., Compressor]) -> Optional[List[str]]:
-    """The keyword options ``factory`` takes, or None when it takes any (``**kwargs``)."""
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # a builtin or C callable without a signature: cannot tell
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-
-
-def check_options(name: str, factory: Callable[..., Compressor], options: Dict[str, Any]) -> None:
-    """Raise a TypeError naming the compressor, its options and the closest match for a misspelt one."""
-    known = accepted_options(factory)
-    if known is None:
-        return
-    unknown = [k for k in options if k not in known]
-    if not unknown:
-        return
-    key = unknown[0]
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    takes = f"its options are: {', '.join(known)}" if known else "it takes no options"
-    raise TypeError(f"compressor {name!r} has no option {key!r}{hint}; {takes}")
 
 
 def resolve(compressor: Union[str, Compressor], **options: Any) -> Compressor:

@@ -247,7 +247,7 @@ def test_payload_format_0_streams_are_refused():
     lm = kolmo.get_compressor("lm", model=str(FIXTURES / "tiny-lm0"), dtype="float32", progress=False,
                               **meta["options"])
     # the fixture's configuration is what format 0 wrote for these settings
-    assert lm._format0_config() == meta["stream_config"]
+    assert lm.format0_config() == meta["stream_config"]
     blob = (FIXTURES / "lm_format0.kolmo").read_bytes()
     with pytest.raises(kolmo.StreamMismatchError, match="payload format 0"):
         lm.decompress(blob)

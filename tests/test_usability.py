@@ -80,6 +80,28 @@ def test_misspelt_option_names_compressor_options_and_closest():
     assert "'zstd'" in text and "'levle'" in text and "did you mean 'level'?" in text and "level" in text
 
 
+@pytest.mark.parametrize("name, wrong, right", [("lm-online", "lrr", "lr"), ("lm-online", "verfy", "verify"),
+                                                ("lm", "windw", "window")])
+def test_both_lm_compressors_answer_a_misspelt_option_alike(name, wrong, right):
+    """Checked before any model loads: the options and the closest, as every other compressor."""
+    with pytest.raises(TypeError) as info:
+        kolmo.get_compressor(name, model="scratch" if name == "lm-online" else None, **{wrong: 1})
+    text = str(info.value)
+    assert f"compressor {name!r} has no option {wrong!r} (did you mean {right!r}?)" in text and "its options are" in text
+
+
+def test_option_values_get_one_kind_of_error():
+    """A value of the wrong type is a TypeError, one out of range a ValueError, whichever compressor."""
+    for name, opts in (("lm-online", {"model": "scratch", "window": "3"}), ("lm", {"window": "3"}),
+                       ("zstd", {"level": "3"})):
+        with pytest.raises(TypeError, match="must be an int"):
+            kolmo.get_compressor(name, **opts)
+    for name, opts in (("lm-online", {"model": "scratch", "steps": -1}), ("lm", {"stride": 0}),
+                       ("zstd", {"level": 99})):
+        with pytest.raises(ValueError):
+            kolmo.get_compressor(name, **opts)
+
+
 def test_unknown_option_without_close_match_lists_options():
     with pytest.raises(TypeError) as info:
         kolmo.get_compressor("lzma", colour="blue")

@@ -57,16 +57,15 @@ import numpy as np
 
 from .. import framing
 from .._version import __version__
-from ..errors import StreamMismatchError
 from ..inputs import Data, as_bytes
-from .base import CodeParts, Compressor
+from ..options import check_int
+from .base import CodeParts
+from .lm_streams import LMStreams
 
 DTYPES = ("auto", None, "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")  #: the dtype option's values
-RETIRED = "payload format 0 (kolmo 0.3: no version byte)"  # what streams without "payload" in their config have
-
-
-class LMCompressor(Compressor):
+class LMCompressor(LMStreams):
     name = "lm"
+    RETIRED = "payload format 0 (kolmo 0.3: no version byte)"  # what streams without "payload" in their config have
     bits_kind = "ideal"
     conditional_method = "kv-cache"
     #: the shortest chunk ``compress`` makes on its own, per device type (see coding_plan)
@@ -82,8 +81,7 @@ class LMCompressor(Compressor):
                  kv_cache: str = "auto", progress: Optional[bool] = None):
         for key, val in (("window", window), ("stride", stride), ("chunk_tokens", chunk_tokens),
                          ("batch_tokens", batch_tokens), ("coder_batch", coder_batch)):
-            if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
-                raise ValueError(f"{key} must be a positive int or None, got {val!r}")
+            check_int(key, val, none=True)
         if not isinstance(verify, bool):
             raise ValueError(f"verify must be True or False, got {verify!r}")
         if not (dtype in DTYPES or hasattr(dtype, "is_floating_point")):
@@ -257,37 +255,27 @@ class LMCompressor(Compressor):
         # no stream CRC: the decoder checks the chunk table, every chunk, the coder's end and the data
         return framing.pack(self.name, self.stream_config, raw, payload, checked=False)
 
-    def _format0_config(self) -> Dict[str, Any]:
+    def format0_config(self) -> Dict[str, Any]:
         """The configuration payload format 0 wrote for these settings (no "payload", the old identity)."""
         cfg = {k: v for k, v in self.stream_config.items() if k != "payload"}
         return {**cfg, **self.loaded.legacy_fingerprint()}
 
-    def decompress(self, blob: bytes) -> bytes:
-        blob = as_bytes(blob, name="blob")
-        try:
-            frame = framing.unpack(blob, name=self.name, config=self.stream_config,
-                                   retired={RETIRED: self._format0_config}, retired_payloads=framing.RETIRED_PAYLOADS)
-        except StreamMismatchError as exc:
-            self._other_hardware_default(blob, exc)
-            raise
-        return framing.check_output(frame, self.coder.decompress_chunks(frame.payload, frame.length,
-                                                                         self.coder_batch))
-
-    def _other_hardware_default(self, blob: bytes, exc: Exception) -> None:
-        """Name the option when ``blob`` is this compressor's stream with ``dtype`` resolved the other
-        way (a default stream from hardware with bf16 read on hardware without, or back)."""
-        if self._dtype not in (None, "auto") or len(blob) < 7:
-            return
+    def other_hardware_default(self):
+        if self._dtype not in (None, "auto"):
+            return None
         other = "float32" if self.dtype == "bfloat16" else "bfloat16"
-        if framing.config_hash_of(blob) != framing.config_hash(self.name, {**self.stream_config, "dtype": other}):
-            return
         where = ("where the model computes in bf16 (the default on a CPU with avx512_bf16 or AMX, or a GPU "
                  "with bf16)" if other == "bfloat16" else "in float32 (the default where bf16 is not in hardware)")
-        raise StreamMismatchError(
+        return {**self.stream_config, "dtype": other}, (
             f"this lm stream was written {where}, and this machine's default is {self.dtype}: pass "
             f"dtype={other!r} (`-O dtype={other}`) to decode it"
             + ("; a bf16 stream decodes where bf16 runs as it did for the encoder (in hardware or emulated)"
-               if other == "bfloat16" else "")) from exc
+               if other == "bfloat16" else ""))
+
+    def decompress(self, blob: bytes) -> bytes:
+        frame = self.unpack(blob)
+        return framing.check_output(frame, self.coder.decompress_chunks(frame.payload, frame.length,
+                                                                         self.coder_batch))
 
     def diagnose(self, data: Data):
         """Run the coding schedule of ``data`` twice and report where the probabilities first differ."""

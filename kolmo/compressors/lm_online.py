@@ -102,21 +102,21 @@ import numpy as np
 
 from .. import framing
 from .._version import __version__
-from ..errors import StreamMismatchError
 from ..inputs import Data, as_bytes
-from .base import CodeParts, Compressor
+from ..options import check_options
+from .base import CodeParts
+from .lm_streams import LMStreams
 
-RETIRED = "payload format 0 (kolmo 0.3: a range coder and a CRC-32 per block)"
-
-
-class OnlineLMCompressor(Compressor):
+class OnlineLMCompressor(LMStreams):
     name = "lm-online"
+    RETIRED = "payload format 0 (kolmo 0.3: a range coder and a CRC-32 per block)"
     bits_kind = "ideal"
     conditional_method = "learning"
 
     def __init__(self, model: Optional[str] = None, *, verify: bool = True, progress: Optional[bool] = None,
                  **options: Any):
         from ..lm.settings import OnlineSettings
+        check_options(self.name, OnlineSettings, options, also=("verify", "progress"))
         self.settings = OnlineSettings(model, **options)
         if not isinstance(verify, bool):
             raise ValueError(f"verify must be True or False, got {verify!r}")
@@ -266,39 +266,28 @@ class OnlineLMCompressor(Compressor):
         return {"autocast": self.settings.autocast}
 
     def decompress(self, blob: bytes) -> bytes:
-        blob = as_bytes(blob, name="blob")
-        try:
-            frame = framing.unpack(blob, name=self.name, config=self.stream_config,
-                                   retired={RETIRED: self._format0_config}, retired_payloads=framing.RETIRED_PAYLOADS)
-        except StreamMismatchError as exc:
-            self._other_hardware_default(blob, exc)
-            raise
+        frame = self.unpack(blob)
         return framing.check_output(frame, self.coder.decompress_blocks(frame.payload, frame.length, self.prequential))
 
-    def _format0_config(self) -> Dict[str, Any]:
+    def format0_config(self) -> Dict[str, Any]:
         """The configuration payload format 0 wrote for these settings (a range coder, the old identity)."""
         cfg = {**{k: v for k, v in self.stream_config.items() if k != "payload"}, "codec": "lm-online-range-coder"}
         return {**cfg, **self.settings.legacy_fingerprint()}
 
-    def _other_hardware_default(self, blob: bytes, exc: Exception) -> None:
-        """Say so when ``blob`` is this compressor's stream with ``autocast`` resolved the other way
-        (a default stream from a machine with bf16 in hardware read on one without, or back)."""
+    def other_hardware_default(self):
         if self._options.get("autocast", "auto") != "auto" or self.settings.size is not None:
-            return
+            return None
         other = None if self.settings.autocast else "bfloat16"
         opts = {k: v for k, v in self._options.items() if k not in ("model", "verify", "progress")}
         alt = type(self.settings)(self.settings.model_name, **{**opts, "autocast": other})
         alt.fingerprint = self.settings.fingerprint
-        if framing.config_hash_of(blob) != framing.config_hash(self.name, alt.stream_config(self.prequential)):
-            return
         if other:
-            raise StreamMismatchError(
+            return alt.stream_config(self.prequential), (
                 "this lm-online stream was written where the models compute in bf16 (autocast='bfloat16', the "
                 "default on hardware with bf16; mix='auto' then adds the second learner), and this machine's "
                 "default is float32: pass autocast='bfloat16' (`-O autocast=bfloat16`) to decode it; it decodes "
                 "where bf16 runs as it did for the encoder (in hardware there: a CPU with avx512_bf16 or AMX, "
-                "or the GPU)") from exc
-        raise StreamMismatchError(
+                "or the GPU)")
+        return alt.stream_config(self.prequential), (
             "this lm-online stream was written in float32 (autocast=None, the default where the hardware has "
-            "no bf16), and this machine's default is bf16: pass autocast=None (`-O autocast=none`) to "
-            "decode it") from exc
+            "no bf16), and this machine's default is bf16: pass autocast=None (`-O autocast=none`) to decode it")

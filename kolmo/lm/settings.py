@@ -9,8 +9,9 @@ setting that changes a code length or a stream.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional, Sequence, Tuple
+
+from ..options import check_float, check_int
 
 _DTYPES = (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 #: lm-online's ``autocast`` option: the dtype of the body's products (None: the weights' own)
@@ -93,19 +94,6 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
     return tuple(p for p in PARTS if p in mix)  # one order of experts everywhere: the config's and the coder's
 
 
-def _positive_int(name: str, value: Any, *, zero: bool = False, none: bool = True) -> None:
-    if value is None and none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
-        raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} int, got {value!r}")
-
-
-def _positive_float(name: str, value: Any, *, zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not zero):
-        raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} finite number, got {value!r}")
-
-
 class OnlineSettings:
     """The validated options of ``lm-online`` (see :mod:`kolmo.compressors.lm_online`)."""
 
@@ -121,8 +109,29 @@ class OnlineSettings:
                  match_lengths: Optional[Sequence[int]] = None, gate: Optional[str] = "match",
                  share: float = 1e-4, eta: Optional[float] = None, cache_theta: Optional[float] = None,
                  cache_size: Optional[int] = None, fast_lr: Optional[float] = None, autocast: Optional[str] = "auto"):
-        from .coding.prequential import OPTIMIZERS, TRAIN_ON
         scratch = model == "scratch"
+        self.model_name = model
+        self._precision(scratch, device, dtype, autocast)
+        if isinstance(mix, str) and mix == "auto":  # with bf16, BF16_MIX's values for the options not given
+            bf16 = self.autocast == "bfloat16"
+            mix = auto_mix(scratch, bf16)
+            if bf16:
+                cache_theta = BF16_MIX["cache_theta"] if cache_theta is None else cache_theta
+                eta = BF16_MIX["eta"] if eta is None else eta
+        self._mixture(scratch, mix, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
+        self._model(scratch, adapter, lora_rank, last_layers, dict(layers=layers, width=width, heads=heads,
+                                                                    context=context, ngram=ngram, buckets=buckets))
+        self._learning(scratch, lr, fast_lr, ngram_lr, optimizer, steps, replay, train_on, grad_clip,
+                       weight_decay, seed)
+        self._block = check_int("block_tokens", block_tokens, none=True)
+        self._window = check_int("window", window, none=True)
+        self._stride = check_int("stride", stride, none=True)
+        self.fingerprint: Dict[str, Any] = {}
+        self.model_label = "scratch"  #: the model's name, shown in config beside its identity
+        self.legacy_fingerprint = lambda: dict(self.fingerprint)  #: payload format 0's (kolmo.lm.models.loading)
+
+    def _precision(self, scratch: bool, device, dtype, autocast) -> None:
+        """``dtype`` checked; ``autocast`` resolved ("auto": bfloat16 where bf16 runs in hardware)."""
         if dtype not in _DTYPES and not hasattr(dtype, "is_floating_point"):
             raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in _DTYPES)}, got {dtype!r}")
         if autocast not in _AUTOCAST:
@@ -142,14 +151,13 @@ class OnlineSettings:
             if str(dtype) not in _FLOAT32:
                 raise ValueError(f"autocast={autocast!r} runs a float32 model's products in bf16, but dtype={dtype!r}: "
                                  "pass dtype='float32' (the default) or leave autocast unset")
-        if isinstance(mix, str) and mix == "auto":  # with bf16, BF16_MIX's values for the options not given
-            bf16 = self.autocast == "bfloat16"
-            mix = auto_mix(scratch, bf16)
-            if bf16:
-                cache_theta = BF16_MIX["cache_theta"] if cache_theta is None else cache_theta
-                eta = BF16_MIX["eta"] if eta is None else eta
-        self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
+        self._device, self._dtype = device, dtype
+
+    def _mixture(self, scratch: bool, mix, ngram_orders, match_lengths, gate, share, eta, cache_theta,
+                 cache_size) -> None:
+        """The mixture's parts and their settings (defaults by alphabet: scratch's bytes or tokens)."""
         from .mixing.neural_cache import THETA
+        self.mix = _check_mix(mix, scratch, ngram_orders, match_lengths, gate, share, eta, cache_theta, cache_size)
         self.cache_theta = float(cache_theta) if cache_theta is not None else THETA
         self.cache_size = cache_size
         orders = ngram_orders if ngram_orders is not None else _NGRAM_ORDERS[scratch]
@@ -158,74 +166,61 @@ class OnlineSettings:
         self.gate, self.share = gate, float(share)
         self.eta = (_ETA[scratch] if eta is None else tuple(float(e) for e in eta) if isinstance(eta, (tuple, list))
                     else float(eta))
-        if lr is not None:
-            _positive_float("lr", lr)
-        if fast_lr is not None:
-            _positive_float("fast_lr", fast_lr)
-            if self.mix is None or "fast" not in self.mix:
-                raise ValueError(f"fast_lr={fast_lr!r} is the learning rate of the mixture's second learner; "
-                                 f"add the part: mix=(..., 'fast'), got mix={self.mix!r}")
-        if ngram_lr is not None:
-            _positive_float("ngram_lr", ngram_lr)
-            if not scratch:
-                raise ValueError("ngram_lr is the learning rate of the hashed n-gram table of model='scratch'; "
-                                 f"a pretrained model ({model or 'the default'}) has no such table")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-        if train_on is None:
-            train_on = "window" if scratch else "block"
-        if train_on not in TRAIN_ON:
-            raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
+
+    def _model(self, scratch: bool, adapter, lora_rank, last_layers, size: Dict[str, Any]) -> None:
+        """What learns (``adapter``) of a pretrained model, or the scratch model's size."""
         from .models.learners import ADAPTER_LR
         if adapter not in ADAPTER_LR:
             raise ValueError(f"adapter must be one of {tuple(ADAPTER_LR)} (None: full fine-tuning), got {adapter!r}")
         if adapter and scratch:
             raise ValueError(f"adapter={adapter!r} applies to pretrained models; model='scratch' trains all its weights")
-        _positive_int("last_layers", last_layers, none=False)
-        for key, val in (("block_tokens", block_tokens), ("window", window), ("stride", stride),
-                         ("layers", layers), ("width", width), ("heads", heads), ("context", context),
-                         ("buckets", buckets)):
-            _positive_int(key, val)
-        _positive_int("ngram", ngram, zero=True)
-        _positive_int("steps", steps, zero=True, none=False)
-        _positive_int("replay", replay, zero=True, none=False)
-        if replay and not steps:
-            raise ValueError(f"replay={replay} adds steps on earlier blocks after each block's own, but steps=0 "
-                             "turns learning off (the model never trains): pass steps >= 1, or leave replay at 0")
-        _positive_int("lora_rank", lora_rank, none=False)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        if grad_clip is not None:
-            _positive_float("grad_clip", grad_clip)
-        _positive_float("weight_decay", weight_decay, zero=True)
-        size = {"layers": layers, "width": width, "heads": heads, "context": context, "ngram": ngram,
-                "buckets": buckets}
+        self.adapter = adapter
+        self.lora_rank = check_int("lora_rank", lora_rank)
+        self.last_layers = check_int("last_layers", last_layers)
+        for key, val in size.items():
+            check_int(key, val, 0 if key == "ngram" else 1, none=True)
         if scratch:
             size = {k: v if v is not None else _SCRATCH_SIZE[k] for k, v in size.items()}
             if size["width"] % size["heads"]:
                 raise ValueError(f"width ({size['width']}) must be a multiple of heads ({size['heads']})")
         elif any(v is not None for v in size.values()):
             raise ValueError("layers, width, heads, context, ngram and buckets set the size of model='scratch'; "
-                             f"a pretrained model ({model or 'the default'}) has its own")
-        self.model_name, self.adapter, self.lora_rank = model, adapter, lora_rank
-        self.lr = float(lr) if lr is not None else (3e-4 if scratch else ADAPTER_LR[adapter])
-        self.last_layers = last_layers
+                             f"a pretrained model ({self.model_name or 'the default'}) has its own")
+        self.size = size if scratch else None
+
+    def _learning(self, scratch: bool, lr, fast_lr, ngram_lr, optimizer, steps, replay, train_on, grad_clip,
+                  weight_decay, seed) -> None:
+        """The optimizer and its rates: lr by adapter, the second learner's and the n-gram table's."""
+        from .coding.prequential import OPTIMIZERS, TRAIN_ON
+        from .models.learners import ADAPTER_LR
+        check_float("lr", lr, none=True)
+        if check_float("fast_lr", fast_lr, none=True) is not None and (self.mix is None or "fast" not in self.mix):
+            raise ValueError(f"fast_lr={fast_lr!r} is the learning rate of the mixture's second learner; "
+                             f"add the part: mix=(..., 'fast'), got mix={self.mix!r}")
+        if check_float("ngram_lr", ngram_lr, none=True) is not None and not scratch:
+            raise ValueError("ngram_lr is the learning rate of the hashed n-gram table of model='scratch'; "
+                             f"a pretrained model ({self.model_name or 'the default'}) has no such table")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        train_on = train_on if train_on is not None else "window" if scratch else "block"
+        if train_on not in TRAIN_ON:
+            raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
+        self.steps = check_int("steps", steps, 0)
+        self.replay = check_int("replay", replay, 0)
+        if self.replay and not self.steps:
+            raise ValueError(f"replay={replay} adds steps on earlier blocks after each block's own, but steps=0 "
+                             "turns learning off (the model never trains): pass steps >= 1, or leave replay at 0")
+        self.seed = check_int("seed", seed, -(1 << 63))
+        self.grad_clip = check_float("grad_clip", grad_clip, none=True)
+        self.weight_decay = check_float("weight_decay", weight_decay, zero=True)
+        self.optimizer, self.train_on = optimizer, train_on
+        self.lr = float(lr) if lr is not None else (3e-4 if scratch else ADAPTER_LR[self.adapter])
         #: the "fast" part's learning rate: FAST_LR_SCALE x lr unless given (to 12 digits, so that the
         #: default and the same rate given are one configuration: 3 x 1e-4 is 0.00030000000000000003)
         self.fast_lr = float(fast_lr) if fast_lr is not None else float(f"{FAST_LR_SCALE * self.lr:.12g}")
         self.ngram_lr = None
-        if scratch and size["ngram"] > 1:
+        if scratch and self.size["ngram"] > 1:
             self.ngram_lr = float(ngram_lr) if ngram_lr is not None else NGRAM_LR_SCALE * self.lr
-        self.optimizer, self.steps, self.seed, self.train_on = optimizer, steps, seed, train_on
-        self.replay = replay
-        self.grad_clip = None if grad_clip is None else float(grad_clip)
-        self.weight_decay = float(weight_decay)
-        self.size = size if scratch else None
-        self._block, self._window, self._stride = block_tokens, window, stride
-        self._device, self._dtype = device, dtype
-        self.fingerprint: Dict[str, Any] = {}
-        self.model_label = "scratch"  #: the model's name, shown in config beside its identity
-        self.legacy_fingerprint = lambda: dict(self.fingerprint)  #: payload format 0's (kolmo.lm.models.loading)
 
     def build(self, progress=None):
         """Load the model and return the :class:`~kolmo.lm.coding.prequential.Prequential` engine (sets ``fingerprint``)."""

@@ -162,6 +162,18 @@ def _gguf_to_cache(gguf: Path, digest: str, progress: bool, note: bool) -> Path:
     return target
 
 
+def _locate(model: Optional[str], progress: bool, note: bool) -> Tuple[str, str, Tuple[str, str]]:
+    """(what transformers loads, the name shown, (kind, where) for the legacy identity) of ``model``."""
+    default = model is None or model == DEFAULT_MODEL
+    if default or (str(model).endswith(".gguf") and Path(model).is_file()):
+        gguf = bundled_gguf() if default else Path(model)
+        name = DEFAULT_MODEL if default else gguf.name
+        return str(_gguf_to_cache(gguf, file_sha256(gguf), progress, note)), name, ("gguf", str(gguf))
+    if Path(model).is_dir():
+        return str(model), Path(model).resolve().name, ("folder", str(model))
+    return str(model), str(model), ("hub", str(model))
+
+
 def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dtype: Optional[str] = None,
                progress: Optional[bool] = None) -> LoadedModel:
     """Load (once per process) the causal LM ``model`` on ``device`` in ``dtype``.
@@ -185,18 +197,7 @@ def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dty
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        if model is None or model == DEFAULT_MODEL:
-            gguf = bundled_gguf()
-            source, name = str(_gguf_to_cache(gguf, file_sha256(gguf), progress, note)), DEFAULT_MODEL
-            origin = ("gguf", str(gguf))
-        elif str(model).endswith(".gguf") and Path(model).is_file():
-            gguf = Path(model)
-            source, name = str(_gguf_to_cache(gguf, file_sha256(gguf), progress, note)), gguf.name
-            origin = ("gguf", str(gguf))
-        elif Path(model).is_dir():
-            source, name, origin = str(model), Path(model).resolve().name, ("folder", str(model))
-        else:
-            source, name, origin = str(model), str(model), ("hub", str(model))
+        source, name, origin = _locate(model, progress, note)
         try:
             with library_bars(progress):
                 tok = AutoTokenizer.from_pretrained(source)

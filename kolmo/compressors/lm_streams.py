@@ -1,0 +1,45 @@
+"""What the two language-model compressors share: their streams' checks and the retired formats.
+
+Both write the language models' payload (:mod:`kolmo.framing.lm_payload`) in kolmo's container.
+A stream that fails this compressor's configuration hash is refused up front, naming what it is:
+a retired payload format (format 0 by the configuration it was written with, later ones by the
+payload's version bits), or a default stream from hardware whose default precision is the other
+one (with the option that decodes it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+from .. import framing
+from ..errors import StreamMismatchError
+from ..inputs import as_bytes
+from .base import Compressor
+
+
+class LMStreams(Compressor):
+    """Base of ``lm`` and ``lm-online``: :meth:`unpack` checks a blob before its payload is decoded."""
+
+    #: the description of payload format 0, whose streams have ``format0_config()``'s hash
+    RETIRED = "payload format 0"
+
+    def format0_config(self) -> Dict[str, Any]:
+        """The configuration payload format 0 wrote for these settings."""
+        raise NotImplementedError
+
+    def other_hardware_default(self) -> Optional[Tuple[Dict[str, Any], str]]:
+        """(the stream configuration these options give where the hardware's default precision is
+        the other one, the error that names the option decoding such a stream), or None."""
+        return None
+
+    def unpack(self, blob: Any) -> framing.Frame:
+        blob = as_bytes(blob, name="blob")
+        try:
+            return framing.unpack(blob, name=self.name, config=self.stream_config,
+                                  retired={self.RETIRED: self.format0_config},
+                                  retired_payloads=framing.RETIRED_PAYLOADS)
+        except StreamMismatchError as exc:
+            other = self.other_hardware_default()
+            if other and framing.config_hash_of(blob) == framing.config_hash(self.name, other[0]):
+                raise StreamMismatchError(other[1]) from exc
+            raise
