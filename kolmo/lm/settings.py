@@ -17,28 +17,18 @@ _DTYPES = (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16
 #: lm-online's ``autocast`` option: the dtype of the body's products (None: the weights' own)
 _AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
 _FLOAT32 = ("float32", "fp32", "torch.float32")  #: the dtypes autocast applies to
-#: model='scratch': the hashed n-gram table's learning rate over the dense weights' (online_bench part 3)
+#: model='scratch': the hashed n-gram table's learning rate over the dense weights' (benchmarks/saved/default_sweeps.json, scratch_size)
 NGRAM_LR_SCALE = 30.0
-#: the scratch model's default size: small and quick to learn (benchmarks/online_bench.py, part 3).
-#: With block_tokens 32, lr 3e-4 and train_on "window" it codes 1.19 MB of English in 2.063 bits/byte
-#: against PPMd order 6's 2.079 (lr 2e-3 / 5e-4 with the table at lr and random: 2.142 / 2.108;
-#: 2^18 buckets: 2.075; ngram_lr 10 / 100 x lr: 2.073 / 2.062)
+#: the scratch model's default size: small and quick to learn (benchmarks/saved/default_sweeps.json, scratch_size)
 _SCRATCH_SIZE = {"layers": 2, "width": 128, "heads": 4, "context": 128, "ngram": 6, "buckets": 1 << 20}
 
 
-#: the mixture's memories by alphabet (index: model == "scratch", bytes), from benchmarks/mix_bench.py
-#: (SmolLM2 tokens: alone, order 2 codes the Finnish Genesis in 2.43 bits/byte, 1/3/4/6: 2.61/2.46/2.50/2.55;
-#: the match ladder (16, 8, 4, 2) 5.31 against (24, 12, 6, 3) 5.78; bytes of English: order 4 2.28,
-#: 3/5/6/8: 2.43/2.32/2.43/2.67)
+#: the mixture's memories by alphabet (index: model == "scratch", bytes) (benchmarks/saved/default_sweeps.json, ngram_orders, match_lengths)
 _NGRAM_ORDERS = {False: (1, 2, 3, 4), True: (1, 2, 3, 4, 6, 8)}
-#: the mixer's Soft-Bayes rate (bytes of English, 128 kB, scratch + orders 1-8 + match: eta 1 / 0.2 / 0.1 /
-#: 0.05 / 0.02: 2.19 / 2.061 / 2.050 / 2.046 / 2.046 bits/byte; PPMd order 6: 2.069)
+#: the mixer's Soft-Bayes rate by alphabet (benchmarks/saved/default_sweeps.json, mixer_eta)
 _ETA = {False: 0.1, True: 0.05}
 _MATCH_LENGTHS = {False: (16, 8, 4, 2), True: (32, 16, 8, 4)}
-#: the second learner's ("fast") learning rate over the learner's (benchmarks/mix_bench.py; the
-#: Finnish Genesis at X = 150 kB, the default mixture with a second learner's column added:
-#: lr 5e-5 / 2e-4 / 3e-4 / 5e-4 beside the learner's 1e-4: 3420 / 3401 / 3379 / 3389 bits, without: 3419;
-#: at 16 kB 3e-4 / 5e-4: 3694 / 3690, without: 3709)
+#: the second learner's ("fast") learning rate over the learner's (benchmarks/saved/default_sweeps.json, fast_lr)
 FAST_LR_SCALE = 3.0
 
 

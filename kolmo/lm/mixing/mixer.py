@@ -52,7 +52,7 @@ import numpy as np
 #: the default share: about 13 bits per switch of the best expert with 4 experts, 1.4e-4 bits per token
 SHARE = 1e-4
 #: a stack's top mixer's share: the mixers are few and each follows its experts, so the top switches
-#: freely (the Finnish Genesis at 16 kB, etas (0.1, 0.02, 1): top share 3e-3 / 1e-2: 3694.3 / 3691.9 bits)
+#: freely (benchmarks/saved/default_sweeps.json, top_share)
 TOP_SHARE = 1e-2
 
 

@@ -38,16 +38,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-#: the probability spread over every token (the cache's worst case is log2(A / FLOOR) bits; in the
-#: mixture 1e-2 / 1e-4 code the Finnish Genesis given 48 kB in 3626.7 / 3624.2 bits against 3624.4)
+#: the probability spread over every token (the cache's worst case is log2(A / FLOOR) bits; benchmarks/saved/default_sweeps.json, cache_floor)
 FLOOR = 1e-3
-#: the default inverse temperature (``lm-online``'s ``cache_theta``), measured offline on the saved
-#: per-part columns of benchmarks/mix_bench.py's runs with this cache's column added: the Finnish
-#: Genesis (2 kB) given 16 kB / 48 kB of the book, theta 80 / 100 / 120 / 150 / 160 / 200 / 250:
-#: 3740 (last 2048 keys) / 3711 / 3706 / 3709 / 3712 / 3727 / - and 3665 / 3648 / 3635 / 3624 /
-#: 3623 / 3626 / 3637 bits, every key (the mixture without the cache: 3804 and 3694); reading only
-#: the last 8192 / 16384 keys at 48 kB: 3665 / 3661 (theta 100); at 150 kB theta 150 / 200: 3419 / 3411
-#: (3449 without): a longer X prefers a sharper kernel, 150 is the best over the three
+#: the default inverse temperature (``lm-online``'s ``cache_theta``; benchmarks/saved/default_sweeps.json, cache_theta)
 THETA = 150.0
 #: positions per batched query in :meth:`CacheState.bits` (a (chunk, keys) float32 matrix)
 QUERY_CHUNK = 256
