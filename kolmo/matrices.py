@@ -16,9 +16,20 @@ Cost: n compressions of single items, then one task per conditioning item: its r
 (for zstd and zlib, one prepared dictionary serves the whole row, so item i is never recompressed
 from scratch) or its column of C(. | j) (the LM reuses one KV cache per context). Results go to
 the persistent cache (:mod:`kolmo.cache`) as each task finishes, so an interrupted run resumes
-with only what is missing. ``workers=N`` runs classical compressors' tasks in a process pool;
-``executor=`` takes any ``concurrent.futures.Executor`` (a Dask ``client.get_executor()``, a Ray
-pool); the LM compressor runs in this process, batched on its device.
+with only what is missing. ``workers=N`` runs the tasks in a pool of N processes (started again
+for the unfinished tasks if a worker dies); ``executor=`` takes any ``concurrent.futures.Executor``
+of processes (a Dask ``client.get_executor()``, a Ray pool), which does its own retries.
+
+The language models (``lm``, ``lm-online``) run the same way. A task carries the compressor's
+options and the data it needs, never weights: each worker process loads the model once and keeps
+it for its later tasks (:func:`_worker_compressor`). Their floats depend on torch's CPU thread
+count, so ``threads`` is explicit (:func:`task_threads`: by default torch's count in this process,
+``cpu_count // workers`` in a pool, 1 on another executor), set around every task and part of the
+cache key; the task plan is the same in one process or many (singles in chunks of
+:data:`SINGLES_PER_TASK`, one row per task: ``lm`` reuses the anchor's KV cache along its column
+of C(. | x), ``lm-online`` learns the anchor once for the column), so at equal threads every value
+is the same whichever process computed it. For GPUs, one worker per device: Dask's
+``dask_cuda.LocalCUDACluster()`` and ``executor=client.get_executor()``.
 """
 
 from __future__ import annotations
@@ -35,8 +46,10 @@ import numpy as np
 from . import progress as _progress
 from .cache import ResultsCache, config_hash, content_hash, open_cache, result_key
 from .compressors.base import Compressor
+from .errors import KolmoError
 from .inputs import as_collection
 from .measures import ncd_array, warn_window
+from .options import check_int
 from .registry import resolve
 
 MEASURES = ("ncd", "gap", "conditional", "c_xy")
@@ -113,35 +126,90 @@ def load_matrix(path: Union[str, Path]) -> DistanceMatrix:
 
 
 # -- tasks (module-level so that process pools and Dask can pickle them) ------------------------
-def _task(comp: Compressor, kind: str, data: Dict[int, bytes], work: List[Tuple[Optional[int], List[int]]]) -> List[float]:
-    """Run one task: for each (anchor, others) in ``work``, the code lengths in order."""
-    out: List[float] = []
-    for anchor, others in work:
-        if kind == "bits":
-            out += comp.bits_many([data[o] for o in others])
-        elif kind == "joint":  # C(anchor + o) for each o
-            out += comp.joint_bits([(data[anchor], data[o]) for o in others])
-        else:  # "cond": C(o | anchor)
-            out += comp.conditional_bits_many([data[o] for o in others], data[anchor])
+#: single items per task for compressors with float_threads (the LMs): a task's batch plan is its own
+SINGLES_PER_TASK = 8
+#: times a pool whose worker died is started again for the tasks it had not finished
+RETRIES = 2
+_WORKER_COMPRESSORS: Dict[bytes, Compressor] = {}  # this process's built compressors, by their options
+
+
+def _worker_compressor(comp: Compressor) -> Compressor:
+    """The compressor this process already built with ``comp``'s options, or ``comp`` (remembered):
+    a worker loads a model once and keeps it (with its scorer and heads) for its later tasks."""
+    import pickle
+    key = type(comp).__qualname__.encode() + pickle.dumps(comp.__getstate__())
+    return _WORKER_COMPRESSORS.setdefault(key, comp)
+
+
+def _task(comp: Compressor, kind: str, data: Dict[int, bytes], work: List[Tuple[Optional[int], List[int]]],
+          threads: Optional[int] = None, shared: bool = True) -> List[float]:
+    """Run one task: for each (anchor, others) in ``work``, the code lengths in order. ``threads``:
+    torch's CPU thread count while it runs (a compressor with float_threads); ``shared``: reuse this
+    process's copy of the compressor (in a worker)."""
+    comp = _worker_compressor(comp) if shared else comp
+    with _torch_threads(threads):
+        out: List[float] = []
+        for anchor, others in work:
+            if kind == "bits":
+                out += comp.bits_many([data[o] for o in others])
+            elif kind == "joint":  # C(anchor + o) for each o
+                out += comp.joint_bits([(data[anchor], data[o]) for o in others])
+            else:  # "cond": C(o | anchor)
+                out += comp.conditional_bits_many([data[o] for o in others], data[anchor])
     return out
+
+
+class _torch_threads:
+    """Set torch's CPU thread count for a block (None: leave it), restoring it afterwards."""
+
+    def __init__(self, n: Optional[int]):
+        self.n, self.before = n, None
+
+    def __enter__(self):
+        if self.n:
+            import torch
+            self.before = torch.get_num_threads()
+            if self.before != self.n:
+                torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.before is not None and self.before != self.n:
+            import torch
+            torch.set_num_threads(self.before)
+
+
+def task_threads(comp: Compressor, threads: Optional[int], workers: int, executor: Optional[Executor]) -> Optional[int]:
+    """torch's CPU threads per task for a compressor whose floats depend on it (None for the
+    others): ``threads`` if given; else in this process torch's current count, in a pool of
+    ``workers`` processes ``cpu_count // workers``, and 1 on another executor (one per worker slot)."""
+    if not getattr(comp, "float_threads", False):
+        return None
+    if threads is not None:
+        return check_int("threads", threads)
+    if executor is not None:
+        return 1
+    if workers > 1:
+        import os
+        return max(1, (os.cpu_count() or 1) // workers)
+    import torch
+    return torch.get_num_threads()
 
 
 class CodeLengths:
     """Computes singles, joint and conditional code lengths for index pairs, with cache and executor."""
 
     def __init__(self, comp: Compressor, data: Sequence[bytes], *, cache=True, workers: int = 1,
-                 executor: Optional[Executor] = None, progress: bool = True):
-        if not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive int, got {workers!r}")
+                 executor: Optional[Executor] = None, progress: bool = True, threads: Optional[int] = None):
+        check_int("workers", workers)
         if executor is not None and not isinstance(executor, Executor):
             raise TypeError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
-        if comp.bits_kind == "ideal" and (workers > 1 or executor is not None):
-            raise ValueError(f"the {comp.name} compressor runs batched on its device in this process; "
-                             "workers and executor apply to the classical compressors")
         self.comp, self.data = comp, list(data)
         self.cache: Optional[ResultsCache] = open_cache(cache)
         self.workers, self.executor, self.progress = workers, executor, progress
-        self.cfg = config_hash(comp.config)
+        #: torch's threads per task (LMs: the floats depend on it, so the cache key holds it)
+        self.threads = task_threads(comp, threads, workers, executor)
+        self.cfg = config_hash(comp.config if self.threads is None else {**comp.config, "threads": self.threads})
         self.hashes = [content_hash(d) for d in self.data]
         self.digests = [bytes.fromhex(h) for h in self.hashes]
         self.digest_array = np.array(self.digests, dtype="S16")
@@ -196,7 +264,12 @@ class CodeLengths:
         return S, J, K
 
     def _tasks(self, singles: np.ndarray, rows: Dict[str, List[Tuple[int, np.ndarray]]]) -> List[Tuple[str, list]]:
-        """Tasks (kind, [(anchor, others)]): singles in chunks; rows of one anchor each, grouped."""
+        """Tasks (kind, [(anchor, others)]): singles in chunks; rows of one anchor each, grouped.
+        For a compressor with float_threads the plan is the same in one process or many (singles in
+        chunks of SINGLES_PER_TASK, one row per task), so no value depends on where it ran."""
+        if self.threads is not None:
+            return ([("bits", [(None, singles[k:k + SINGLES_PER_TASK])]) for k in range(0, len(singles), SINGLES_PER_TASK)]
+                    + [(kind, [row]) for kind, work in rows.items() for row in work])
         parallel = self.executor is not None or self.workers > 1
         tasks: List[Tuple[str, list]] = []
         if len(singles):
@@ -211,7 +284,8 @@ class CodeLengths:
         """What a task carries: the compressor (its options, never weights), the data it needs, its work."""
         kind, work = task
         needed = {int(i) for _, others in work for i in others} | {a for a, _ in work if a is not None}
-        return (self.comp, kind, {i: self.data[i] for i in needed}, [(a, others.tolist()) for a, others in work])
+        return (self.comp, kind, {i: self.data[i] for i in needed}, [(a, others.tolist()) for a, others in work],
+                self.threads)
 
     def _execute(self, tasks, S: np.ndarray, J: np.ndarray, K: np.ndarray) -> None:
         total = sum(len(o) for t in tasks for _, o in t[1])
@@ -258,26 +332,53 @@ class CodeLengths:
             if self.executor is None and self.workers == 1:
                 with _progress.silenced():
                     for t in tasks:
-                        done(t, _task(*self._task_args(t)))
+                        done(t, _task(*self._task_args(t), shared=False))
                 return
-            own = self.executor is None
-            ex = self.executor or ProcessPoolExecutor(self.workers)
-            try:
-                futures = {ex.submit(_task, *self._task_args(t)): t for t in tasks}
-                for fut in as_completed(futures):
-                    done(futures[fut], fut.result())
-            finally:
-                if own:
-                    ex.shutdown(cancel_futures=True)
+            self._run_parallel(tasks, done)
         finally:
             flush()
             bar.close()
 
 
+    def _run_parallel(self, tasks, done) -> None:
+        """Run ``tasks`` on the executor, or on a pool of ``workers`` processes started again (up to
+        RETRIES times) for the unfinished tasks when a worker dies; results reach ``done`` as they
+        arrive, so a dead worker costs its tasks a retry, never a partial result."""
+        if self.executor is not None:
+            futures = {self.executor.submit(_task, *self._task_args(t)): t for t in tasks}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+            return
+        import multiprocessing
+        from concurrent.futures.process import BrokenProcessPool
+        # a fresh interpreter per worker for the LMs (torch's threads do not survive a fork)
+        ctx = multiprocessing.get_context("spawn") if self.threads is not None else None
+        pending = list(range(len(tasks)))
+        for attempt in range(RETRIES + 1):
+            ex = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            futures = {ex.submit(_task, *self._task_args(tasks[i])): i for i in pending}
+            try:
+                for fut in as_completed(futures):
+                    done(tasks[futures[fut]], fut.result())
+                    pending.remove(futures[fut])
+                return
+            except BrokenProcessPool:
+                if attempt == RETRIES:
+                    raise KolmoError(f"a worker process died {RETRIES + 1} times while computing the matrix "
+                                     f"({len(pending)} tasks unfinished; what finished is in the cache)") from None
+            finally:
+                ex.shutdown(wait=True, cancel_futures=True)
+
+
 def matrix(items: Any, compressor: Union[str, Compressor] = "zstd", measure: str = "ncd", *,
            cache: Union[bool, str, Path, ResultsCache, None] = True, workers: int = 1,
-           executor: Optional[Executor] = None, progress: bool = True, **options: Any) -> DistanceMatrix:
+           executor: Optional[Executor] = None, progress: bool = True, threads: Optional[int] = None,
+           **options: Any) -> DistanceMatrix:
     """An n x n matrix of ``measure`` over ``items`` (see the module docstring).
+
+    ``workers``: processes of a local pool; ``executor``: any ``concurrent.futures.Executor`` of
+    processes (Dask's ``client.get_executor()``); ``threads``: torch's CPU threads per task for
+    the language models (see :func:`task_threads`).
 
     ``items``: a dict label -> input, a list of inputs, or a folder (one item per file), labelled as
     :func:`kolmo.inputs.as_collection` says.
@@ -285,17 +386,17 @@ def matrix(items: Any, compressor: Union[str, Compressor] = "zstd", measure: str
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
     with _progress.silenced(progress is False):  # False silences everything underneath too
-        return _matrix(items, compressor, measure, cache, workers, executor, progress, options)
+        return _matrix(items, compressor, measure, cache, workers, executor, progress, threads, options)
 
 
-def _matrix(items, compressor, measure, cache, workers, executor, show, options) -> DistanceMatrix:
+def _matrix(items, compressor, measure, cache, workers, executor, show, threads, options) -> DistanceMatrix:
     labels, data = as_collection(items, name="items")
     comp = resolve(compressor, **options)
     n = len(data)
     found: Tuple[str, ...] = ()
     if n >= 2:  # the two longest items; stacklevel: warn_window, _matrix, matrix, caller
         found = warn_window(comp, sum(sorted(map(len, data))[-2:]), stacklevel=4)
-    eng = CodeLengths(comp, data, cache=cache, workers=workers, executor=executor, progress=show)
+    eng = CodeLengths(comp, data, cache=cache, workers=workers, executor=executor, progress=show, threads=threads)
     pairs = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), axis=-1).reshape(-1, 2)
     if measure == "conditional":
         c, _, m = eng.run(range(n), [], pairs)

@@ -89,6 +89,9 @@ class LMCompressor(LMStreams):
                              f"got {dtype!r}")
         if kv_cache not in ("auto", "static", "dynamic"):
             raise ValueError(f"kv_cache must be 'auto', 'static' or 'dynamic', got {kv_cache!r}")
+        self._options = dict(model=model, device=device, dtype=dtype, window=window, stride=stride,
+                             chunk_tokens=chunk_tokens, batch_tokens=batch_tokens, coder_batch=coder_batch,
+                             verify=verify, kv_cache=kv_cache, progress=progress)
         self.verify, self._kv_cache, self.model_name, self.progress = verify, kv_cache, model, progress
         self._device, self._dtype, self._window, self._stride = device, dtype, window, stride
         self.chunk_tokens, self._batch_tokens, self._coder_batch = chunk_tokens, batch_tokens, coder_batch

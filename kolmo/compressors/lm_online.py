@@ -130,12 +130,6 @@ class OnlineLMCompressor(LMStreams):
             raise AttributeError(key)
         return getattr(self.settings, key)
 
-    def __getstate__(self) -> Dict[str, Any]:
-        return dict(self._options)
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__init__(**state)  # type: ignore[misc]
-
     @property
     def prequential(self):
         """The :class:`~kolmo.lm.coding.prequential.Prequential` engine (loads the model on first use)."""

@@ -22,6 +22,21 @@ class LMStreams(Compressor):
 
     #: the description of payload format 0, whose streams have ``format0_config()``'s hash
     RETIRED = "payload format 0"
+    #: the floats depend on torch's CPU thread count: matrix tasks set it and key the cache by it
+    float_threads = True
+    _options: Dict[str, Any]  # the options as given (set by the subclass's __init__)
+
+    def resolved_options(self) -> Dict[str, Any]:
+        """Options that choose this configuration on any machine (those resolved by the hardware)."""
+        return {}
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """The options, with those resolved by this machine's hardware as resolved here: a copy in
+        another process (a worker) computes the same floats, never with weights in the pickle."""
+        return {**self._options, **self.resolved_options()}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     def format0_config(self) -> Dict[str, Any]:
         """The configuration payload format 0 wrote for these settings."""

@@ -104,6 +104,8 @@ class LoadedModel:
 
 
 _LOADED: Dict[Tuple[str, str, str], LoadedModel] = {}
+#: how many times this process loaded each (model, device, dtype) from disk: once (a worker keeps it)
+LOADS: Dict[Tuple[str, str, str], int] = {}
 _LOCK = threading.Lock()
 
 
@@ -227,4 +229,5 @@ def load_model(model: Optional[str] = None, *, device: Optional[str] = None, dty
                              max_positions=max_pos, vocab_size=vocab, start_id=int(start),
                              source=origin, commit=getattr(lm.config, "_commit_hash", None))
         _LOADED[key] = loaded
+        LOADS[key] = LOADS.get(key, 0) + 1
         return loaded
