@@ -21,6 +21,7 @@ import numpy as np
 
 from .inputs import as_collection
 from .matrices import DistanceMatrix, CodeLengths
+from .options import check_int
 from .measures import ncd_array
 from .registry import resolve
 
@@ -100,8 +101,7 @@ class NCDClassifier:
     def fit(self, X: Sequence[Any], y: Sequence[Any]) -> "NCDClassifier":
         if len(X) != len(y):
             raise ValueError(f"X and y differ in length: {len(X)} items, {len(y)} labels")
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be a positive int, got {self.k!r}")
+        check_int("k", self.k)
         if len(X) == 0:
             raise ValueError("fit needs at least one training item")
         self.train_ = as_collection(list(X), name="X")[1]

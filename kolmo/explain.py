@@ -45,7 +45,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from .compressors.base import CodeParts, Compressor
-from .inputs import Data, as_bytes
+from .inputs import Data, as_dataset
 from .measures import warn_window
 from .registry import resolve
 
@@ -217,8 +217,8 @@ def explain(y: Data, given: Data, compressor: Union[str, Compressor] = "zstd", *
 
     ``block`` (bytes per part) applies to the codecs; token models (the language model) explain per token.
     """
-    by, bx = as_bytes(y, name="y"), as_bytes(given, name="given")
     comp = resolve(compressor, **options)
+    by, bx = (as_dataset(v, comp.document_separator, name=n)[0] for v, n in ((y, "y"), (given, "given")))
     found = warn_window(comp, len(bx) + len(by), stacklevel=3)  # warn_window, explain, caller
     alone = comp.code_parts(by, block=block)
     cond = comp.code_parts(by, given=bx, block=block)

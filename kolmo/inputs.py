@@ -27,7 +27,15 @@ collection of inputs, turned into labels and bytes by :func:`as_collection`:
   it, hidden files left out, sorted by name and labelled by it.
 
 A single input (bytes, a ``str`` that names no folder, a file's path, a numpy array) is refused
-with ``TypeError``, as is anything else.
+with ``TypeError``, as is anything else. Any other iterable of inputs (a pandas Series, a Hugging
+Face ``datasets`` column, a generator) counts as a list of them; no library is imported to tell.
+
+A **dataset** is one argument too: where a measure takes one input (``joint_gap``'s x and y,
+``conditional_bits``' y and ``given``, ``ncd``, ``explain``, ``gap_test``), a collection of
+documents is joined into one input by :func:`as_dataset`, with the compressor's
+``document_separator`` between documents (one rule per family: ``b"\n\n"`` for the language
+models, a paragraph break every text model has seen; ``b"\x1e"``, ASCII's record separator, for
+the classical codecs). Results record how many documents each side joined.
 """
 
 from __future__ import annotations
@@ -103,6 +111,8 @@ def as_collection(items: Any, *, name: str = "items") -> Tuple[List[str], List[b
         return [p.name for p in files], [p.read_bytes() for p in files]
     if isinstance(items, Mapping):
         return [str(k) for k in items], [as_bytes(v, name=f"{name}[{k!r}]") for k, v in items.items()]
+    if not isinstance(items, (list, tuple)) and _iterable_collection(items):
+        items = list(items)
     if isinstance(items, (list, tuple)):
         labels = [Path(v).name if isinstance(v, os.PathLike) else str(i) for i, v in enumerate(items)]
         if len(set(labels)) < len(labels):
@@ -113,6 +123,29 @@ def as_collection(items: Any, *, name: str = "items") -> Tuple[List[str], List[b
         raise TypeError(f"{name} must be a sequence of items (a list, a dict label -> item, or a folder), "
                         f"not a single {type(items).__name__}{where}")
     raise TypeError(f"{name} must be a list of items, a dict label -> item, or a folder; got {type(items).__name__}")
+
+
+def _iterable_collection(data: Any) -> bool:
+    """An iterable that is no single input (a Series, a datasets column, a generator, a set)."""
+    if isinstance(data, (bytes, bytearray, memoryview, str, os.PathLike, Mapping)) or _ndarray(data) is not None:
+        return False
+    return hasattr(data, "__iter__")
+
+
+def is_dataset(data: Any) -> bool:
+    """Whether ``data`` is a collection of documents rather than one input (module docstring)."""
+    if isinstance(data, os.PathLike):
+        return Path(data).is_dir()
+    return isinstance(data, (Mapping, list, tuple)) or _iterable_collection(data)
+
+
+def as_dataset(data: Any, separator: bytes, *, name: str = "data") -> Tuple[bytes, Optional[int]]:
+    """``(bytes, documents)``: one input as :func:`as_bytes` gives it (documents None), or a
+    collection's documents joined with ``separator`` (module docstring)."""
+    if not is_dataset(data):
+        return as_bytes(data, name=name), None
+    _, docs = as_collection(data, name=name)
+    return separator.join(docs), len(docs)
 
 
 def shape_of(data: Any) -> Optional[Tuple[int, ...]]:

@@ -34,7 +34,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 from . import progress as _progress
 from .compressors.base import Compressor
 from .errors import WindowWarning
-from .inputs import Data, as_bytes, shape_of
+from .inputs import Data, as_dataset, shape_of
 from .registry import resolve
 
 CompressorLike = Union[str, Compressor]
@@ -77,6 +77,11 @@ class JointGapResult:
     #: the shapes of numpy array inputs (their bytes are the elements in C order); None for other inputs
     shape_x: Optional[Tuple[int, ...]] = None
     shape_y: Optional[Tuple[int, ...]] = None
+    #: documents joined into X and Y when a dataset was given (kolmo.inputs.as_dataset); None: one input
+    documents_x: Optional[int] = None
+    documents_y: Optional[int] = None
+    #: the bytes put between documents (as Latin-1 text), where a side was a dataset
+    separator: Optional[str] = None
 
     @property
     def gap(self) -> float:
@@ -161,7 +166,8 @@ def joint_gap(x: Data, y: Data, compressor: CompressorLike = "zstd", *, progress
 
 def _joint_gap(x: Data, y: Data, compressor: CompressorLike, options: Dict[str, Any]) -> JointGapResult:
     comp = resolve(compressor, **options)
-    bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
+    (bx, docs_x), (by, docs_y) = (as_dataset(x, comp.document_separator, name="x"),
+                                  as_dataset(y, comp.document_separator, name="y"))
     found = warn_window(comp, len(bx) + len(by), stacklevel=4)  # warn_window, _joint_gap, joint_gap, caller
     c_x, c_y = comp.bits_many([bx, by])
     c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
@@ -176,7 +182,8 @@ def _joint_gap(x: Data, y: Data, compressor: CompressorLike, options: Dict[str, 
         c_x=c_x, c_y=c_y, c_xy=c_xy, c_yx=c_yx, c_y_given_x=c_y_given_x, c_x_given_y=c_x_given_y,
         n_x=len(bx), n_y=len(by), compressor=comp.name, config=dict(comp.config),
         bits_kind=comp.bits_kind, conditional_method=comp.conditional_method, warnings=found,
-        shape_x=shape_of(x), shape_y=shape_of(y))
+        shape_x=shape_of(x), shape_y=shape_of(y), documents_x=docs_x, documents_y=docs_y,
+        separator=None if docs_x is None and docs_y is None else comp.document_separator.decode("latin-1"))
 
 
 def ncd(x: Data, y: Data, compressor: CompressorLike = "zstd", *, progress: Optional[bool] = None,
@@ -184,7 +191,7 @@ def ncd(x: Data, y: Data, compressor: CompressorLike = "zstd", *, progress: Opti
     """Normalized compression distance (min(C(XY), C(YX)) - min(C(X), C(Y))) / max(C(X), C(Y))."""
     with _progress.silenced(progress is False):
         comp = resolve(compressor, **options)
-        bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
+        bx, by = (as_dataset(v, comp.document_separator, name=n)[0] for v, n in ((x, "x"), (y, "y")))
         warn_window(comp, len(bx) + len(by), stacklevel=3)
         c_x, c_y = comp.bits_many([bx, by])
         c_xy, c_yx = comp.joint_bits([(bx, by), (by, bx)])
@@ -196,6 +203,6 @@ def conditional_bits(y: Data, given: Data, compressor: CompressorLike = "zstd", 
     """C(Y | X=given) in bits: see ``Compressor.conditional_bits`` for how each codec conditions."""
     with _progress.silenced(progress is False):
         comp = resolve(compressor, **options)
-        by, bx = as_bytes(y, name="y"), as_bytes(given, name="given")
+        by, bx = (as_dataset(v, comp.document_separator, name=n)[0] for v, n in ((y, "y"), (given, "given")))
         warn_window(comp, len(bx) + len(by), stacklevel=3)
         return comp.conditional_bits(by, bx)

@@ -50,7 +50,8 @@ def check_int(name: str, value: Any, least: int = 1, most: Optional[int] = None,
     if value is None and none:
         return None
     import numpy as np
-    span = f"an int >= {least}" if most is None else f"an int in [{least}, {most}]"
+    span = ({1: "a positive int", 0: "a non-negative int"}.get(least, f"an int >= {least}") if most is None
+            else f"an int in [{least}, {most}]")
     span += f" ({what})" if what else ""
     span += " or None" if none else ""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -73,8 +73,9 @@ import numpy as np
 from .cache import ResultsCache
 from .compressors.base import Compressor
 from .errors import KolmoWarning
-from .inputs import Data, as_bytes, as_collection
+from .inputs import Data, as_collection, as_dataset
 from .matrices import CodeLengths
+from .options import check_int
 from .measures import warn_window
 from .registry import resolve
 
@@ -194,12 +195,6 @@ class PairingTestResult(_TestResultMixin):
 
 
 # -- argument checks -------------------------------------------------------------------------------
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_confidence(confidence: Any) -> float:
     if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
         raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
@@ -235,9 +230,10 @@ def gap_test(x: Data, y: Data, null: Any, compressor: Union[str, Compressor] = "
     p-value (1 + #{gap(X, Z) >= gap(X, Y)}) / (1 + n), and a bootstrap CI of gap(X, Y) minus the null
     mean (resampling the pool). Code lengths come from the results cache when present (``cache``).
     """
-    n_boot = _check_count("n_boot", n_boot, 0)
+    n_boot = check_int("n_boot", n_boot, 0)
     confidence = _check_confidence(confidence)
-    bx, by = as_bytes(x, name="x"), as_bytes(y, name="y")
+    comp = resolve(compressor, **options)
+    bx, by = as_dataset(x, comp.document_separator, name="x")[0], as_dataset(y, comp.document_separator, name="y")[0]
     pool = as_collection(null, name="null")[1]
     if not pool:
         raise ValueError("null is empty: give at least one item comparable to y but unrelated to x "
@@ -245,7 +241,6 @@ def gap_test(x: Data, y: Data, null: Any, compressor: Union[str, Compressor] = "
     if any(z == bx for z in pool):
         warnings.warn("the null pool contains x itself: gap(x, x) is no draw from a null of unrelated items",
                       KolmoWarning, stacklevel=2)
-    comp = resolve(compressor, **options)
     found = warn_window(comp, len(bx) + max(len(by), *(len(z) for z in pool)), stacklevel=3)
     data = [bx, by, *pool]
     eng = CodeLengths(comp, data, cache=cache, workers=workers, executor=executor, progress=progress)
@@ -299,8 +294,8 @@ def pairing_test(xs: Any, ys: Any, compressor: Union[str, Compressor] = "zstd", 
     Returns a :class:`PairingTestResult`, whose ``gaps`` attribute holds the n x n matrix
     ``gaps[i, j] = gap(xs[i], ys[j])`` and whose ``ci`` is a bootstrap (over pairs) of the mean gap.
     """
-    n_perm = _check_count("n_perm", n_perm, 1)
-    n_boot = _check_count("n_boot", n_boot, 0)
+    n_perm = check_int("n_perm", n_perm, 1)
+    n_boot = check_int("n_boot", n_boot, 0)
     confidence = _check_confidence(confidence)
     if permutation not in PERMUTATIONS:
         raise ValueError(f"permutation must be one of {', '.join(PERMUTATIONS)}; got {permutation!r}")

@@ -114,6 +114,9 @@ class Compressor(abc.ABC):
 
     name: str = "?"
     bits_kind: str = "compressed"
+    #: joins the documents of a dataset given as one argument (kolmo.inputs.as_dataset): ASCII's
+    #: record separator for the codecs; the language models use a paragraph break
+    document_separator: bytes = b"\x1e"
     conditional_method: str = "concatenation"
     #: bytes the codec can see at once; ``None`` when it is sized to the input
     window_bytes: Optional[int] = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bz2
 from typing import Any, Dict
 
-from ._util import check_int
+from ..options import check_int
 from .base import CodecCompressor
 
 

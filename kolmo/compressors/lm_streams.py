@@ -22,6 +22,8 @@ class LMStreams(Compressor):
 
     #: the description of payload format 0, whose streams have ``format0_config()``'s hash
     RETIRED = "payload format 0"
+    #: a boundary every text model has seen, between the documents of a dataset (kolmo.inputs.as_dataset)
+    document_separator = b"\n\n"
     #: the floats depend on torch's CPU thread count: matrix tasks set it and key the cache by it
     float_threads = True
     _options: Dict[str, Any]  # the options as given (set by the subclass's __init__)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import lzma
 from typing import Any, Dict, List
 
-from ._util import ceil_log2, check_int
+from ..options import check_int
+from ._util import ceil_log2
 from .base import CodecCompressor
 
 _MAX_DICT = 1536 << 20

@@ -14,7 +14,8 @@ from typing import Any, Dict, List
 
 import pyppmd
 
-from ._util import ceil_log2, check_int
+from ..options import check_int
+from ._util import ceil_log2
 from .base import CodecCompressor
 
 _MIN_MEM, _MAX_MEM, _PER_BYTE = 16 << 20, 1 << 30, 12

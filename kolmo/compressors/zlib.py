@@ -35,7 +35,7 @@ import zlib
 from typing import Any, Dict, List, Sequence
 
 from ..inputs import Data, as_bytes
-from ._util import check_int
+from ..options import check_int
 from .base import CodecCompressor
 
 _WINDOW = 32768

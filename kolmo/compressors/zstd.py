@@ -50,7 +50,8 @@ from typing import Any, Dict, List, Sequence
 import zstandard
 
 from ..inputs import Data, as_bytes
-from ._util import ceil_log2, check_int
+from ..options import check_int
+from ._util import ceil_log2
 from .base import CodecCompressor
 
 _MAX_WINDOW_LOG = 31
