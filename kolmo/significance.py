@@ -84,8 +84,9 @@ PERMUTATIONS = ("random", "derangement")
 _TIE = 1e-9  # relative tolerance under which a null draw counts as equal to the observed value
 
 
-class _TestResultMixin:
-    """Shared properties, ``to_dict`` and repr of the two test results."""
+@dataclass(frozen=True, repr=False)
+class _TestResult:
+    """The fields, properties, ``to_dict`` and repr that the two test results share."""
 
     observed: float
     null_mean: float
@@ -96,8 +97,11 @@ class _TestResultMixin:
     confidence: float
     ci_of: str
     compressor: str
+    config: Dict[str, Any]
     bits_kind: str
-    warnings: Tuple[str, ...]
+    n_boot: int
+    seed: Optional[int]
+    warnings: Tuple[str, ...] = ()
 
     @property
     def effect(self) -> float:
@@ -136,52 +140,24 @@ class _TestResultMixin:
 
 
 @dataclass(frozen=True, repr=False)
-class GapTestResult(_TestResultMixin):
+class GapTestResult(_TestResult):
     """:func:`gap_test`'s result: gap(X, Y) against gap(X, Z) for Z in a null pool (bits)."""
 
-    observed: float
-    null_mean: float
-    null_sd: float
-    n_null: int
-    p_value: float
-    ci: Optional[Tuple[float, float]]
-    confidence: float
-    ci_of: str
-    null_gaps: Tuple[float, ...]
-    n_x: int
-    n_y: int
-    compressor: str
-    config: Dict[str, Any]
-    bits_kind: str
-    n_boot: int
-    seed: Optional[int]
-    warnings: Tuple[str, ...] = ()
+    null_gaps: Tuple[float, ...] = ()
+    n_x: int = 0
+    n_y: int = 0
 
     def __repr__(self) -> str:
         return "\n".join(self._lines("GapTestResult", "gap(X, Y) = C(X)+C(Y)-C(XY)"))
 
 
 @dataclass(frozen=True, repr=False)
-class PairingTestResult(_TestResultMixin):
+class PairingTestResult(_TestResult):
     """:func:`pairing_test`'s result: mean gap over true pairs against random re-pairings (bits)."""
 
-    observed: float
-    null_mean: float
-    null_sd: float
-    n_null: int
-    p_value: float
-    ci: Optional[Tuple[float, float]]
-    confidence: float
-    ci_of: str
-    pair_gaps: Tuple[float, ...]
-    n_pairs: int
-    permutation: str
-    compressor: str
-    config: Dict[str, Any]
-    bits_kind: str
-    n_boot: int
-    seed: Optional[int]
-    warnings: Tuple[str, ...] = ()
+    pair_gaps: Tuple[float, ...] = ()
+    n_pairs: int = 0
+    permutation: str = "random"
     gaps: Optional[np.ndarray] = field(default=None, compare=False)  # the n x n gaps, not in to_dict
 
     def to_dict(self) -> Dict[str, Any]:

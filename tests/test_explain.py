@@ -46,7 +46,7 @@ def test_codec_default_block_and_errors():
         with pytest.raises(ValueError, match="block must be a positive int"):
             kolmo.explain(Y, given=X, block=bad)
     with pytest.raises(TypeError, match="expected bytes"):
-        kolmo.explain([Y], given=X)
+        kolmo.explain(3.5, given=X)  # (a list for y is a dataset: tests/test_datasets.py)
 
 
 def test_default_code_parts_cover_the_input_and_telescope(classical):

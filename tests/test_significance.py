@@ -146,16 +146,16 @@ def test_bad_inputs():
     with pytest.raises(TypeError, match="list of items"):
         kolmo.gap_test(b"x", b"y", 3)
     with pytest.raises(TypeError, match="expected bytes"):
-        kolmo.gap_test(b"x", [b"y"], [b"z"])
+        kolmo.gap_test(b"x", 3.5, [b"z"])  # (a list for y is a dataset: tests/test_datasets.py)
     with pytest.raises(ValueError, match="n_boot"):
         kolmo.gap_test(b"x", b"y", [b"z"], n_boot=-1)
     with pytest.raises(ValueError, match="confidence"):
         kolmo.gap_test(b"x", b"y", [b"z"], confidence=95)
     with pytest.raises(ValueError, match="2 xs and 3 ys"):
         kolmo.pairing_test([b"a", b"b"], [b"a", b"b", b"c"])
-    with pytest.raises(ValueError, match="n_perm must be an int >= 1"):
+    with pytest.raises(ValueError, match="n_perm must be a positive int"):
         kolmo.pairing_test([b"a", b"b"], [b"a", b"b"], n_perm=0)
-    with pytest.raises(ValueError, match="n_perm"):
+    with pytest.raises(TypeError, match="n_perm"):  # a wrong type is a TypeError (kolmo.options)
         kolmo.pairing_test([b"a", b"b"], [b"a", b"b"], n_perm=True)
     with pytest.raises(ValueError, match="at least 2 pairs"):
         kolmo.pairing_test([b"a"], [b"b"])
