@@ -287,6 +287,10 @@ class MatchState(_History):
         super()._changed()
         self._next = None
 
+    def pointer(self) -> int:
+        """The position whose token the aligned pointer predicts next (rules 1-3 applied; -1: none)."""
+        return self._predict()[1]
+
     def bucket(self) -> int:
         """The next position's weight set (0 = no prediction)."""
         return self._predict()[0]
