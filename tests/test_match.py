@@ -121,3 +121,23 @@ def test_round_trip_of_a_noisy_copy_and_another_rule_is_refused(monkeypatch):
     monkeypatch.setattr(match.MatchModel, "version", "another rule")
     with pytest.raises(kolmo.StreamMismatchError):
         kolmo.get_compressor("lm-online", **SCRATCH).decompress(blob)
+
+
+@pytest.mark.parametrize("alphabet", [8, 32, 256])
+def test_bits_and_state_agree_through_every_rule(alphabet):
+    """The whole-sequence bits and the coder's state run the same rules (the shifts, the switches
+    to a repeat, both predictions) on a copy with changed, inserted and deleted tokens."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, alphabet, 1500).tolist()
+    y = [v if rng.random() > 0.1 else int(rng.integers(0, alphabet)) for v in x]
+    y = y[:300] + y[301:700] + [1, 2] + y[700:]
+    ids = x + y + x[:200]
+    model = MatchModel(alphabet, (16, 8, 4))
+    bits, buckets = model.bits_and_buckets(ids)
+    state, got, gates = model.state(), [], []
+    for tok in ids:
+        got.append(-np.log2(state.probs()[tok]))
+        gates.append(state.bucket())
+        state.absorb(tok)
+    np.testing.assert_allclose(bits, got, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(buckets, gates)

@@ -17,8 +17,10 @@ Two predictions per position t:
 
   1. *re-synchronisation* after an insertion or a deletion: while it has missed in the last 8, it
      tries ``p + d`` for 0 < |d| <= ``SLIP`` (8, nearest first) and moves to the first whose run
-     reaches ``run + lengths[-1]`` (it agrees on the shortest matching context that B would trust,
-     beyond what ``p`` itself has), taking that run;
+     reaches ``run + k``, taking that run. ``k`` is the least k >= 2 with ``D^k >= 2 SLIP 256``,
+     D the distinct tokens seen so far: over D equally likely tokens, one of the 2 SLIP shifts
+     agrees on k more tokens by chance with probability below 1/256 (8 symbols: k = 4; 32: 3;
+     English bytes or a tokenizer's tokens: 2);
   2. *a better repeat*: when ``u_B != p`` and ``run < L_B``, it moves to ``u_B`` if ``u_B`` agrees
      with the recent past on more of the last ``W = lengths[0]`` positions than ``p`` does
      (``score(q) = #{k in 1..W : ids[q-k] == ids[t-k]}``), with ``run`` recounted there;
@@ -87,7 +89,17 @@ def _score(ids, p: int, t: int, w: int) -> int:
     return sum(a == b for a, b in zip(ids[p - n:p], ids[t - n:t]))
 
 
-def _decide(ids, t: int, ptr: int, run: int, misses: int, u: int, rung: int, lengths, cap: int):
+def _shift_evidence(distinct: int) -> int:
+    """The tokens a shifted pointer must agree on beyond the pointer's own run: the least k >= 2 with
+    ``distinct^k >= 2 SLIP 256``, so that one of the 2 SLIP shifts agrees by chance with probability
+    below 1/256 over ``distinct`` equally likely tokens (integers only: the same on every machine)."""
+    k = 2
+    while k < 16 and distinct ** k < 2 * SLIP * 256:
+        k += 1
+    return k
+
+
+def _decide(ids, t: int, ptr: int, run: int, misses: int, u: int, rung: int, lengths, cap: int, shift: int):
     """The pointer used for position t (rules 1-3 of the module docstring): ``(ptr, run)``, with ``ptr``
     -1 where there is none. ``ids`` is read at positions < t only; ``u``, ``rung``: B's repeat."""
     if ptr < 0:
@@ -95,7 +107,7 @@ def _decide(ids, t: int, ptr: int, run: int, misses: int, u: int, rung: int, len
             return -1, 0
         return u, _run_length(ids, u, t, cap)
     if misses:
-        need = run + lengths[-1]
+        need = run + shift
         for d in range(1, SLIP + 1):
             for c in (ptr - d, ptr + d):
                 if 0 < c < t and _run_length(ids, c, t, need) >= need:
@@ -169,6 +181,8 @@ class MatchModel:
         #: the longest run the pointer counts (the run buckets stop at 16; rule 2 compares with lengths)
         self.cap = max(16, self.lengths[0])
         self.n_contexts = _N_RUN * _N_MISS * (2 * len(self.lengths) + 1)
+        #: _shift_evidence of each count of distinct tokens seen, 0 .. A
+        self._shifts = [_shift_evidence(d) for d in range(self.alphabet + 1)]
 
     def _repeats(self, ids: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """B for every position: (u_B, rung) arrays (u_B = -1, rung 0 where no context recurs)."""
@@ -194,13 +208,15 @@ class MatchModel:
         where, rung_of = self._repeats(ids)
         seq, lengths, cap, n_r = ids.tolist(), self.lengths, self.cap, len(self.lengths)
         counts = [0.0] * (3 * self.n_contexts)
-        freq, total = [FREQ_PRIOR] * a, FREQ_PRIOR * a
+        freq, total, distinct = [FREQ_PRIOR] * a, FREQ_PRIOR * a, 0
+        shifts = self._shifts
         gates = np.zeros(len(seq), np.int64)
         ptr, run, hist = -1, 0, 0
         log2 = np.log2
         probs = np.ones(len(seq))
         for t, (x, u, rung) in enumerate(zip(seq, where.tolist(), rung_of.tolist())):
-            ptr, run = _decide(seq, t, ptr, run, _POPCOUNT[hist], u, rung, lengths, cap)
+            ptr, run = _decide(seq, t, ptr, run, _POPCOUNT[hist], u, rung, lengths, cap, shifts[distinct])
+            distinct += freq[x] == FREQ_PRIOR
             if ptr < 0:
                 probs[t] = 1.0 / a
                 freq[x] += 1.0
@@ -247,6 +263,7 @@ class MatchState(_History):
         self._counts = [0.0] * (3 * model.n_contexts)
         self._pointer = [-1, 0, 0]  # p (after the last token), run, the mask of the last misses
         self._freq, self._total = np.full(model.alphabet, FREQ_PRIOR), [FREQ_PRIOR * model.alphabet]
+        self._distinct = [0]  # the tokens seen at least once
         #: _predict()'s answer until the history changes: (gate, ptr, run, y_A, y_B, agree, context)
         self._next: Optional[tuple] = None
 
@@ -268,7 +285,7 @@ class MatchState(_History):
             u, rung = self._repeat()
             ptr, run, hist = self._pointer
             misses = _POPCOUNT[hist]
-            ptr, run = _decide(ids, t, ptr, run, misses, u, rung, m.lengths, m.cap)
+            ptr, run = _decide(ids, t, ptr, run, misses, u, rung, m.lengths, m.cap, m._shifts[self._distinct[0]])
             if ptr < 0:
                 self._next = (0, -1, 0, -1, -1, True, -1)
             else:
@@ -308,7 +325,8 @@ class MatchState(_History):
                 counts[k] += 1.0
             hit = ya == x
             pointer[:] = [ptr + 1, min(run + 1, self.model.cap) if hit else 0, ((pointer[2] << 1) | (not hit)) & 0xFF]
-        undo += [(self._freq, x, self._freq[x]), (self._total, 0, self._total[0])]
+        undo += [(self._freq, x, self._freq[x]), (self._total, 0, self._total[0]), (self._distinct, 0, self._distinct[0])]
+        self._distinct[0] += int(self._freq[x] == FREQ_PRIOR)
         self._freq[x] += 1.0
         self._total[0] += 1.0
         for table, h in zip(self._tables, self._contexts()):
