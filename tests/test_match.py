@@ -18,11 +18,11 @@ def copy_with(alphabet, n, seed, edit):
 
 
 def guesses(model, ids):
-    """The most probable next token at every position, and its probability (incremental state)."""
+    """Per position: the pointer, whether the next token is among the most probable, their probability."""
     state, out = model.state(), []
     for tok in ids:
         p = state.probs()
-        out.append((int(np.argmax(p)), float(p.max())))
+        out.append((state.pointer(), bool(p[tok] == p.max()), float(p.max())))
         state.absorb(tok)
     return out
 
@@ -36,9 +36,10 @@ def test_a_changed_token_keeps_the_alignment(alphabet):
         return y
     ids, n = copy_with(alphabet, 1000, 1, substitute)
     got = guesses(MatchModel(alphabet, (32, 16, 8, 4)), ids)
-    # the changed token is missed, and the very next one is predicted from the same alignment
-    assert got[n + k][0] != ids[n + k]
-    assert all(got[t][0] == ids[t] for t in range(n + k + 1, n + k + 40))
+    # the changed token is missed, and the pointer goes on from the same alignment: X's next token
+    # is the most probable (tied at first, in contexts not seen yet, with a shifted guess)
+    assert not got[n + k][1]
+    assert all(got[t][0] == t - n and got[t][1] for t in range(n + k + 1, n + k + 40))
 
 
 @pytest.mark.parametrize("edit", ["insert", "delete", "insert 3"])
@@ -73,8 +74,9 @@ def test_recovery_does_not_jump_on_noise():
     sub = rng.random(len(x)) < 0.3
     y[sub] = (x[sub] + rng.integers(1, 8, sub.sum())) % 8
     got = guesses(MatchModel(8, (32, 16, 8, 4)), np.concatenate([x, y]).tolist())
-    hits = np.mean([got[len(x) + t][0] == y[t] for t in range(200, len(y))])
-    assert hits > 0.68  # 0.7 is the copy's own rate: 1 - r
+    aligned = np.mean([got[len(x) + t][0] == t for t in range(200, len(y))])
+    hits = np.mean([got[len(x) + t][1] for t in range(200, len(y))])
+    assert aligned > 0.97 and hits > 0.68  # measured 0.983 and 0.684; 0.7 is the copy's own rate, 1 - r
 
 
 def noisy_bytes(alphabet, r, n, seed=0):
@@ -101,7 +103,7 @@ def test_lm_online_scratch_codes_a_noisy_copy_near_its_entropy():
     x, y = noisy_bytes(alphabet, r, n)
     comp = kolmo.get_compressor("lm-online", **SCRATCH)
     ratio = (comp.bits(x + y) - comp.bits(x)) / (n * entropy(alphabet, r))
-    # measured: 1.35 (the longest-repeat match model of before: 2.59)
+    # measured: 1.37 (the longest-repeat match model of before: 2.59)
     assert ratio < 1.6, ratio
 
 

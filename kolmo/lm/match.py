@@ -1,8 +1,8 @@
 """The match model of the mixture compressor: a pointer into the past that keeps its alignment.
 
 It predicts ``ids[t]`` from ``ids[:t]`` as :mod:`kolmo.lm.ngram`'s model does (``bits`` over a whole
-sequence, ``state()`` incremental, the same 64-bit context hashes and undo logs). Both run the one
-per-token rule below (:func:`_decide`, :func:`_dist`, :func:`_learn`), so they agree to the last bit.
+sequence, ``state()`` incremental, the same hashes and undo logs), both through the one per-token
+rule below (:func:`_decide`, :func:`_dist`, :func:`_learn`), so they agree to the last bit.
 
 Two predictions per position t:
 
@@ -24,14 +24,15 @@ Two predictions per position t:
   2. *a better repeat*: when ``u_B != p`` and ``run < L_B``, it moves to ``u_B`` if ``u_B`` agrees
      with the recent past on more of the last ``W = lengths[0]`` positions than ``p`` does
      (``score(q) = #{k in 1..W : ids[q-k] == ids[t-k]}``), with ``run`` recounted there;
-  3. with no pointer yet, it takes ``u_B`` (when B has one).
+  3. with no pointer yet, it takes ``u_B`` (when B has one);
+  4. where B has no repeat apart from ``p`` and the pointer missed in the last 8, B is the shift of
+     rule 1 with the longest run beyond ``run`` (short of ``k``), as rung ``len(lengths) + 1``: after
+     an edit both alignments predict until one wins, the counts learning how often a shift is right.
 
-The distribution is learned from counts in a context ``c`` made of ``run`` (buckets 0, 1, 2-3,
-4-7, 8-15, 16+), ``misses`` (0, 1, 2, 3-4, 5-8) and B's rung ``r`` (B at ``p``, or predicting
-``y_A``, counts as agreement). Encoder and decoder update the counts alike after each token. The
-tokens not predicted share what is left in proportion to their frequencies so far,
-``f(x) = 1/2 + #{u < t : ids[u] = x}`` (a copy's changed token follows the tokens' overall
-frequencies, not 1 / A over an alphabet mostly unused: bytes of an 8-symbol source):
+The distribution comes from counts (updated alike by encoder and decoder after each token) in a
+context ``c`` of ``run`` (buckets 0, 1, 2-3, 4-7, 8-15, 16+), ``misses`` (0, 1, 2, 3-4, 5-8) and B's
+rung ``r`` (B at ``p`` or predicting ``y_A``: agreement). The tokens not predicted share the rest by
+their frequencies ``f(x) = 1/2 + #{u < t : ids[u] = x}`` (not 1 / A over a mostly unused alphabet):
 
 * one prediction y (A and B agree, or B has none): with ``n_c`` tries and ``h_c`` hits,
   ``q = (h_c + 1/2) / (n_c + 1)``, ``p(y) = q`` and ``p(x) = (1 - q) f(x) / (F - f(y))`` for x != y,
@@ -42,13 +43,10 @@ frequencies, not 1 / A over an alphabet mostly unused: bytes of an 8-symbol sour
   (over an alphabet of two: ``(a_c + 1/2) / (a_c + b_c + 1)`` and ``(b_c + 1/2) / (a_c + b_c + 1)``);
 * no pointer: ``p = 1 / A``; ``p = 1`` if A = 1.
 
-All in bits: ``bits`` returns ``-log2 p(ids[t] | ids[:t])``. The mixer's weight set
-(``gate="match"``) is the bucket :func:`_gate` of the largest probability the model gives, so it
-learns how far to trust the model at each level of confidence: 0 = no prediction, 1 .. 8 for the
-edges ``GATE_EDGES``. ``MatchModel.version`` names the rule in stream configurations.
-
-Costs: ``bits`` runs a Python loop per token (~20 us per byte of English, where the n-gram model's
-sorts take 2 us); a state adds O(A) float64 elementwise work per ``probs``, as the n-gram model's.
+``bits`` returns ``-log2 p(ids[t] | ids[:t])`` in bits. The mixer's weight set (``gate="match"``) is
+the bucket :func:`_gate` of the model's largest probability (0: no prediction, 1 .. 8 by the edges
+``GATE_EDGES``). ``MatchModel.version`` names the rule in stream configurations. Costs: ``bits``
+loops in Python per token (~20 us a byte of English); ``probs`` adds O(A) elementwise float64 work.
 """
 
 from __future__ import annotations
@@ -99,23 +97,31 @@ def _shift_evidence(distinct: int) -> int:
 
 
 def _decide(ids, t: int, ptr: int, run: int, misses: int, u: int, rung: int, lengths, cap: int, shift: int):
-    """The pointer used for position t (rules 1-3 of the module docstring): ``(ptr, run)``, with ``ptr``
-    -1 where there is none. ``ids`` is read at positions < t only; ``u``, ``rung``: B's repeat."""
+    """The pointer used for position t and the second prediction (rules 1-4 of the module docstring):
+    ``(ptr, run, u, rung)``, ``ptr`` -1 where there is none, ``u`` -1 where no second one. ``ids`` is
+    read at positions < t only; ``u``, ``rung``: B's repeat; ``shift``: k."""
     if ptr < 0:
         if u < 0:
-            return -1, 0
-        return u, _run_length(ids, u, t, cap)
+            return -1, 0, -1, 0
+        return u, _run_length(ids, u, t, cap), u, rung
+    best, best_run = -1, run
     if misses:
         need = run + shift
         for d in range(1, SLIP + 1):
             for c in (ptr - d, ptr + d):
-                if 0 < c < t and _run_length(ids, c, t, need) >= need:
-                    return c, _run_length(ids, c, t, cap)
+                if 0 < c < t:
+                    k = _run_length(ids, c, t, need)
+                    if k >= need:
+                        return c, _run_length(ids, c, t, cap), u, rung
+                    if k > best_run:
+                        best, best_run = c, k
     if u >= 0 and u != ptr and run < lengths[rung - 1]:
         w = lengths[0]
         if _score(ids, u, t, w) > _score(ids, ptr, t, w):
-            return u, _run_length(ids, u, t, cap)
-    return ptr, run
+            return u, _run_length(ids, u, t, cap), u, rung
+    if (u < 0 or u == ptr) and best >= 0:
+        return ptr, run, best, len(lengths) + 1
+    return ptr, run, u, rung
 
 
 def _context(run: int, misses: int, rung: int, agree: bool, n_rungs: int) -> int:
@@ -166,7 +172,7 @@ class MatchModel:
     strictly decreasing tuple of context lengths; ``n_buckets``: the mixer's weight sets."""
 
     #: the rule's name in stream configurations: a stream coded with another rule is refused
-    version = "aligned-1"
+    version = "aligned-2"
 
     def __init__(self, alphabet: int, lengths: Sequence[int] = (32, 16, 8, 4)):
         self.alphabet = _whole(alphabet, "alphabet", 1)
@@ -179,7 +185,7 @@ class MatchModel:
         self.n_buckets = len(GATE_EDGES) + 2
         #: the longest run the pointer counts (the run buckets stop at 16; rule 2 compares with lengths)
         self.cap = max(16, self.lengths[0])
-        self.n_contexts = _N_RUN * _N_MISS * (2 * len(self.lengths) + 1)
+        self.n_contexts = _N_RUN * _N_MISS * (2 * len(self.lengths) + 3)
         #: _shift_evidence of each count of distinct tokens seen, 0 .. A
         self._shifts = [_shift_evidence(d) for d in range(self.alphabet + 1)]
 
@@ -205,13 +211,13 @@ class MatchModel:
         ids = _as_ids(ids, self.alphabet)
         start, a = _whole(start, "start", 0, len(ids)), self.alphabet
         where, rung_of = self._repeats(ids)
-        seq, lengths, cap, n_r = ids.tolist(), self.lengths, self.cap, len(self.lengths)
+        seq, lengths, cap, n_r = ids.tolist(), self.lengths, self.cap, len(self.lengths) + 1
         counts = [0.0] * (3 * self.n_contexts)
         freq, total, distinct, shifts = [FREQ_PRIOR] * a, FREQ_PRIOR * a, 0, self._shifts
         gates, probs = np.zeros(len(seq), np.int64), np.ones(len(seq))
         ptr, run, hist = -1, 0, 0
         for t, (x, u, rung) in enumerate(zip(seq, where.tolist(), rung_of.tolist())):
-            ptr, run = _decide(seq, t, ptr, run, _POPCOUNT[hist], u, rung, lengths, cap, shifts[distinct])
+            ptr, run, u, rung = _decide(seq, t, ptr, run, _POPCOUNT[hist], u, rung, lengths, cap, shifts[distinct])
             distinct += freq[x] == FREQ_PRIOR
             if ptr < 0:
                 probs[t] = 1.0 / a
@@ -279,18 +285,16 @@ class MatchState(_History):
             u, rung = self._repeat()
             ptr, run, hist = self._pointer
             misses = _POPCOUNT[hist]
-            ptr, run = _decide(ids, t, ptr, run, misses, u, rung, m.lengths, m.cap, m._shifts[self._distinct[0]])
+            ptr, run, u, rung = _decide(ids, t, ptr, run, misses, u, rung, m.lengths, m.cap,
+                                        m._shifts[self._distinct[0]])
             if ptr < 0:
                 self._next = (0, -1, 0, -1, -1, True, -1)
             else:
                 ya = ids[ptr]
                 yb = ids[u] if u >= 0 and u != ptr else ya
                 agree = yb == ya
-                ctx = _context(run, misses, rung, agree, len(m.lengths))
-                gate = 0
-                if self.alphabet > 1:
-                    pa, pb, _ = _dist(self._counts, ctx, agree, self.alphabet)
-                    gate = _gate(max(pa, pb))
+                ctx = _context(run, misses, rung, agree, len(m.lengths) + 1)
+                gate = _gate(max(_dist(self._counts, ctx, agree, self.alphabet)[:2])) if self.alphabet > 1 else 0
                 self._next = (gate, ptr, run, ya, yb, agree, ctx)
         return self._next
 
