@@ -168,3 +168,20 @@ def test_remix_of_saved_columns_is_what_the_compressor_codes(tmp_path, capsys):
     assert same == pytest.approx(comp.conditional_bits(y, x), rel=1e-12)  # the same columns, put back
     with pytest.raises(ValueError, match="no column 'cache'"):
         remix.other_column(f"{tmp_path / 'run.npz'}:cache")
+
+
+def test_noisy_copies_have_their_entropy():
+    """The noisy-copy benchmark's channels: the substitution rate and its H(Y|X) = h(r) + r log2(A-1),
+    a changed symbol is never the same one, and the indel bound is above the substitution-free case."""
+    import numpy as np
+    from benchmarks.noisy_copies import indel_bound, indel_copy, substituted_copy, substitution_entropy
+    x, y = substituted_copy(8, 0.1, 20_000, seed=1)
+    a, b = np.frombuffer(x, np.uint8), np.frombuffer(y, np.uint8)
+    assert a.max() == 7 and b.max() == 7 and abs((a != b).mean() - 0.1) < 0.01
+    assert substitution_entropy(2, 0.5) == pytest.approx(1.0)   # a fair coin flip of a bit
+    assert substitution_entropy(8, 0.1) == pytest.approx(0.4690 + 0.1 * math.log2(7), abs=1e-4)
+    assert substitution_entropy(32, 31 / 32) == pytest.approx(5.0)  # Y independent of X: log2 A
+    x, y = indel_copy(32, 0.01, 20_000, seed=2)
+    assert abs(len(y) - len(x)) < 100 and y != x      # about as many inserted as deleted (200 each)
+    assert indel_copy(32, 0.0, 1000, seed=2)[1] == indel_copy(32, 0.0, 1000, seed=2)[0]
+    assert indel_bound(32, 0.0) == 0.0 and indel_bound(32, 0.01) > substitution_entropy(32, 0.01)

@@ -90,7 +90,10 @@ def test_a_long_repeat_becomes_cheap():
     assert match[500:].mean() < 0.5 and match[:500].mean() > 9
     ngram = TokenNGram(1000, 4).bits(ids)
     assert ngram[500:].mean() < 0.25 * ngram[:500].mean()
-    assert (MatchModel(1000, (32, 16, 8, 4)).buckets(ids)[532:] == 1).all()   # the longest rung
+    model = MatchModel(1000, (32, 16, 8, 4))
+    gates = model.buckets(ids)
+    assert (gates[:504] == 0).all() and (gates[504:] > 0).all()   # a pointer once 4 tokens repeat
+    assert (gates[600:] == model.n_buckets - 1).all()              # and, learned, the most confident set
 
 
 def test_text_fits_better_than_uniform():

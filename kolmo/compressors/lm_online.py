@@ -43,12 +43,12 @@ defaults: ``block_tokens`` 32, ``lr`` 3e-4, ``train_on`` "window" (measured in :
 The mixture (:mod:`kolmo.lm.mixing.mixture`): ``mix`` a tuple of parts, each optional: "learner" (the
 model above, learning), "fast" (a second copy of it on the same blocks, learning at ``fast_lr``,
 default 3 x ``lr``: twice the learning's time and memory), "frozen" (the pretrained model untouched, in context), "ngram" (token
-n-gram memory, one expert per order in ``ngram_orders``), "match" (the longest earlier repeat, context lengths
-``match_lengths``), "cache" (a neural cache: the tokens that followed the earlier positions whose
+n-gram memory, one expert per order in ``ngram_orders``), "match" (a pointer into the past that keeps its
+alignment through changed tokens, and the longest earlier repeat, context lengths ``match_lengths``), "cache" (a neural cache: the tokens that followed the earlier positions whose
 frozen-model hidden states are most like the current one, weighted by exp(``cache_theta`` x cosine
 similarity) over the last ``cache_size`` positions, None: all; :mod:`kolmo.lm.mixing.neural_cache`); mixed
 per token (Soft-Bayes rate ``eta``, fixed ``share``; weight set chosen by
-the match length with ``gate="match"``, one set with None; ``eta`` a tuple of rates, e.g.
+the match model's confidence with ``gate="match"``, one set with None; ``eta`` a tuple of rates, e.g.
 ``(0.1, 0.02, 1.0)``: one mixer per rate under a top Bayes mixer, :class:`kolmo.lm.mixing.mixer.MixerStack`). Default ``mix="auto"``, measured in
 benchmarks/mix_bench.py: where the pretrained models compute in bf16 (``autocast``, below), every part
 with ``cache_theta`` 200 and ``eta`` (0.1, 0.02, 1.0) unless given (:data:`kolmo.lm.settings.BF16_MIX`:

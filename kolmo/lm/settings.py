@@ -295,12 +295,15 @@ class OnlineSettings:
         return {"eta": self.eta, "mixer": "soft-bayes, fixed share"}
 
     def _mix_config(self) -> Dict[str, Any]:
+        from .mixing.match import MatchModel
         from .mixing.neural_cache import FLOOR
         if self.mix is None:
             return {}
         return {"mix": list(self.mix), **({"fast_lr": self.fast_lr} if "fast" in self.mix else {}),
                 "ngram_orders": list(self.ngram_orders) if "ngram" in self.mix else None,
                 "match_lengths": list(self.match_lengths) if "match" in self.mix or self.gate else None,
+                # the match model's rule (kolmo.lm.mixing.match): streams of another rule are refused, not misdecoded
+                **({"match_model": MatchModel.version} if "match" in self.mix or self.gate else {}),
                 "gate": self.gate, "share": self.share, **self._mixer_config(),
                 **({"cache_theta": self.cache_theta, "cache_size": self.cache_size, "cache_floor": FLOOR}
                    if "cache" in self.mix else {})}

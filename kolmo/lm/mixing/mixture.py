@@ -13,13 +13,15 @@ of the distributions of its *parts*, each optional:
 ``"ngram"``    :class:`kolmo.lm.mixing.ngram.TokenNGram` over every token coded so far (X and the part of
                Y already coded): one expert per order in ``ngram_orders`` (the estimate
                interpolated over orders 0 .. n), so the mixer weighs short and long contexts
-``"match"``    :class:`kolmo.lm.mixing.match.MatchModel`: the token that followed the longest earlier repeat
-               of the recent tokens, with a confidence learned per match length
+``"match"``    :class:`kolmo.lm.mixing.match.MatchModel`: a pointer into the past that keeps its alignment
+               through changed tokens (and re-synchronises after an inserted or deleted one), beside
+               the token that followed the longest earlier repeat of the recent tokens, with
+               confidences learned per run length, recent misses and repeat length
 ``"cache"``    :class:`kolmo.lm.mixing.neural_cache.NeuralCache`: the tokens that followed the earlier
                positions whose frozen-model hidden states are most like the current one (the
                frozen model runs for it whether or not ``"frozen"`` is mixed)
 
-The mixer's weight set is chosen per token by the match model's length bucket (``gate="match"``,
+The mixer's weight set is chosen per token by the match model's confidence bucket (``gate="match"``,
 PAQ's context-selected weight sets) or is one set (``gate=None``). Code length::
 
     C(x) = sum_t  -log2 sum_k w_{t,k} p_{t,k}(x_t)                                  (bits)
