@@ -222,7 +222,7 @@ def test_the_neural_cache_in_the_mixture(tiny):
     is mixed; conditionals continue its keys from the shared blocks; real streams round-trip,
     with the verification recomputing its rows (no safe block)."""
     import functools
-    from kolmo.lm.mixing.neural_cache import THETA, NeuralCache
+    from kolmo.lm.mixing.neural_cache import THETA, CacheSettings
     tiny = functools.partial(tiny, autocast=None)  # float32: the cache's floats are the frozen model's own
     data = TEXT + "héllo wörld ☃ ".encode() * 3 + bytes([0, 255, 128])
     every = tiny()  # the default in float32: every part but the second learner
@@ -237,7 +237,7 @@ def test_the_neural_cache_in_the_mixture(tiny):
     eng = alone.prequential
     for s, e in eng.blocks(len(seq) - 1):
         eng.inner._score(seq, s, e, net=eng.frozen, hidden=hidden)
-    want = NeuralCache(eng.learner.alphabet, THETA).state().bits(torch.cat(hidden), seq[1:])
+    want = CacheSettings(eng.learner.alphabet, THETA).state().bits(torch.cat(hidden), seq[1:])
     assert alone.bits(data) == pytest.approx(want.sum(), rel=1e-9)
     x, y = TEXT, b"and the Spirit of God moved upon the face of the deep"
     assert every.conditional_bits(y, x) == pytest.approx(tiny().bits(x + y) - tiny().bits(x), rel=1e-9)

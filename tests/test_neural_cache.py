@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from kolmo.lm.mixing.neural_cache import FLOOR, NeuralCache  # noqa: E402
+from kolmo.lm.mixing.neural_cache import FLOOR, CacheSettings  # noqa: E402
 
 
 def reference_bits(h, tokens, alphabet, theta, size=None):
@@ -42,7 +42,7 @@ def states(n=300, d=16, alphabet=11, seed=0):
 @pytest.mark.parametrize("size", [None, 7, 64])
 def test_bits_follow_the_definition(size):
     h, tokens = states()
-    got = NeuralCache(11, theta=8.0, size=size).state().bits(torch.from_numpy(h), tokens)
+    got = CacheSettings(11, theta=8.0, size=size).state().bits(torch.from_numpy(h), tokens)
     want = reference_bits(h.astype(np.float64), tokens, 11, 8.0, size)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)  # float32 similarities
     if size != 7:  # (seven keys rarely hold the token: misses cost log2(A / FLOOR) bits)
@@ -51,8 +51,8 @@ def test_bits_follow_the_definition(size):
 
 def test_runs_continue_where_earlier_ones_left():
     h, tokens = states()
-    whole = NeuralCache(11, theta=8.0).state().bits(torch.from_numpy(h), tokens)
-    st = NeuralCache(11, theta=8.0).state()
+    whole = CacheSettings(11, theta=8.0).state().bits(torch.from_numpy(h), tokens)
+    st = CacheSettings(11, theta=8.0).state()
     parts = [st.bits(torch.from_numpy(h[a:b]), tokens[a:b]) for a, b in ((0, 5), (5, 290), (290, 300))]
     np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-5, atol=1e-5)
     assert st.n == 300
@@ -60,7 +60,7 @@ def test_runs_continue_where_earlier_ones_left():
 
 def test_the_coders_rows_give_the_same_code_lengths():
     h, tokens = states(n=120)
-    cache = NeuralCache(11, theta=8.0, size=50)
+    cache = CacheSettings(11, theta=8.0, size=50)
     ideal = cache.state().bits(torch.from_numpy(h), tokens)
     st = cache.state()
     coded = []
@@ -75,7 +75,7 @@ def test_the_coders_rows_give_the_same_code_lengths():
 
 def test_rollback_forgets_the_keys_after_the_mark():
     h, tokens = states(n=40)
-    st = NeuralCache(11, theta=8.0).state()
+    st = CacheSettings(11, theta=8.0).state()
     st.bits(torch.from_numpy(h[:20]), tokens[:20])
     st.mark()
     first = st.probs(torch.from_numpy(h[20]))
@@ -92,7 +92,7 @@ def test_rollback_forgets_the_keys_after_the_mark():
 
 
 def test_no_key_yet_is_uniform():
-    st = NeuralCache(5).state()
+    st = CacheSettings(5).state()
     np.testing.assert_array_equal(st.probs(torch.ones(4)), np.full(5, 0.2))
     assert st.bits(torch.ones((1, 4)), np.array([3]))[0] == pytest.approx(math.log2(5))
 
@@ -101,8 +101,9 @@ def test_no_key_yet_is_uniform():
     (dict(theta=0.0), "cache_theta must be a positive"),
     (dict(theta=float("inf")), "cache_theta must be a positive"),
     (dict(size=0), "cache_size must be a positive int"),
-    (dict(size=2.5), "cache_size must be a positive int"),
 ])
 def test_bad_settings_say_what_was_expected(kw, msg):
     with pytest.raises(ValueError, match=msg):
-        NeuralCache(10, **kw)
+        CacheSettings(10, **kw)
+    with pytest.raises(TypeError, match="cache_size must be a positive int"):  # a wrong type: TypeError
+        CacheSettings(10, size=2.5)

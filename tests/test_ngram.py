@@ -155,9 +155,9 @@ def test_bad_input_says_what_to_do():
         TokenNGram(5, 2).bits([0.0, 1.0])
     with pytest.raises(ValueError, match="1-D"):
         TokenNGram(5, 2).bits([[0, 1]])
-    with pytest.raises(ValueError, match="alphabet must be an int"):
+    with pytest.raises(ValueError, match="alphabet must be a positive int"):
         TokenNGram(0, 2)
-    with pytest.raises(TypeError, match="alphabet must be an int"):
+    with pytest.raises(TypeError, match="alphabet must be a positive int"):
         MatchModel(2.5)
     with pytest.raises(ValueError, match="max_order"):
         TokenNGram(5, -1)

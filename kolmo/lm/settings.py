@@ -68,8 +68,8 @@ def _check_mix(mix: Any, scratch: bool, order, lengths, gate, share, eta,
                          "(its 'learner' starts from random weights)")
     if scratch and "cache" in mix:
         raise ValueError("mix part 'cache' keeps a pretrained model's hidden states; model='scratch' has none")
-    from .mixing.neural_cache import THETA, NeuralCache
-    NeuralCache(2, theta=THETA if cache_theta is None else cache_theta, size=cache_size)  # its own checks
+    from .mixing.neural_cache import THETA, CacheSettings
+    CacheSettings(2, theta=THETA if cache_theta is None else cache_theta, size=cache_size)  # its own checks
     from .mixing.match import MatchModel
     from .mixing.ngram import TokenNGram
     for name, value, model in (("ngram_orders", order, TokenNGram), ("match_lengths", lengths, MatchModel)):
@@ -258,7 +258,7 @@ class OnlineSettings:
         from .models.frozen import FrozenModel
         from .mixing.mixture import MixedPrequential
         from .mixing.match import MatchModel
-        from .mixing.neural_cache import NeuralCache
+        from .mixing.neural_cache import CacheSettings
         from .mixing.ngram import TokenNGram
         a = learner.alphabet
         fast = None
@@ -267,7 +267,7 @@ class OnlineSettings:
             fast_sparse = self.ngram_lr * self.fast_lr / self.lr if self.ngram_lr is not None else None
             fast = engine(new_learner(), self.fast_lr, fast_sparse)
         frozen = FrozenModel(loaded, autocast) if "frozen" in self.mix or "cache" in self.mix else None
-        cache = NeuralCache(a, self.cache_theta, self.cache_size) if "cache" in self.mix else None
+        cache = CacheSettings(a, self.cache_theta, self.cache_size) if "cache" in self.mix else None
         return MixedPrequential(inner, self.mix, fast=fast, frozen=frozen, cache=cache,
                                 ngram=TokenNGram(a, self.ngram_orders), match=MatchModel(a, self.match_lengths),
                                 gate=self.gate, share=self.share, eta=self.eta)

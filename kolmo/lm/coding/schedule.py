@@ -30,12 +30,12 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..scoring.batching import Window
+from .rans import DEFAULT_PRECISION, BatchDecoder, BatchEncoder
 from .tables import HostTables, Tables, frequencies, frequencies_host
-from .rans import BatchDecoder, BatchEncoder
 
-PRECISION_BITS = 24  # probability precision of the frequency tables (rANS: 64-bit states, 32-bit words)
-
-Window = Tuple[int, int, int]
+#: probability precision of the frequency tables: the coder's (rANS: 64-bit states, 32-bit words)
+PRECISION_BITS = DEFAULT_PRECISION
 Step = Callable[[int, Tables], np.ndarray]
 
 

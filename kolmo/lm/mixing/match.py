@@ -55,7 +55,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .ngram import _as_ids, _History, _prefix_hashes, _whole, _windows
+from ...options import check_int
+from .ngram import _as_ids, _History, _prefix_hashes, _windows
 
 #: the recent predictions of the pointer whose misses it counts (a bit mask of the last 8)
 HISTORY = 8
@@ -175,7 +176,7 @@ class MatchModel:
     version = "aligned-2"
 
     def __init__(self, alphabet: int, lengths: Sequence[int] = (32, 16, 8, 4)):
-        self.alphabet = _whole(alphabet, "alphabet", 1)
+        self.alphabet = check_int("alphabet", alphabet, 1)
         ok = isinstance(lengths, (tuple, list)) and len(lengths) > 0 and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in lengths)
         if not ok or any(a <= b for a, b in zip(lengths, lengths[1:])):
@@ -209,7 +210,7 @@ class MatchModel:
     def bits_and_buckets(self, ids, start: int = 0) -> Tuple[np.ndarray, np.ndarray]:
         """``(bits, buckets)`` for t = start .. len(ids)-1, from one pass."""
         ids = _as_ids(ids, self.alphabet)
-        start, a = _whole(start, "start", 0, len(ids)), self.alphabet
+        start, a = check_int("start", start, 0, len(ids)), self.alphabet
         where, rung_of = self._repeats(ids)
         seq, lengths, cap, n_r = ids.tolist(), self.lengths, self.cap, len(self.lengths) + 1
         counts = [0.0] * (3 * self.n_contexts)

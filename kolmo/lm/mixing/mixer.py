@@ -49,6 +49,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ...options import check_int
+
 #: the default share: about 13 bits per switch of the best expert with 4 experts, 1.4e-4 bits per token
 SHARE = 1e-4
 #: a stack's top mixer's share: the mixers are few and each follows its experts, so the top switches
@@ -60,10 +62,8 @@ class MixerState:
     """The weights of ``sets`` weight sets over ``experts`` predictors (module docstring)."""
 
     def __init__(self, experts: int, *, sets: int = 1, share: float = SHARE, eta: float = 1.0):
-        if isinstance(experts, bool) or not isinstance(experts, int) or experts < 1:
-            raise ValueError(f"experts must be a positive int, got {experts!r}")
-        if isinstance(sets, bool) or not isinstance(sets, int) or sets < 1:
-            raise ValueError(f"sets must be a positive int, got {sets!r}")
+        check_int("experts", experts)
+        check_int("sets", sets)
         if not (isinstance(share, (int, float)) and 0.0 <= share < 1.0):
             raise ValueError(f"share must be a number in [0, 1), got {share!r}")
         if not (isinstance(eta, (int, float)) and 0.0 < eta <= 1.0):

@@ -17,7 +17,7 @@ of the distributions of its *parts*, each optional:
                through changed tokens (and re-synchronises after an inserted or deleted one), beside
                the token that followed the longest earlier repeat of the recent tokens, with
                confidences learned per run length, recent misses and repeat length
-``"cache"``    :class:`kolmo.lm.mixing.neural_cache.NeuralCache`: the tokens that followed the earlier
+``"cache"``    :class:`kolmo.lm.mixing.neural_cache.CacheSettings`: the tokens that followed the earlier
                positions whose frozen-model hidden states are most like the current one (the
                frozen model runs for it whether or not ``"frozen"`` is mixed)
 
@@ -75,7 +75,7 @@ class MixedPrequential:
     ``"learner"`` part it is never run. ``fast``: the ``"fast"`` part's engine, another
     :class:`~kolmo.lm.coding.prequential.Prequential` with the same blocks and windows. ``frozen``: a
     :class:`~kolmo.lm.models.frozen.FrozenModel` for the ``"frozen"`` and ``"cache"`` parts; ``cache``: a
-    :class:`~kolmo.lm.mixing.neural_cache.NeuralCache` for ``"cache"``.
+    :class:`~kolmo.lm.mixing.neural_cache.CacheSettings` for ``"cache"``.
     """
 
     def __init__(self, inner, parts: Sequence[str], *, fast=None, frozen=None, ngram=None, match=None, cache=None,
@@ -95,7 +95,7 @@ class MixedPrequential:
         self.experts = tuple(e for p in self.parts for e in ([f"ngram{n}" for n in ngram.orders] if p == "ngram" else [p]))
         self.frozen, self.ngram, self.match, self.gate = frozen, ngram, match, gate
         if "cache" in self.parts and (cache is None or frozen is None):
-            raise ValueError("the 'cache' part needs a NeuralCache and the frozen model whose states it keeps")
+            raise ValueError("the 'cache' part needs the cache's settings and the frozen model whose states it keeps")
         self.cache = cache if "cache" in self.parts else None
         #: the keys of the ideal runs (positions 1 .. n of the sequence run last), kept across runs
         #: like the learner's weights: snapshot() keeps their count, restore() goes back to it

@@ -18,9 +18,9 @@ replay: it needs no training and the decoder rebuilds the same keys as it decode
 
 Two ways to evaluate it, used by :mod:`kolmo.lm.mixing.mixture`:
 
-``CacheState.bits(H, tokens)``   ideal code lengths of a run of positions from their hidden states
+``NeuralCache.bits(H, tokens)``   ideal code lengths of a run of positions from their hidden states
                                  (batched: query chunks against the keys, torch float32), keys added
-``CacheState.probs(h)``          the coder's distribution (float64 on the host, (A,)) for one state;
+``NeuralCache.probs(h)``          the coder's distribution (float64 on the host, (A,)) for one state;
                                  ``absorb(token)`` then adds that state's key
 
 The two give the same figures up to float rounding (the keys come from the same windows; the
@@ -38,37 +38,35 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ...options import check_float, check_int
+
 #: the probability spread over every token (the cache's worst case is log2(A / FLOOR) bits; benchmarks/saved/default_sweeps.json, cache_floor)
 FLOOR = 1e-3
 #: the default inverse temperature (``lm-online``'s ``cache_theta``; benchmarks/saved/default_sweeps.json, cache_theta)
 THETA = 150.0
-#: positions per batched query in :meth:`CacheState.bits` (a (chunk, keys) float32 matrix)
+#: positions per batched query in :meth:`NeuralCache.bits` (a (chunk, keys) float32 matrix)
 QUERY_CHUNK = 256
 
 
-class NeuralCache:
+class CacheSettings:
     """The cache's settings (module docstring): ``alphabet`` A, ``theta`` > 0 and ``size`` (most keys
     read; None: every earlier position)."""
 
     def __init__(self, alphabet: int, theta: float = THETA, size: Optional[int] = None):
-        if isinstance(alphabet, bool) or not isinstance(alphabet, int) or alphabet < 2:
-            raise ValueError(f"the neural cache needs an alphabet of at least 2 tokens, got {alphabet!r}")
-        ok = isinstance(theta, (int, float)) and not isinstance(theta, bool) and math.isfinite(theta) and theta > 0
-        if not ok:
-            raise ValueError(f"cache_theta must be a positive finite number (the inverse temperature on "
-                             f"cosine similarity, default {THETA}), got {theta!r}")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"cache_size must be a positive int (the most recent keys read) or None (all), got {size!r}")
+        check_int("alphabet", alphabet, 2, what="tokens the neural cache predicts")
+        check_float("cache_theta", theta)  # the inverse temperature on cosine similarity
+        check_int("cache_size", size, none=True, what="the most recent keys read; None: all")
         self.alphabet, self.theta, self.size = alphabet, float(theta), size
 
-    def state(self) -> "CacheState":
-        return CacheState(self)
+    def state(self) -> "NeuralCache":
+        """A new, empty cache for one run."""
+        return NeuralCache(self)
 
 
-class CacheState:
+class NeuralCache:
     """The keys and values of one run, growable, with a mark to roll back to (a block's start)."""
 
-    def __init__(self, cache: NeuralCache):
+    def __init__(self, cache: CacheSettings):
         self.cache = cache
         self.keys: Optional[torch.Tensor] = None  # (capacity, d) float32, unit rows
         self.values = np.zeros(0, dtype=np.int64)

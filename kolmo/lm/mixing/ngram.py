@@ -33,18 +33,12 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from ...options import check_int
+
 _BITS64 = 1 << 64
 _MASK = _BITS64 - 1
 _B = 0x9E3779B97F4A7C15           # odd, so invertible mod 2^64 (the vectorised prefix needs B^-1)
 _B_INV = pow(_B, -1, _BITS64)
-
-
-def _whole(value, name: str, least: int, most: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {least}; got {type(value).__name__} {value!r}")
-    if value < least or (most is not None and value > most):
-        raise ValueError(f"{name} must be an int in [{least}, {'inf' if most is None else most}]; got {value}")
-    return int(value)
 
 
 def _as_ids(ids, alphabet: int) -> np.ndarray:
@@ -168,11 +162,11 @@ class TokenNGram:
     mixes them as separate experts); the highest is ``max_order``."""
 
     def __init__(self, alphabet: int, orders):
-        self.alphabet = _whole(alphabet, "alphabet", 1)
+        self.alphabet = check_int("alphabet", alphabet, 1)
         seq = (orders,) if isinstance(orders, (int, np.integer)) and not isinstance(orders, bool) else orders
         if not isinstance(seq, (tuple, list)) or not seq or list(seq) != sorted(set(seq)):
             raise ValueError(f"orders must be an int >= 0 or an increasing tuple of them, e.g. (1, 2, 4); got {orders!r}")
-        self.orders = tuple(_whole(n, "every order (max_order)", 0) for n in seq)
+        self.orders = tuple(check_int("every order (max_order)", n, 0) for n in seq)
         self.max_order = self.orders[-1]
 
     def bits(self, ids, start: int = 0) -> np.ndarray:
@@ -182,7 +176,7 @@ class TokenNGram:
     def bits_by_order(self, ids, start: int = 0) -> np.ndarray:
         """(len(ids) - start, len(orders)) float64: column j the bits of the estimate of order ``orders[j]``."""
         ids = _as_ids(ids, self.alphabet)
-        start = _whole(start, "start", 0, len(ids))
+        start = check_int("start", start, 0, len(ids))
         p = np.full(len(ids), 1.0 / self.alphabet)
         out = np.empty((len(ids) - start, len(self.orders)))
         prefix = _prefix_hashes(ids)
