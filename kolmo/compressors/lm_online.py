@@ -210,7 +210,9 @@ class OnlineLMCompressor(LMStreams):
     def _shared(self, datas: Sequence[bytes]) -> List[float]:
         """Totals of inputs that share a prefix: train through their common whole blocks once."""
         from ..lm.coding.prequential import shared_runs
-        keys = [hashlib.sha256(d).digest() for d in datas]
+        import torch
+        threads = torch.get_num_threads().to_bytes(2, "little")  # the floats depend on it (kolmo.lm.machine)
+        keys = [hashlib.sha256(d).digest() + threads for d in datas]
         todo = [i for i, k in enumerate(keys) if k not in self._memo and k not in keys[:i]]
         if todo:
             seqs = [self._seq(self.tokens(datas[i])) for i in todo]
