@@ -70,7 +70,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture
 def tiny_lm(tiny_model_dir):
     import kolmo
-    return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, progress=False)
+    return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, dtype="float32", progress=False)
 
 
 @pytest.fixture(params=CLASSICAL + ["lm-tiny"])

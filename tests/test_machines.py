@@ -50,7 +50,7 @@ def run(spec, src, dst, action, env=None):
 
 
 def specs(tiny_model_dir):
-    return [{"name": "lm", "options": {"model": str(tiny_model_dir), "window": 64, "stride": 32}},
+    return [{"name": "lm", "options": {"model": str(tiny_model_dir), "window": 64, "stride": 32, "dtype": "float32"}},
             {"name": "lm-online", "options": {"model": "scratch", "buckets": 4096, "width": 32, "heads": 2}}]
 
 
