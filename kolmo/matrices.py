@@ -34,6 +34,7 @@ is the same whichever process computed it. For GPUs, one worker per device: Dask
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
@@ -159,24 +160,12 @@ def _task(comp: Compressor, kind: str, data: Dict[int, bytes], work: List[Tuple[
     return out
 
 
-class _torch_threads:
-    """Set torch's CPU thread count for a block (None: leave it), restoring it afterwards."""
-
-    def __init__(self, n: Optional[int]):
-        self.n, self.before = n, None
-
-    def __enter__(self):
-        if self.n:
-            import torch
-            self.before = torch.get_num_threads()
-            if self.before != self.n:
-                torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        if self.before is not None and self.before != self.n:
-            import torch
-            torch.set_num_threads(self.before)
+def _torch_threads(n: Optional[int]):
+    """Torch's CPU thread count set to ``n`` for a block and restored after (None: a no-op, torch untouched)."""
+    if not n:
+        return contextlib.nullcontext()
+    from .lm.machine import using_threads
+    return using_threads(n, "cpu")
 
 
 def task_threads(comp: Compressor, threads: Optional[int], workers: int, executor: Optional[Executor]) -> Optional[int]:

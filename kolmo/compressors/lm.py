@@ -62,7 +62,7 @@ from ..options import check_int
 from .base import CodeParts
 from .lm_streams import LMStreams
 
-DTYPES = ("auto", None, "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")  #: the dtype option's values
+
 class LMCompressor(LMStreams):
     name = "lm"
     RETIRED = "payload format 0 (kolmo 0.3: no version byte)"  # what streams without "payload" in their config have
@@ -84,9 +84,8 @@ class LMCompressor(LMStreams):
             check_int(key, val, none=True)
         if not isinstance(verify, bool):
             raise ValueError(f"verify must be True or False, got {verify!r}")
-        if not (dtype in DTYPES or hasattr(dtype, "is_floating_point")):
-            raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in DTYPES)} or a torch dtype, "
-                             f"got {dtype!r}")
+        from ..lm.models.loading import check_dtype
+        check_dtype(dtype)
         if kv_cache not in ("auto", "static", "dynamic"):
             raise ValueError(f"kv_cache must be 'auto', 'static' or 'dynamic', got {kv_cache!r}")
         self._options = dict(model=model, device=device, dtype=dtype, window=window, stride=stride,

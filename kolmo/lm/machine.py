@@ -190,6 +190,11 @@ def check(record: FloatRecord, device, what: str, bf16: bool = False) -> None:
             f"computes them with {here.describe(bf16)}, so decoding would fail: {hint}", record, reproducible)
 
 
+def float64_device(t):
+    """``t`` where float64 math runs: Apple's MPS has no float64, so a tensor there moves to the CPU."""
+    return t.cpu() if t.device.type == "mps" else t
+
+
 @contextlib.contextmanager
 def using_threads(n: int, device):
     """Run with torch's CPU thread count set to ``n`` (a stream's record; 0: leave it) when the

@@ -13,7 +13,6 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ..options import check_float, check_int
 
-_DTYPES = (None, "auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 #: lm-online's ``autocast`` option: the dtype of the body's products (None: the weights' own)
 _AUTOCAST = {None: None, "bfloat16": "bfloat16", "bf16": "bfloat16", "auto": "auto"}
 _FLOAT32 = ("float32", "fp32", "torch.float32")  #: the dtypes autocast applies to
@@ -122,8 +121,8 @@ class OnlineSettings:
 
     def _precision(self, scratch: bool, device, dtype, autocast) -> None:
         """``dtype`` checked; ``autocast`` resolved ("auto": bfloat16 where bf16 runs in hardware)."""
-        if dtype not in _DTYPES and not hasattr(dtype, "is_floating_point"):
-            raise ValueError(f"dtype must be one of {', '.join(repr(d) for d in _DTYPES)}, got {dtype!r}")
+        from .models.loading import check_dtype
+        check_dtype(dtype)
         if autocast not in _AUTOCAST:
             raise ValueError(f"autocast must be None (the model's own dtype), 'bfloat16' (its products in bf16 "
                              f"under torch.autocast) or 'auto' (bfloat16 where the device computes bf16 in "

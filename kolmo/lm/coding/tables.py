@@ -23,12 +23,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from ..machine import float64_device
 from .rans import DEFAULT_PRECISION, check_precision
-
-
-def _float64_device(t: torch.Tensor) -> torch.Tensor:
-    """``t`` where float64 math is available: Apple's MPS has no float64, so it runs on the CPU."""
-    return t.cpu() if t.device.type == "mps" else t
 
 
 def frequencies(probs: torch.Tensor, precision: int = DEFAULT_PRECISION) -> torch.Tensor:
@@ -59,7 +55,7 @@ def frequencies(probs: torch.Tensor, precision: int = DEFAULT_PRECISION) -> torc
         raise ValueError(f"an alphabet of {a} symbols does not fit {p_bits} bits of precision: every symbol "
                          f"needs a count >= 1 out of 2**{p_bits} = {m}; use precision >= {(a - 1).bit_length()}")
     device = probs.device
-    p = torch.nan_to_num(_float64_device(probs).to(torch.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    p = torch.nan_to_num(float64_device(probs).to(torch.float64), nan=0.0, posinf=1.0, neginf=0.0)
     p.clamp_(0.0, 1.0).mul_(float(m - a))  # in place on our own copy: fewer passes over (B, A)
     f = p.to(torch.int64)  # the cast truncates, which is floor here (p >= 0)
     f += 1

@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional, Tuple
 from ...cache import cache_dir
 from ...errors import ModelUnavailableError
 from ...progress import library_bars
-from .identity import model_identity
+from .identity import legacy_digest, model_identity
 from .tokens import ByteTokenizer
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -97,7 +97,6 @@ class LoadedModel:
     def legacy_fingerprint(self) -> Dict[str, Any]:
         """The fingerprint payload formats 0 and 1 wrote (name and file hashes), to name those
         formats when their streams are refused (:func:`kolmo.lm.models.identity.legacy_digest`)."""
-        from .identity import legacy_digest
         kind, where = self.source
         return {"model": self.name, "model_sha256": legacy_digest(kind, where, file_sha256, self.commit),
                 "dtype": str(self.dtype).replace("torch.", ""), "device_type": self.device.type}
@@ -116,17 +115,26 @@ def resolve_device(device: Optional[str]):
     return torch.device(device)
 
 
+#: the dtype option's names and the torch dtype each means ("auto" and None: chosen by the caller)
+DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+               "float16": "float16", "fp16": "float16"}
+
+
+def check_dtype(dtype: Any) -> None:
+    """Raise ValueError unless ``dtype`` is "auto", None, a name of :data:`DTYPE_NAMES` or a torch dtype."""
+    if dtype not in (None, "auto") and str(dtype) not in DTYPE_NAMES and not hasattr(dtype, "is_floating_point"):
+        names = ", ".join(repr(d) for d in ("auto", None, *DTYPE_NAMES))
+        raise ValueError(f"dtype must be one of {names} or a torch dtype, got {dtype!r}")
+
+
 def resolve_dtype(dtype: Optional[str], device):
     import torch
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
-    except KeyError:
-        raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}") from None
+    check_dtype(dtype)
+    return getattr(torch, DTYPE_NAMES[str(dtype)])
 
 
 def _gguf_to_cache(gguf: Path, digest: str, progress: bool, note: bool) -> Path:

@@ -28,6 +28,7 @@ from typing import Dict, List
 import numpy as np
 
 from ...errors import ModelUnavailableError
+from ..machine import float64_device
 
 _INVALID = "\udc80-\udcff"
 
@@ -69,7 +70,7 @@ def with_virtual(probs, n_virtual: int, virtual_mass: float = VIRTUAL_MASS):
         raise ValueError(f"virtual_mass must be in (0, 1), got {virtual_mass!r}")
     if probs.dim() != 2:
         raise ValueError(f"probs must be a (B, V) tensor, got shape {tuple(probs.shape)}")
-    p = (probs.cpu() if probs.device.type == "mps" else probs).to(torch.float64)  # MPS: no float64
+    p = float64_device(probs).to(torch.float64)
     if not n_virtual:
         return p
     extra = torch.full((p.shape[0], int(n_virtual)), virtual_mass / n_virtual, dtype=torch.float64, device=p.device)
