@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -183,6 +184,7 @@ def efficiency_part(rates: Dict[str, Dict[str, float]]) -> Dict[str, Any]:
 
     import kolmo
     from benchmarks._env import default_text
+    from kolmo.lm.scoring.batching import plan_windows
     text = default_text(16384)
     lm = kolmo.get_compressor("lm", progress=False)
     lm.bits(text[:256])  # load and warm up
@@ -192,8 +194,7 @@ def efficiency_part(rates: Dict[str, Dict[str, float]]) -> Dict[str, Any]:
     n_tok = len(lm.tokens(text))
     params = sum(p.numel() for p in lm.loaded.model.parameters())
     s = lm.scorer
-    positions = sum(e - b for b, _, e in __import__("kolmo.lm.scoring.batching", fromlist=["x"]).plan_windows(
-        n_tok + 1, 1, s.window, s.stride))
+    positions = sum(e - b for b, _, e in plan_windows(n_tok + 1, 1, s.window, s.stride))
     dt = lm.config["dtype"]
     rate = rates["bfloat16" if dt == "bfloat16" else "float32"]["one_process_gflop_s"] * torch.get_num_threads()
     scored = 2 * params * n_tok / secs / 1e9
@@ -219,7 +220,7 @@ def main(argv=None):
     from benchmarks._env import environment
     parts = a.parts.split(",")
     out: Dict[str, Any] = {"env": environment("cpu"), "command": "python -m benchmarks.corpus_bench "
-                           + " ".join(argv if argv is not None else __import__("sys").argv[1:])}
+                           + " ".join(argv if argv is not None else sys.argv[1:])}
     print(json.dumps(out["env"]))
     items = corpus_items(a.items, a.bytes)
     if "ceiling" in parts or "matrix" in parts or "efficiency" in parts:
