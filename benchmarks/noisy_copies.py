@@ -2,7 +2,8 @@
 
     python -m benchmarks.noisy_copies [--n 8000] [--rates 0.01,0.1,0.3] [--alphabets 8,32]
                                       [--indel-rate 0.01] [--compressors zstd,lzma,zlib,bz2,ppmd,lm-online-scratch]
-                                      [--lm] [--device cpu] [--threads 1] [--seed 0] [--out out.json]
+                                      [--lm] [--ratio-only] [--device cpu] [--threads 1] [--seed 0]
+                                      [--out out.json]
 
 X is ``n`` symbols drawn i.i.d. uniformly from an alphabet of A symbols (bytes 0 .. A-1); Y copies
 X through a noisy channel:
@@ -26,7 +27,10 @@ the lower bound ``n log2 A - bound`` on I, with Y's length in place of n where t
 
 Compressors: zstd, lzma, zlib, bz2, ppmd, and ``lm-online-scratch`` (lm-online with
 ``model="scratch"``, the default mixture: learner, n-grams, match model); ``--lm`` adds ``lm``
-and ``lm-online`` with the pretrained default model (slow on a CPU). Every figure is printed beside
+(the pretrained default model mixed with the match model) and ``lm-online`` with the pretrained
+default model (slow on a CPU); ``lm-alone`` is ``lm`` with ``match=False`` (the model alone).
+``--ratio-only`` measures only C(Y|X) (``compressor.conditional_bits(y, x)``: for ``lm`` and
+``lm-online`` a third or less of ``joint_gap``'s work) and leaves out the gap. Every figure is printed beside
 the versions and the device (:mod:`benchmarks._env`); ``--out`` writes the whole result as JSON
 (benchmarks/saved/noisy_copies.json holds a run).
 """
@@ -115,17 +119,27 @@ def make(name: str, a) -> Any:
         return kolmo.get_compressor("lm-online", model="scratch", device=a.device, progress=False)
     if name in ("lm", "lm-online"):
         return kolmo.get_compressor(name, device=a.device, progress=False)
+    if name == "lm-alone":
+        return kolmo.get_compressor("lm", device=a.device, match=False, progress=False)
     return kolmo.get_compressor(name)
 
 
-def measure(comp, case: Dict[str, Any]) -> Dict[str, Any]:
+def measure(comp, case: Dict[str, Any], ratio_only: bool = False) -> Dict[str, Any]:
     import kolmo
     t = time.perf_counter()
+    if ratio_only:
+        c = kolmo.conditional_bits(case["y"], case["x"], compressor=comp, progress=False)
+        return {"c_y_given_x": c, "h_y_given_x": case["h_y_given_x"], "ratio": c / case["h_y_given_x"],
+                "seconds": time.perf_counter() - t}
     r = kolmo.joint_gap(case["x"], case["y"], compressor=comp, progress=False)
     h, mi = case["h_y_given_x"], case["true_mi"]
     return {"c_x": r.c_x, "c_y": r.c_y, "c_xy": r.c_xy, "c_y_given_x": r.c_y_given_x,
             "h_y_given_x": h, "ratio": r.c_y_given_x / h, "gap": r.gap, "true_mi": mi,
             "gap_ratio": r.gap / mi, "mi_shortfall": mi - r.gap, "seconds": time.perf_counter() - t}
+
+
+def _cell(v) -> str:
+    return f"{v:18.3f}" if v is not None else f"{'-':>18s}"
 
 
 def table(res: Dict[str, Any]) -> None:
@@ -137,7 +151,7 @@ def table(res: Dict[str, Any]) -> None:
     print("\ngap C(X)+C(Y)-C(XY) / true I(X;Y)   (indel rows: / a lower bound on I)")
     print(f"{'case':26s}" + "".join(f"{n:>18s}" for n in names))
     for c in res["cases"]:
-        print(f"{c['case']:26s}" + "".join(f"{res['compressors'][n]['cases'][c['case']]['gap_ratio']:18.3f}"
+        print(f"{c['case']:26s}" + "".join(_cell(res['compressors'][n]['cases'][c['case']].get('gap_ratio'))
                                             for n in names))
     env = res["env"]
     print(f"\nkolmo {env['kolmo']}, torch {env.get('torch')}, numpy {env['numpy']}, device {env['device']}, "
@@ -152,6 +166,7 @@ def main(argv=None) -> int:
     p.add_argument("--indel-rate", type=float, default=0.01, help="insertion and deletion rate d (0: no indel rows)")
     p.add_argument("--compressors", default=",".join(CLASSICAL + [SCRATCH]))
     p.add_argument("--lm", action="store_true", help="add lm and lm-online with the pretrained default model (slow)")
+    p.add_argument("--ratio-only", action="store_true", help="measure C(Y|X) only (no gap): faster for the LMs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
@@ -171,7 +186,7 @@ def main(argv=None) -> int:
     res: Dict[str, Any] = {
         "env": environment(a.device),
         "settings": {"n": a.n, "rates": rates, "alphabets": alphabets, "indel_rate": a.indel_rate, "seed": a.seed,
-                     "threads": a.threads},
+                     "threads": a.threads, "ratio_only": a.ratio_only},
         "cases": [{**{k: v for k, v in c.items() if k not in ("x", "y")}, "len_y": len(c["y"])} for c in todo],
         "compressors": {}}
     for name in names:
@@ -179,7 +194,7 @@ def main(argv=None) -> int:
         sec: Dict[str, Any] = {"config": comp.config, "cases": {}}
         t = time.perf_counter()
         for c in todo:
-            sec["cases"][c["case"]] = got = measure(comp, c)
+            sec["cases"][c["case"]] = got = measure(comp, c, a.ratio_only)
             print(f"[{name} {c['case']}: C(Y|X) {got['c_y_given_x']:.0f} bits, {got['ratio']:.3f} x H(Y|X), "
                   f"{got['seconds']:.1f} s]", file=sys.stderr, flush=True)
         sec["seconds"] = time.perf_counter() - t

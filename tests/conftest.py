@@ -69,13 +69,24 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_lm(tiny_model_dir):
+    """lm's model alone (``match=False``): the tests of the model's code lengths and coding."""
+    import kolmo
+    return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, dtype="float32",
+                                match=False, progress=False)
+
+
+@pytest.fixture
+def tiny_lm_match(tiny_model_dir):
+    """lm as a user gets it: the model mixed with the match model (``match=True``, the default)."""
     import kolmo
     return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, dtype="float32", progress=False)
 
 
-@pytest.fixture(params=CLASSICAL + ["lm-tiny"])
+@pytest.fixture(params=CLASSICAL + ["lm-tiny", "lm-tiny-match"])
 def any_compressor(request):
     import kolmo
     if request.param == "lm-tiny":
         return request.getfixturevalue("tiny_lm")
+    if request.param == "lm-tiny-match":
+        return request.getfixturevalue("tiny_lm_match")
     return kolmo.get_compressor(request.param)

@@ -5,13 +5,22 @@
 
 ``bits(data)`` is the *ideal* code length sum(-log2 p(token | previous tokens)) in bits, computed by
 the batched core (:mod:`kolmo.lm.scoring.loglik`) on the input in one piece (or in ``chunk_tokens`` chunks
-when that is set): ``bits_kind == "ideal"``. ``compress`` writes a real rANS-coded stream
+when that is set): ``bits_kind == "ideal"``. By default p is a mixture of the model's prediction and
+a match model's (``match``, below), so a copy of X in Y is found beyond the model's window. ``compress`` writes a real rANS-coded stream
 (:mod:`kolmo.lm.coding.coder`), verified to decode before it is returned (``verify``). Its size is
 ``bits() / 8`` plus 19 bytes of container and payload table for one chunk of 1-16 kB, 8 bytes of
 coder state and 2 of CRC per chunk, 24-bit quantisation, and the context each further chunk loses.
 
 Settings (all in ``config``, which also pins the model's identity (:mod:`kolmo.lm.models.identity`), dtype
 and device type, and shows its name):
+
+``match`` (default True)
+    Mix the model's next-token distribution with the match model's (:mod:`kolmo.lm.mixing.matched`:
+    a pointer into every earlier token of the chunk that keeps its alignment through changed
+    tokens), with weights learned per token: p = w_frozen p_model + w_match p_match. A noisy copy
+    of X in Y then costs about H(Y|X), and the window no longer bounds what C(Y|X) reads of a copy.
+    ``match=False``: the model alone, p = p_model (streams of kolmo before the match model are
+    decoded with it).
 
 ``dtype`` (default "auto")
     The weights' dtype: "auto" is bfloat16 where the device computes bf16 in hardware (a CPU with
@@ -78,23 +87,25 @@ class LMCompressor(LMStreams):
     def __init__(self, model: Optional[str] = None, *, device: Optional[str] = "auto", dtype: Optional[str] = "auto",
                  window: Optional[int] = None, stride: Optional[int] = None, chunk_tokens: Optional[int] = None,
                  batch_tokens: Optional[int] = None, coder_batch: Optional[int] = None, verify: bool = True,
-                 kv_cache: str = "auto", progress: Optional[bool] = None):
+                 kv_cache: str = "auto", match: bool = True, progress: Optional[bool] = None):
         for key, val in (("window", window), ("stride", stride), ("chunk_tokens", chunk_tokens),
                          ("batch_tokens", batch_tokens), ("coder_batch", coder_batch)):
             check_int(key, val, none=True)
-        if not isinstance(verify, bool):
-            raise ValueError(f"verify must be True or False, got {verify!r}")
+        for key, val in (("verify", verify), ("match", match)):
+            if not isinstance(val, bool):
+                raise ValueError(f"{key} must be True or False, got {val!r}")
         from ..lm.models.loading import check_dtype
         check_dtype(dtype)
         if kv_cache not in ("auto", "static", "dynamic"):
             raise ValueError(f"kv_cache must be 'auto', 'static' or 'dynamic', got {kv_cache!r}")
         self._options = dict(model=model, device=device, dtype=dtype, window=window, stride=stride,
                              chunk_tokens=chunk_tokens, batch_tokens=batch_tokens, coder_batch=coder_batch,
-                             verify=verify, kv_cache=kv_cache, progress=progress)
+                             verify=verify, kv_cache=kv_cache, match=match, progress=progress)
         self.verify, self._kv_cache, self.model_name, self.progress = verify, kv_cache, model, progress
         self._device, self._dtype, self._window, self._stride = device, dtype, window, stride
         self.chunk_tokens, self._batch_tokens, self._coder_batch = chunk_tokens, batch_tokens, coder_batch
-        self._loaded = self._scorer = None
+        self.match = match
+        self._loaded = self._scorer = self._mix = None
 
     # -- lazy model -----------------------------------------------------------------------------
     @property
@@ -132,6 +143,19 @@ class LMCompressor(LMStreams):
         return self._scorer
 
     @property
+    def mix(self):
+        """The mixture's settings (:class:`kolmo.lm.mixing.matched.MatchMix`), or None with ``match=False``."""
+        if self.match and self._mix is None:
+            from ..lm.mixing.matched import MatchMix
+            self._mix = MatchMix(self.scorer.alphabet)
+        return self._mix
+
+    def _mixed(self, frozen_bits: np.ndarray, ids: np.ndarray, start: int = 0) -> np.ndarray:
+        """The code lengths of ``ids[start:]``: the frozen model's ``frozen_bits``, mixed with the
+        match model's over all of ``ids`` when ``match`` is on."""
+        return frozen_bits if self.mix is None else self.mix.bits(frozen_bits, ids, start)
+
+    @property
     def coder_batch(self) -> int:
         """Chunks coded together in one batch (default: 1024 on CUDA, 64 on a CPU)."""
         if self._coder_batch is None:
@@ -152,7 +176,7 @@ class LMCompressor(LMStreams):
         return {"codec": "lm-rans", **self.loaded.fingerprint, "window": s.window, "stride": s.stride,
                 "chunk_tokens": self.chunk_tokens, "coder_batch": self.coder_batch,
                 "precision_bits": PRECISION_BITS, "start_id": s.start, "kv_cache": self.kv_cache,
-                "payload": framing.PAYLOAD_VERSION}
+                "payload": framing.PAYLOAD_VERSION, **(self.mix.config if self.mix is not None else {})}
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -164,11 +188,16 @@ class LMCompressor(LMStreams):
                 "transformers_version": transformers.__version__}
 
     def __repr__(self) -> str:
-        return f"<kolmo compressor lm (model={self.model_name or 'SmolLM2-135M-Instruct'!s}, device={self._device})>"
+        return (f"<kolmo compressor lm (model={self.model_name or 'SmolLM2-135M-Instruct'!s}, device={self._device}"
+                f"{'' if self.match else ', match=False'})>")
 
     def window_warnings(self, n_bytes: int) -> List[str]:
         w = self.scorer.window  # loads the model, which the measurement that asks needs anyway
         if n_bytes > 4 * w:
+            if self.match:
+                return [f"lm: {n_bytes} bytes are likely more than the model's {w}-token window; in C(XY) and "
+                        "C(Y|X) the model sees only the last tokens of X (the match model sees all of it: "
+                        "copies of X are found, what the model would learn from the rest of X is not)"]
             return [f"lm: {n_bytes} bytes are likely more than the model's {w}-token window; C(XY) and "
                     "C(Y|X) see only the last tokens of X"]
         return []
@@ -203,24 +232,28 @@ class LMCompressor(LMStreams):
         chunks = self._chunks(self.tokens(data))
         if not chunks:
             return np.zeros(0)
-        return np.concatenate(self.scorer.score([self._seq(c) for c in chunks], [1] * len(chunks)))
+        scored = self.scorer.score([self._seq(c) for c in chunks], [1] * len(chunks))
+        return np.concatenate([self._mixed(b, c) for b, c in zip(scored, chunks)])
 
     def bits(self, data: Data) -> float:
         return self.bits_many([data])[0]
 
     def bits_many(self, datas: Sequence[Data]) -> List[float]:
         """Ideal code lengths of many inputs, all their windows batched together."""
-        pieces = [(k, self._seq(c)) for k, d in enumerate(datas) for c in self._chunks(self.tokens(d))]
-        owners, seqs = [k for k, _ in pieces], [q for _, q in pieces]
+        pieces = [(k, c) for k, d in enumerate(datas) for c in self._chunks(self.tokens(d))]
+        seqs = [self._seq(c) for _, c in pieces]
         totals = [0.0] * len(datas)
-        for k, bits in zip(owners, self.scorer.score(seqs, [1] * len(seqs))):
-            totals[k] += float(bits.sum())
+        for (k, chunk), bits in zip(pieces, self.scorer.score(seqs, [1] * len(seqs))):
+            totals[k] += float(self._mixed(bits, chunk).sum())
         return totals
 
     def conditional_bits_many(self, datas: Sequence[Data], context: Data) -> List[float]:
+        """C(y | context) of each y: the model reads the end of the context in its window (its KV
+        cache), the match model all of it; the mixture's weights start at y."""
         ctx = self.tokens(as_bytes(context, name="context"))
         docs = [self.tokens(d) for d in datas]
-        return [float(b.sum()) for b in self.scorer.score_with_context(ctx, docs)]
+        return [float(self._mixed(b, np.concatenate([ctx, d]), len(ctx)).sum())
+                for b, d in zip(self.scorer.score_with_context(ctx, docs), docs)]
 
     def code_parts(self, data: Data, *, given: Optional[Data] = None, block: Optional[int] = None) -> CodeParts:
         """Per-token ideal code lengths of ``data`` (alone, or after ``given``'s tokens in the window),
@@ -232,7 +265,8 @@ class LMCompressor(LMStreams):
         if given is None:
             bits = self.token_bits(raw)
         elif len(ids):
-            bits = self.scorer.score_with_context(self.tokens(as_bytes(given, name="given")), [ids])[0]
+            ctx = self.tokens(as_bytes(given, name="given"))
+            bits = self._mixed(self.scorer.score_with_context(ctx, [ids])[0], np.concatenate([ctx, ids]), len(ctx))
         else:
             bits = np.zeros(0)
         from ..lm.models.tokens import token_spans
@@ -242,7 +276,9 @@ class LMCompressor(LMStreams):
     @property
     def coder(self):
         from ..lm.coding.coder import Coder
-        return Coder(self.scorer, window=self.scorer.window, stride=self.scorer.stride, kv_cache=self.kv_cache,
+        from ..lm.mixing.matched import MatchedStep
+        model = self.scorer if self.mix is None else MatchedStep(self.scorer, self.mix)
+        return Coder(model, window=self.scorer.window, stride=self.scorer.stride, kv_cache=self.kv_cache,
                       verify=self.verify, what="lm stream", label="kolmo lm", progress=self.progress,
                       bf16=self.loaded.fingerprint["dtype"] == "bfloat16")
 
@@ -259,8 +295,25 @@ class LMCompressor(LMStreams):
 
     def format0_config(self) -> Dict[str, Any]:
         """The configuration payload format 0 wrote for these settings (no "payload", the old identity)."""
-        cfg = {k: v for k, v in self.stream_config.items() if k != "payload"}
+        mixed = set(self.mix.config) if self.mix is not None else set()  # format 0 had no match model
+        cfg = {k: v for k, v in self.stream_config.items() if k != "payload" and k not in mixed}
         return {**cfg, **self.loaded.legacy_fingerprint()}
+
+    def other_configs(self):
+        """The hardware's other default, and the other ``match`` (the model alone: ``match=False``
+        and every stream of kolmo before the match model; or with it)."""
+        out = super().other_configs()
+        if self.mix is not None:
+            alone = {k: v for k, v in self.stream_config.items() if k not in self.mix.config}
+            out.append((alone, "this lm stream was coded by the model alone, without the match model (match=False, "
+                               "and every lm stream of kolmo before it): pass match=False (`-O match=false`) to "
+                               "decode it"))
+        else:
+            from ..lm.mixing.matched import MatchMix
+            out.append(({**self.stream_config, **MatchMix(self.scorer.alphabet).config},
+                        "this lm stream was coded with the match model (lm's default): pass match=True "
+                        "(`-O match=true`) to decode it"))
+        return out
 
     def other_hardware_default(self):
         if self._dtype not in (None, "auto"):

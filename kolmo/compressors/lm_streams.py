@@ -4,12 +4,12 @@ Both write the language models' payload (:mod:`kolmo.framing.lm_payload`) in kol
 A stream that fails this compressor's configuration hash is refused up front, naming what it is:
 a retired payload format (format 0 by the configuration it was written with, later ones by the
 payload's version bits), or a default stream from hardware whose default precision is the other
-one (with the option that decodes it).
+one, or one of ``lm`` coded without the match model (each with the option that decodes it).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import framing
 from ..errors import StreamMismatchError
@@ -49,6 +49,12 @@ class LMStreams(Compressor):
         the other one, the error that names the option decoding such a stream), or None."""
         return None
 
+    def other_configs(self) -> List[Tuple[Dict[str, Any], str]]:
+        """Stream configurations that other options of this compressor give, each with the error that
+        names the option decoding such a stream: :meth:`unpack` tells a stream of one of them."""
+        other = self.other_hardware_default()
+        return [other] if other else []
+
     def unpack(self, blob: Any) -> framing.Frame:
         blob = as_bytes(blob, name="blob")
         try:
@@ -56,7 +62,7 @@ class LMStreams(Compressor):
                                   retired={self.RETIRED: self.format0_config},
                                   retired_payloads=framing.RETIRED_PAYLOADS)
         except StreamMismatchError as exc:
-            other = self.other_hardware_default()
-            if other and framing.config_hash_of(blob) == framing.config_hash(self.name, other[0]):
-                raise StreamMismatchError(other[1]) from exc
+            for config, message in self.other_configs():
+                if framing.config_hash_of(blob) == framing.config_hash(self.name, config):
+                    raise StreamMismatchError(message) from exc
             raise

@@ -60,11 +60,16 @@ def run_windows(model, seqs: np.ndarray, windows: Sequence[Window], step: Step, 
     A model with state of its own beyond the KV cache (the mixture of :mod:`kolmo.lm.mixing.mixture`)
     has ``begin_run(again)``, called first: every run of a schedule starts from the same state.
     ``again``: this run repeats the previous one on the same tokens (the encoder's verification),
-    so such a model may replay what it computes exactly, without floats that could differ."""
+    so such a model may replay what it computes exactly, without floats that could differ.
+    A model with a memory of the tokens (``lm``'s match model, :mod:`kolmo.lm.mixing.matched`) has
+    ``begin_window(seqs, split)``, called before each window's prefill: ``seqs[:, :split]`` are known."""
     begin_run = getattr(model, "begin_run", None)
+    begin_window = getattr(model, "begin_window", None)
     if begin_run is not None:
         begin_run(again)
     for begin, split, end in windows:
+        if begin_window is not None:
+            begin_window(seqs, split)
         past = model.new_cache(kv_cache, end - begin)
         hidden, cache = model.advance(model.inputs(seqs[:, begin:split]), past, True)
         h = hidden[:, -1]

@@ -61,15 +61,21 @@ TOP_SHARE = 1e-2
 class MixerState:
     """The weights of ``sets`` weight sets over ``experts`` predictors (module docstring)."""
 
-    def __init__(self, experts: int, *, sets: int = 1, share: float = SHARE, eta: float = 1.0):
+    def __init__(self, experts: int, *, sets: int = 1, share: float = SHARE, eta: float = 1.0,
+                 prior: Optional[Sequence[float]] = None):
         check_int("experts", experts)
         check_int("sets", sets)
+        if prior is not None and (len(prior) != experts or not all(isinstance(v, (int, float)) and v > 0 for v in prior)):
+            raise ValueError(f"prior must hold {experts} positive numbers (the starting weights), got {prior!r}")
         if not (isinstance(share, (int, float)) and 0.0 <= share < 1.0):
             raise ValueError(f"share must be a number in [0, 1), got {share!r}")
         if not (isinstance(eta, (int, float)) and 0.0 < eta <= 1.0):
             raise ValueError(f"eta must be a number in (0, 1], got {eta!r}")
         self.experts, self.sets, self.share, self.eta = experts, sets, float(share), float(eta)
-        self.weights: List[List[float]] = [[1.0 / experts] * experts for _ in range(sets)]
+        start = [1.0 / experts] * experts if prior is None else [float(v) / float(sum(prior)) for v in prior]
+        #: every set starts at ``prior`` normalised (uniform by default): the Bayes mixture's regret
+        #: against expert k is at most log2(1 / w_k) bits per set at the start
+        self.weights: List[List[float]] = [list(start) for _ in range(sets)]
 
     def copy(self) -> "MixerState":
         out = MixerState(self.experts, sets=self.sets, share=self.share, eta=self.eta)
