@@ -184,6 +184,7 @@ def main(argv=None) -> int:
         pass
     todo = cases(a.n, rates, alphabets, a.indel_rate, a.seed)
     res: Dict[str, Any] = {
+        "benchmark": "noisy_copies", "argv": list(sys.argv[1:] if argv is None else argv),
         "env": environment(a.device),
         "settings": {"n": a.n, "rates": rates, "alphabets": alphabets, "indel_rate": a.indel_rate, "seed": a.seed,
                      "threads": a.threads, "ratio_only": a.ratio_only},

@@ -115,7 +115,7 @@ def test_another_match_setting_names_the_option_that_decodes_it(tiny_model_dir):
         mixed.decompress(alone.compress(data))
     with pytest.raises(StreamMismatchError, match="match=True"):
         alone.decompress(mixed.compress(data))
-    assert mixed.config["match_model"] == "aligned-2" and "match_model" not in alone.config
+    assert mixed.config["match_model"] == "aligned-3" and "match_model" not in alone.config
     with pytest.raises(ValueError, match="match must be True or False"):
         with_options(tiny_model_dir, match="yes")
 

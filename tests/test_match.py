@@ -143,3 +143,26 @@ def test_bits_and_state_agree_through_every_rule(alphabet):
         state.absorb(tok)
     np.testing.assert_allclose(bits, got, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(buckets, gates)
+
+
+def test_a_miss_goes_to_the_tokens_seen_over_a_large_alphabet():
+    """The escape estimate (PPM's method C): over a tokenizer's 49,152 tokens, a copy of 8 symbols
+    gives the unseen tokens D / (t + D) of what is left after the predicted ones, not the 3/4 that a
+    pseudo-count of 1/2 on every token gave them; the bits of a noisy copy follow."""
+    a, n = 49_152, 1000
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 8, n)
+    y = np.where(rng.random(n) < 0.1, rng.integers(0, 8, n), x)
+    ids = np.concatenate([x, y])
+    state = MatchModel(a).state()
+    for t in ids[:n + 500].tolist():
+        state.absorb(t)
+    p = state.probs()
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    seen = np.zeros(a, bool)
+    seen[np.unique(ids[:n + 500])] = True
+    rest = 1.0 - p.max()  # what the prediction leaves
+    assert p[~seen].sum() < 0.01 * rest
+    # the copy costs little more than H(Y|X) over the large alphabet, as over 8 symbols
+    h = n * (-0.0875 * math.log2(0.0875) - 0.9125 * math.log2(0.9125) + 0.0875 * math.log2(7))
+    assert MatchModel(a).bits(ids, start=n).sum() < 1.3 * h
