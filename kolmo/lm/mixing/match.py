@@ -346,19 +346,26 @@ class MatchState(_History):
                 table[h] = t
         self._append(x, undo)
 
-    def probs(self) -> np.ndarray:
-        """The next-token distribution (float64, length A, sums to 1, all > 0)."""
+    def parts(self) -> Optional[Tuple[int, float, int, float, float, float]]:
+        """The next-token distribution's parameters ``(y_A, p(y_A), y_B, p(y_B), k, esc)``: every other
+        token x has ``p(x) = k f(x)``, with ``f(x) = c(x)`` for a token seen and ``esc`` for one unseen
+        (module docstring); ``y_B == y_A`` where they agree. None: no prediction (uniform)."""
         a = self.alphabet
         _, ptr, _, ya, yb, agree, ctx = self._predict()
-        if a == 1:
-            return np.ones(1)
-        if ptr < 0:
-            return np.full(a, 1.0 / a)
+        if ptr < 0 or a == 1:
+            return None
         pa, pb, rest = _dist(self._counts, ctx, agree, a)
         esc, unseen = _escape(self._distinct[0], a)
-        f = np.where(self._freq > 0.0, self._freq, esc)
-        p = f * _spread(rest, self._freq, self._total[0] + unseen, ya, yb, agree)
+        return ya, pa, yb, pb, _spread(rest, self._freq, self._total[0] + unseen, ya, yb, agree), esc
+
+    def probs(self) -> np.ndarray:
+        """The next-token distribution (float64, length A, sums to 1, all > 0)."""
+        a, got = self.alphabet, self.parts()
+        if got is None:
+            return np.full(a, 1.0 / a)
+        ya, pa, yb, pb, k, esc = got
+        p = np.where(self._freq > 0.0, self._freq, esc) * k
         p[ya] = pa
-        if not agree:
+        if yb != ya:
             p[yb] = pb
         return p

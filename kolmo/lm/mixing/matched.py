@@ -23,10 +23,17 @@ to learn that the match model knows it.
 Ideal code lengths (:meth:`MatchMix.bits`) mix the frozen model's per-token bits from the batched
 core with the match model's, vectorised over the chunk. Real coding runs :class:`MatchedStep`, a
 step model of :mod:`kolmo.lm.coding.schedule` for B chunks in lock-step: per step the frozen model's
-B distributions, each row's match model's, mixed in float64 on the host (:func:`kolmo.lm.kernels.mix_rows`,
-a fixed order), so encoder and decoder compute the same floats; every run of a schedule restarts
+B distributions and the B match models' (built for all rows at once from their token counts), mixed
+in float64 on the frozen model's device with elementwise products and one sum, so encoder and
+decoder compute the same floats; every run of a schedule restarts
 the rows' memories and weights (``begin_run``), and ``begin_window`` gives them the tokens before
 a window's first coded position (a shared prefix the chunks read first included).
+
+Cost: the match model's decisions and the mixer's weights run on the host in Python, about 10 us
+a token for ideal code lengths and per row and step for real coding (the (B, A) work runs on the
+device). Beside a CPU's model (some 3 ms a token) that is under 1%; a GPU scores tokens faster than
+the host can match them, so there the mixture bounds the throughput of ``bits`` and ``compress``
+(``match=False`` for the model alone at full speed).
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..kernels import mix_rows
 from .match import MatchModel
 from .mixer import SHARE, MixerState
 
@@ -87,7 +93,10 @@ class MatchedStep:
     """The step model of ``lm``'s mixture for B chunks in lock-step (module docstring).
 
     ``frozen``: the frozen model's step model (:class:`kolmo.lm.scoring.loglik.Scorer`); it runs
-    unchanged, and this model returns the mixed (B, 1, A) float64 distributions as its states."""
+    unchanged, and this model returns the mixed (B, 1, A) float64 distributions as its states, on
+    the frozen model's device. Each row's match model decides on the host (its pointer, its counts'
+    probabilities: :meth:`kolmo.lm.mixing.match.MatchState.parts`); its full distribution is built
+    for all rows at once on the device from the rows' token counts ``(B, A)``, and mixed there."""
 
     def __init__(self, frozen, mix: MatchMix):
         self.frozen, self.mix = frozen, mix
@@ -110,39 +119,65 @@ class MatchedStep:
         """The tokens of ``seqs`` (B, L) before ``split`` are known: the memories read those not read
         yet (the last one coded, or a prefix every chunk reads first)."""
         if self.rows is None:
-            self.rows = [(self.mix.match.state(), self.mix.new_mixer()) for _ in range(seqs.shape[0])]
+            b = seqs.shape[0]
+            self.rows = [(self.mix.match.state(), self.mix.new_mixer()) for _ in range(b)]
+            self.counts = torch.zeros(b, self.alphabet, dtype=torch.float64, device=self.device)  # c(x) per row
+            self.index = torch.arange(b, device=self.device)
         for p in range(self.seen, split):
             self._absorb(seqs[:, p])
         self.seen = max(self.seen, split)
 
     def advance(self, ids: np.ndarray, past=None, use_cache: bool = True):
-        """The mixed next-token distributions after ``ids`` (B, T) as (B, 1, A) float64, and the
-        frozen model's cache. The token a pending distribution predicted (a step's one token) is
-        learned first."""
+        """The mixed next-token distributions after ``ids`` (B, T) as (B, 1, A) float64 on the
+        device, and the frozen model's cache. The token a pending distribution predicted (a step's
+        one token) is learned first."""
         if self.rows is None:
             raise RuntimeError("MatchedStep runs in a schedule: begin_run(), then begin_window() before each window")
         if self.pending is not None:
             self._absorb(ids[:, -1])
             self.seen += 1
         h, cache = self.frozen.advance(self.frozen.inputs(ids), past, True)
-        lm = self.frozen.step_probs(h.select(1, -1)).double().cpu().numpy()
-        out = np.empty((len(self.rows), self.alphabet))
-        gates, experts = [], np.empty((len(self.rows), 2, self.alphabet))
-        for b, (state, mixer) in enumerate(self.rows):
-            experts[b, 0], experts[b, 1] = lm[b], state.probs()
-            gates.append(state.bucket())
-            mix_rows(experts[b], np.asarray(mixer.mix(gates[-1]), dtype=np.float64), out[b])
-        self.pending = (gates, experts)
-        return torch.from_numpy(out).unsqueeze(1), cache
+        lm = self.frozen.step_probs(h.select(1, -1)).to(torch.float64)
+        match = self._match_probs()
+        gates = [state.bucket() for state, _ in self.rows]
+        w = torch.tensor([mixer.mix(g) for (_, mixer), g in zip(self.rows, gates)], dtype=torch.float64,
+                         device=self.device)
+        # sum_k w_k p_k: each product rounded once, then one sum (kolmo.lm.kernels.mix_rows' floats)
+        mixed = lm * w[:, :1] + match * w[:, 1:]
+        self.pending = (gates, lm, match)
+        return mixed.unsqueeze(1), cache
+
+    def _match_probs(self) -> torch.Tensor:
+        """Every row's match distribution (B, A) float64: ``k f(x)``, then p(y_A) and p(y_B) set
+        (:meth:`kolmo.lm.mixing.match.MatchState.parts`); uniform where a row has no prediction."""
+        parts = [state.parts() for state, _ in self.rows]
+        k = torch.tensor([q[4] if q else 0.0 for q in parts], dtype=torch.float64, device=self.device)
+        esc = torch.tensor([q[5] if q else 0.0 for q in parts], dtype=torch.float64, device=self.device)
+        out = torch.where(self.counts > 0.0, self.counts, esc[:, None]) * k[:, None]
+        none = [b for b, q in enumerate(parts) if q is None]
+        if none:
+            out[none] = 1.0 / self.alphabet
+        predicted_a = [(b, q[0], q[1]) for b, q in enumerate(parts) if q]
+        predicted_b = [(b, q[2], q[3]) for b, q in enumerate(parts) if q and q[2] != q[0]]
+        for chosen in (predicted_a, predicted_b):
+            if chosen:
+                rows, cols, vals = zip(*chosen)
+                out[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)] = torch.tensor(
+                    vals, dtype=torch.float64, device=self.device)
+        return out
 
     def step_probs(self, h: torch.Tensor) -> torch.Tensor:
         return h  # advance() returns the mixed distributions themselves
 
     def _absorb(self, tokens: np.ndarray) -> None:
         """Each row learns its token: the weights from the pending distributions (if any), the memory."""
-        for b, ((state, mixer), x) in enumerate(zip(self.rows, tokens.tolist())):
-            if self.pending is not None:
-                gates, experts = self.pending
-                mixer.update(gates[b], experts[b, :, x].tolist())
-            state.absorb(x)
+        x = torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(self.device)
+        if self.pending is not None:
+            gates, lm, match = self.pending
+            seen = torch.stack([lm[self.index, x], match[self.index, x]], dim=1).cpu().tolist()
+            for (_, mixer), g, probs in zip(self.rows, gates, seen):
+                mixer.update(g, probs)
+        for (state, _), t in zip(self.rows, tokens.tolist()):
+            state.absorb(t)
+        self.counts[self.index, x] += 1.0
         self.pending = None
