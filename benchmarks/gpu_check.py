@@ -4,7 +4,8 @@
     python -m benchmarks.gpu_check --save-tokenizer .gl/tokenizer     # here, before a device call
 
 1. Default settings: compress and decompress ``--mb`` MB of English (goal >= 1 MB/s each on one
-   H100/H200 in bf16), stream bits/byte against ``bits()`` in one piece (what chunking costs).
+   H100/H200 in bf16), stream bits/byte against ``bits()`` in one piece (what chunking costs); then
+   the same with ``match=True`` (what the mixture with the match model costs on the device).
 2. Stress matrix: sizes from 0 B to ``--mb``, chunk sizes 64 to 4096 tokens, coder batches 1 to
    1024, bf16/fp16/float32, English, random bytes and invalid UTF-8: every case must round-trip;
    a table with throughput, bits/byte against ``bits()`` and chunks in the safe mode. Cases are
@@ -113,6 +114,13 @@ def main(argv=None):
           f"{run['decode_bytes_per_s'] / 1e6:.3f} MB/s (goal >= 1 MB/s); {run['chunks']} chunks of "
           f"{run['chunk_tokens']} tokens, batch {run['coder_batch']}; stream {run['stream_bits_per_byte']:.4f} vs "
           f"ideal one-piece {run['ideal_bits_per_byte']:.4f} bits/byte; safe chunks {run['safe_chunks']}; "
+          f"{'OK' if run['ok'] else 'FAILED'}", flush=True)
+    # the same with the match model (match=True): what the mixture costs on this device
+    matched = compressor(match=True)
+    run = coding_run(matched, main_text, sync)
+    res["match"] = run
+    print(f"  with the match model (match=True): encode {run['encode_bytes_per_s'] / 1e6:.3f} MB/s, decode "
+          f"{run['decode_bytes_per_s'] / 1e6:.3f} MB/s; stream {run['stream_bits_per_byte']:.4f} bits/byte; "
           f"{'OK' if run['ok'] else 'FAILED'}", flush=True)
 
     # 2. stress matrix

@@ -27,8 +27,8 @@ the lower bound ``n log2 A - bound`` on I, with Y's length in place of n where t
 
 Compressors: zstd, lzma, zlib, bz2, ppmd, and ``lm-online-scratch`` (lm-online with
 ``model="scratch"``, the default mixture: learner, n-grams, match model); ``--lm`` adds ``lm``
-(the pretrained default model mixed with the match model) and ``lm-online`` with the pretrained
-default model (slow on a CPU); ``lm-alone`` is ``lm`` with ``match=False`` (the model alone).
+(the pretrained default model alone), ``lm-match`` (``lm`` with ``match=True``: mixed with the
+match model) and ``lm-online`` with the pretrained default model (slow on a CPU).
 ``--ratio-only`` measures only C(Y|X) (``compressor.conditional_bits(y, x)``: for ``lm`` and
 ``lm-online`` a third or less of ``joint_gap``'s work) and leaves out the gap. Every figure is printed beside
 the versions and the device (:mod:`benchmarks._env`); ``--out`` writes the whole result as JSON
@@ -119,8 +119,8 @@ def make(name: str, a) -> Any:
         return kolmo.get_compressor("lm-online", model="scratch", device=a.device, progress=False)
     if name in ("lm", "lm-online"):
         return kolmo.get_compressor(name, device=a.device, progress=False)
-    if name == "lm-alone":
-        return kolmo.get_compressor("lm", device=a.device, match=False, progress=False)
+    if name == "lm-match":
+        return kolmo.get_compressor("lm", device=a.device, match=True, progress=False)
     return kolmo.get_compressor(name)
 
 
@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     p.add_argument("--alphabets", default="8,32", help="alphabet sizes A (2 .. 256)")
     p.add_argument("--indel-rate", type=float, default=0.01, help="insertion and deletion rate d (0: no indel rows)")
     p.add_argument("--compressors", default=",".join(CLASSICAL + [SCRATCH]))
-    p.add_argument("--lm", action="store_true", help="add lm and lm-online with the pretrained default model (slow)")
+    p.add_argument("--lm", action="store_true", help="add lm, lm-match and lm-online with the pretrained default "
+                                                      "model (slow)")
     p.add_argument("--ratio-only", action="store_true", help="measure C(Y|X) only (no gap): faster for the LMs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
@@ -176,7 +177,7 @@ def main(argv=None) -> int:
     alphabets = [int(v) for v in a.alphabets.split(",") if v]
     if any(not 0 < r < 1 for r in rates) or any(not 2 <= v <= 256 for v in alphabets):
         p.error(f"rates must lie in (0, 1) and alphabets in [2, 256]; got {rates} and {alphabets}")
-    names = [n for n in a.compressors.split(",") if n] + (["lm", "lm-online"] if a.lm else [])
+    names = [n for n in a.compressors.split(",") if n] + (["lm", "lm-match", "lm-online"] if a.lm else [])
     try:
         import torch
         torch.set_num_threads(a.threads)

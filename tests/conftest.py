@@ -69,7 +69,7 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_lm(tiny_model_dir):
-    """lm's model alone (``match=False``): the tests of the model's code lengths and coding."""
+    """lm as a user gets it: the model alone (``match=False``, the default)."""
     import kolmo
     return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, dtype="float32",
                                 match=False, progress=False)
@@ -77,9 +77,10 @@ def tiny_lm(tiny_model_dir):
 
 @pytest.fixture
 def tiny_lm_match(tiny_model_dir):
-    """lm as a user gets it: the model mixed with the match model (``match=True``, the default)."""
+    """lm with the match model (``match=True``): the model mixed with it."""
     import kolmo
-    return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, dtype="float32", progress=False)
+    return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, dtype="float32", match=True,
+                                progress=False)
 
 
 @pytest.fixture(params=CLASSICAL + ["lm-tiny", "lm-tiny-match"])

@@ -227,8 +227,7 @@ def test_non_byte_level_tokenizer_is_refused():
 
 def test_another_architecture_gpt2(tmp_path):
     from tiny_lm import build_tiny_gpt2
-    comp = kolmo.get_compressor("lm", model=str(build_tiny_gpt2(tmp_path)), window=48, stride=16, match=False,
-                                progress=False)
+    comp = kolmo.get_compressor("lm", model=str(build_tiny_gpt2(tmp_path)), window=48, stride=16, progress=False)
     lm = comp.loaded
     data = TEXT.encode()[:300] + b"\xff\x00"
     ids = comp.tokens(data)

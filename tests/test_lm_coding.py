@@ -50,7 +50,7 @@ def perturbing(forward, rows=None, after=0, scale=0.05):
 @pytest.fixture
 def chunked(tiny_model_dir):
     return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=64, stride=32, chunk_tokens=40,
-                                coder_batch=4, match=False, progress=False)  # the model's own floats perturbed
+                                coder_batch=4, progress=False)
 
 
 def verification_perturbed(monkeypatch, scorer, rows=None):

@@ -27,8 +27,9 @@ def noisy_copy(n: int, rate: float, seed: int = 0):
 
 
 def with_options(tiny_model_dir, **options):
+    """lm with the match model, unless ``match=False`` is among the options."""
     return kolmo.get_compressor("lm", model=str(tiny_model_dir), window=32, stride=8, dtype="float32",
-                                progress=False, **options)
+                                progress=False, **{"match": True, **options})
 
 
 def test_lm_finds_a_noisy_copy_beyond_its_window(tiny_lm, tiny_lm_match):

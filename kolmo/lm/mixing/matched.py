@@ -1,6 +1,6 @@
 """``lm``'s mixture: the frozen model beside the match model, one mixture per chunk.
 
-``lm`` (``match=True``, the default) codes every token with a linear mixture of two experts:
+``lm`` with ``match=True`` codes every token with a linear mixture of two experts:
 
 ``"frozen"``  the pretrained model's next-token distribution, as ``lm`` alone computes it (the
               context it sees is its window: C(Y|X) reads at most the end of X);
