@@ -6,8 +6,8 @@
 ``bits(data)`` is the *ideal* code length sum(-log2 p(token | previous tokens)) in bits, computed by
 the batched core (:mod:`kolmo.lm.scoring.loglik`) on the input in one piece (or in ``chunk_tokens`` chunks
 when that is set): ``bits_kind == "ideal"``. With ``match=True`` p is a mixture of the model's
-prediction and a match model's (below), so a copy of X in Y is found beyond the model's window. ``compress`` writes a real rANS-coded stream
-(:mod:`kolmo.lm.coding.coder`), verified to decode before it is returned (``verify``). Its size is
+prediction and a match model's (below), so a copy of X in Y is found beyond the model's window.
+``compress`` writes a real rANS-coded stream (:mod:`kolmo.lm.coding.coder`), verified to decode before it is returned (``verify``). Its size is
 ``bits() / 8`` plus 19 bytes of container and payload table for one chunk of 1-16 kB, 8 bytes of
 coder state and 2 of CRC per chunk, 24-bit quantisation, and the context each further chunk loses.
 
@@ -174,12 +174,17 @@ class LMCompressor(LMStreams):
 
     @property
     def stream_config(self) -> Dict[str, Any]:
+        return {**self._model_config, **(self.mix.config if self.mix is not None else {})}
+
+    @property
+    def _model_config(self) -> Dict[str, Any]:
+        """The stream configuration of the model alone (``match=False``): the match model's adds to it."""
         from ..lm.coding.schedule import PRECISION_BITS
         s = self.scorer
         return {"codec": "lm-rans", **self.loaded.fingerprint, "window": s.window, "stride": s.stride,
                 "chunk_tokens": self.chunk_tokens, "coder_batch": self.coder_batch,
                 "precision_bits": PRECISION_BITS, "start_id": s.start, "kv_cache": self.kv_cache,
-                "payload": framing.PAYLOAD_VERSION, **(self.mix.config if self.mix is not None else {})}
+                "payload": framing.PAYLOAD_VERSION}
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -298,20 +303,18 @@ class LMCompressor(LMStreams):
 
     def format0_config(self) -> Dict[str, Any]:
         """The configuration payload format 0 wrote for these settings (no "payload", the old identity)."""
-        mixed = set(self.mix.config) if self.mix is not None else set()  # format 0 had no match model
-        cfg = {k: v for k, v in self.stream_config.items() if k != "payload" and k not in mixed}
+        cfg = {k: v for k, v in self._model_config.items() if k != "payload"}  # format 0 had no match model
         return {**cfg, **self.loaded.legacy_fingerprint()}
 
     def other_configs(self):
         """The hardware's other default, and the other ``match`` setting."""
         out = super().other_configs()
         if self.mix is not None:
-            alone = {k: v for k, v in self.stream_config.items() if k not in self.mix.config}
-            out.append((alone, "this lm stream was coded by the model alone (match=False, lm's default): pass "
+            out.append((self._model_config, "this lm stream was coded by the model alone (match=False, lm's default): pass "
                                "match=False (`-O match=false`) to decode it"))
         else:
             from ..lm.mixing.matched import MatchMix
-            out.append(({**self.stream_config, **MatchMix(self.scorer.alphabet).config},
+            out.append(({**self._model_config, **MatchMix(self.scorer.alphabet).config},
                         "this lm stream was coded with the match model: pass match=True (`-O match=true`) "
                         "to decode it"))
         return out

@@ -10,7 +10,8 @@
 
 The weights are :class:`kolmo.lm.mixing.mixer.MixerState`'s (fixed-share Bayes, ``eta = 1``), one
 weight set per bucket of the match model's confidence (``gate="match"``), each starting at
-``(1 - PRIOR, PRIOR)`` = (15/16, 1/16) and learned as the chunk is coded. Code length of a chunk's tokens x_1 .. x_n::
+``(1 - PRIOR, PRIOR)`` = (15/16, 1/16) and learned as the chunk is coded. Code length of a chunk's
+tokens x_1 .. x_n::
 
     C = sum_t  -log2 ( w_t,frozen p_frozen(x_t | window) + w_t,match p_match(x_t | x_<t) )   (bits)
 
@@ -25,9 +26,9 @@ core with the match model's, vectorised over the chunk. Real coding runs :class:
 step model of :mod:`kolmo.lm.coding.schedule` for B chunks in lock-step: per step the frozen model's
 B distributions and the B match models' (built for all rows at once from their token counts), mixed
 in float64 on the frozen model's device with elementwise products and one sum, so encoder and
-decoder compute the same floats; every run of a schedule restarts
-the rows' memories and weights (``begin_run``), and ``begin_window`` gives them the tokens before
-a window's first coded position (a shared prefix the chunks read first included).
+decoder compute the same floats; every run of a schedule restarts the rows' memories and weights
+(``begin_run``), and ``begin_window`` gives them the tokens before a window's first coded position
+(a shared prefix the chunks read first included).
 
 Cost: the match model's decisions and the mixer's weights run on the host in Python, about 10 us
 a token for ideal code lengths and per row and step for real coding (the (B, A) work runs on the

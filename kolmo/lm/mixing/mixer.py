@@ -65,7 +65,8 @@ class MixerState:
                  prior: Optional[Sequence[float]] = None):
         check_int("experts", experts)
         check_int("sets", sets)
-        if prior is not None and (len(prior) != experts or not all(isinstance(v, (int, float)) and v > 0 for v in prior)):
+        if prior is not None and (len(prior) != experts
+                                  or not all(isinstance(v, (int, float)) and v > 0 for v in prior)):
             raise ValueError(f"prior must hold {experts} positive numbers (the starting weights), got {prior!r}")
         if not (isinstance(share, (int, float)) and 0.0 <= share < 1.0):
             raise ValueError(f"share must be a number in [0, 1), got {share!r}")
